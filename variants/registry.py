@@ -10,4 +10,6 @@ VARIANTS: dict[str, str] = {
     "lists": "variants.lists:ListsCNN",
     "generators": "variants.generators:GeneratorsCNN",
     "numpy": "variants.buffers:BuffersCNN",
+    # Optional: needs `pip install .[torch]`; everything else works without it.
+    "torch": "variants.torch_net:TorchCNN",
 }
