@@ -1,0 +1,103 @@
+"""Every variant trains the same network: same seed, same numbers, with and without its leak.
+
+The numpy variant is the reference; the others are independent implementations
+(pure-Python lists, generator pipelines, torch.nn), so agreement to 1e-9 checks
+each of them against the rest.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+import pytest
+
+from harness.interface import RunConfig
+from variants.data import make_dataset
+from variants.registry import VARIANTS
+
+EPOCHS = 3
+TOLERANCE = 1e-9
+OTHERS = [name for name in VARIANTS if name != "numpy"]
+
+
+def load_class(name: str) -> Any:
+    """The variant's class, or a skip when its optional dependency is missing."""
+    module_name, _, class_name = VARIANTS[name].partition(":")
+    if name == "torch":
+        pytest.importorskip("torch", reason="torch not installed: pip install '.[torch]'")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def train(name: str, leak: str | None, seed: int, **options: Any) -> list[dict[str, float]]:
+    """Metrics of the first EPOCHS epochs of one variant."""
+    loop = load_class(name)(RunConfig(seed=seed, epochs=EPOCHS, leak=leak, options=options))
+    try:
+        return [dict(loop.train_epoch(epoch)) for epoch in range(1, EPOCHS + 1)]
+    finally:
+        getattr(loop, "close", lambda: None)()
+
+
+def leak_of(name: str) -> str:
+    """The one leak each of our variants has."""
+    (leak,) = load_class(name).LEAKS
+    return leak
+
+
+def assert_same(got: list[dict[str, float]], want: list[dict[str, float]]) -> None:
+    for epoch, (g, w) in enumerate(zip(got, want, strict=True), start=1):
+        for key in ("loss", "correct_prob", "accuracy"):
+            assert abs(g[key] - w[key]) <= TOLERANCE, f"epoch {epoch} {key}: {g[key]!r} != {w[key]!r}"
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[tuple[int, bool], list[dict[str, float]]]:
+    """numpy's metrics for the seeds and modes used below, computed once."""
+    return {(seed, fc): train("numpy", None, seed, fc_only=fc) for seed in (0, 5) for fc in (False, True)}
+
+
+@pytest.mark.parametrize("name", OTHERS)
+@pytest.mark.parametrize("leaky", [False, True], ids=["fixed", "leaky"])
+def test_variant_agrees_with_numpy(name: str, leaky: bool, reference: dict) -> None:
+    # GIVEN the same seed WHEN a variant trains 3 epochs, with or without its leak
+    got = train(name, leak_of(name) if leaky else None, seed=5)
+    # THEN every epoch's loss, accuracy and correct_prob equal numpy's to 1e-9
+    assert_same(got, reference[(5, False)])
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_fc_only_agrees_with_numpy(name: str, reference: dict) -> None:
+    assert_same(train(name, None, seed=0, fc_only=True), reference[(0, True)])
+
+
+def test_numpy_leak_changes_no_number(reference: dict) -> None:
+    assert_same(train("numpy", leak_of("numpy"), seed=0), reference[(0, False)])
+
+
+def test_learning_happens_so_agreement_is_not_trivial(reference: dict) -> None:
+    # The first update moves the zero-initialised last layer, so the metrics change between epochs.
+    losses = [m["loss"] for m in reference[(0, False)]]
+    assert losses[0] == pytest.approx(np.log(3), abs=1e-12)  # all-zero last layer: uniform softmax
+    assert losses[2] < losses[1] < losses[0]
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_gradients_agree_with_numpy(name: str) -> None:
+    # GIVEN the same non-trivial parameters (random last layer) in two variants
+    data = make_dataset(2)
+    images, labels = data.train_images[:6], data.train_labels[:6]
+    ref = load_class("numpy")(RunConfig(seed=2))
+    other = load_class(name)(RunConfig(seed=2))
+    params = ref.get_parameters()
+    params["fc2.weight"] = np.random.default_rng(0).normal(0, 0.5, params["fc2.weight"].shape)
+    ref.set_parameters(params)
+    other.set_parameters(params)
+    # WHEN both compute the loss and its gradient
+    ref_loss, ref_grads = ref.loss_and_gradients(images, labels)
+    loss, grads = other.loss_and_gradients(images, labels)
+    # THEN they agree for every parameter
+    assert loss == pytest.approx(ref_loss, abs=TOLERANCE)
+    assert set(grads) == set(ref_grads)
+    for key in ref_grads:
+        np.testing.assert_allclose(grads[key], ref_grads[key], rtol=0, atol=TOLERANCE, err_msg=key)
