@@ -1,0 +1,268 @@
+"""Judge memory growth across epochs: warm-up, trend, a leak/flat/inconclusive verdict, and a projection.
+
+Pure functions (data in, numbers out); the estimators live in :mod:`harness.trend`.
+:func:`summarise_growth` builds the ``growth`` dict stored in a run's meta.json.
+
+Decision rule (:func:`verdict`), with its defaults:
+
+- fewer than ``min_epochs`` = 6 epochs after warm-up: ``inconclusive``.  With
+  five points and no ties the smallest two-sided Mann-Kendall p is 0.028, and with
+  the ties page-granular RSS produces it cannot reach 0.05 at all, while Sen's
+  interval at such n is the range of the extreme pairwise slopes.
+- the 95 % CI lies entirely below ``min_bytes_per_epoch`` = 4 KiB: ``flat``, even
+  when the trend is statistically non-zero.  RSS moves in 4 KiB pages and a flat
+  run climbs the odd page as the allocator fragments, so growth below one page
+  per epoch is neither measurable in a few hundred epochs nor harmful in a run of
+  thousands (3000 epochs x 4 KiB = 12 MiB).  Memory that shrinks is ``flat`` too.
+- the CI lies entirely above the threshold and Mann-Kendall p < 0.05: ``leak``.
+  Both must hold, so one step in an otherwise flat series, whose pairs are mostly
+  ties, keeps the lower bound at zero and is never called a leak.
+- otherwise (the CI straddles the threshold): ``inconclusive``.
+
+Serial correlation (a page once taken stays) makes the nominal 95 % optimistic;
+the practical threshold, not the p-value, is what keeps flat runs from being
+called leaks, which is why the leak rule tests the CI against it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import UsageError
+from harness.sizes import format_size
+from harness.trend import Trend, trend
+
+__all__ = [
+    "Trend", "trend", "detect_warmup", "verdict", "summarise_growth", "format_growth", "exceeds_budget",
+    "format_rate",
+]
+
+CONFIDENCE = 0.95
+ALPHA = 0.05
+MIN_EPOCHS = 6
+MIN_BYTES_PER_EPOCH = 4096  # one page per epoch: see the module docstring
+# Warm-up may take at most the first third: a steady leak must keep most of its epochs.
+MAX_WARMUP_FRACTION = 1 / 3
+WARMUP_SETTLE = 3  # warm-up ends once this many epochs in a row sit on the line
+WARMUP_SIGMAS = 4.0  # "on the line": within this many robust standard deviations ...
+NOISE_FLOOR_BYTES = 16 * 1024  # ... or 4 pages, as a page-granular series often has zero spread
+# RSS grows "but the heap does not" when the heap explains under a quarter of it.
+NATIVE_SHARE = 0.25
+
+MEASURES = {"rss_bytes": "RSS", "heap_bytes": "Python heap"}
+
+
+def detect_warmup(values: Sequence[float] | np.ndarray, epochs: Sequence[float] | np.ndarray | None = None,
+                  max_fraction: float = MAX_WARMUP_FRACTION, noise_floor: float = NOISE_FLOOR_BYTES) -> int:
+    """How many leading epochs are warm-up: before the series settles onto the line its later part follows."""
+    # The last (1 - max_fraction) of the series is warm-up free by assumption; a Theil-Sen
+    # line through it, extrapolated back, says where earlier epochs "should" be.  The
+    # warm-up ends at the first epoch from which WARMUP_SETTLE epochs in a row lie within
+    # the tolerance of that line, so a level shift (step then flat), a rising curve
+    # (warm-up then flat or then leak) and a fall after a first-epoch peak are all cut,
+    # while an isolated outlier later on is not taken for warm-up.
+    y = np.asarray(values, dtype=float)
+    x = np.arange(1, y.size + 1, dtype=float) if epochs is None else np.asarray(epochs, dtype=float)
+    limit = int(y.size * max_fraction)
+    if limit == 0 or y.size - limit < 3:
+        return 0
+    line = trend(y[limit:], x[limit:])
+    residuals = y - line.at(x)
+    tail = residuals[limit:]
+    scale = 1.4826 * float(np.median(np.abs(tail - np.median(tail))))  # MAD as a normal sigma
+    off = np.abs(residuals) > max(WARMUP_SIGMAS * scale, noise_floor)
+    for k in range(limit + 1):
+        if not off[k:k + WARMUP_SETTLE].any():
+            return k
+    return limit
+
+
+def verdict(fit: Trend | None, min_bytes_per_epoch: float = MIN_BYTES_PER_EPOCH,
+            min_epochs: int = MIN_EPOCHS, alpha: float = ALPHA) -> tuple[str, str]:
+    """("leak" | "flat" | "inconclusive", one-line reason) for a fitted trend; see the module docstring."""
+    n = 0 if fit is None else fit.n
+    if fit is None or n < min_epochs:
+        return "inconclusive", f"only {_count(n, 'epoch')} to fit; at least {min_epochs} are needed"
+    level = f"{fit.confidence:.0%} CI"
+    threshold = format_rate(min_bytes_per_epoch)
+    if fit.ci_high < min_bytes_per_epoch:
+        return "flat", f"the {level} lies below the {threshold} threshold"
+    if fit.ci_low > min_bytes_per_epoch and fit.p_value < alpha:
+        return "leak", f"the {level} lies above the {threshold} threshold (Mann-Kendall p{_p_relation(fit.p_value)})"
+    if fit.ci_low > min_bytes_per_epoch:
+        return "inconclusive", f"no significant trend (Mann-Kendall p{_p_relation(fit.p_value)})"
+    return "inconclusive", f"the {level} straddles the {threshold} threshold"
+
+
+def summarise_growth(epochs: pd.DataFrame, memory_cap_bytes: int | None = None,
+                     memory_total_bytes: int | None = None, *,
+                     min_bytes_per_epoch: float = MIN_BYTES_PER_EPOCH, min_epochs: int = MIN_EPOCHS) -> dict[str, Any]:
+    """The ``growth`` dict of a run (JSON-ready) from its epochs.csv table; see the module docstring."""
+    for column in ("epoch", "rss_bytes"):
+        if column not in epochs.columns:
+            raise UsageError(f"the epochs table has no {column!r} column; expected the columns of epochs.csv")
+    growth = _measure(epochs, "rss_bytes", min_bytes_per_epoch, min_epochs)
+    heap = _measure(epochs, "heap_bytes", min_bytes_per_epoch, min_epochs) if "heap_bytes" in epochs.columns else None
+    if heap is not None and heap["n_epochs_used"] + heap["warmup_epochs"] < 2:
+        heap = None  # not traced: the column is empty
+    growth["heap"] = heap
+    growth["native_growth"], growth["note"] = _native(growth, heap)
+    growth["projection"] = _projection(growth, memory_cap_bytes, memory_total_bytes)
+    return growth
+
+
+def _measure(epochs: pd.DataFrame, column: str, min_bytes_per_epoch: float, min_epochs: int) -> dict[str, Any]:
+    """Warm-up, trend and verdict of one memory column."""
+    table = pd.DataFrame({
+        "epoch": pd.to_numeric(epochs["epoch"], errors="coerce"),
+        "value": pd.to_numeric(epochs[column], errors="coerce"),
+    }).dropna()
+    # A truncated or repeated row must not break the strictly increasing epochs a trend needs.
+    table = table.drop_duplicates("epoch", keep="last").sort_values("epoch")
+    x, y = table["epoch"].to_numpy(float), table["value"].to_numpy(float)
+    warmup = detect_warmup(y, x)
+    fit = trend(y[warmup:], x[warmup:]) if y.size - warmup >= 2 else None
+    decision, reason = verdict(fit, min_bytes_per_epoch, min_epochs)
+    if y.size - warmup < min_epochs:
+        after = f" after {_count(warmup, 'warm-up epoch')}" if warmup else ""
+        reason = f"only {_count(y.size - warmup, 'epoch')}{after}; at least {min_epochs} are needed"
+    return {
+        "measure": column,
+        "verdict": decision,
+        "reason": reason,
+        "bytes_per_epoch": None if fit is None else fit.slope,
+        "ci_low": None if fit is None else fit.ci_low,
+        "ci_high": None if fit is None else fit.ci_high,
+        "confidence": CONFIDENCE,
+        "p_value": None if fit is None else fit.p_value,
+        "warmup_epochs": warmup,
+        "n_epochs_used": 0 if fit is None else fit.n,
+        "first_epoch_used": None if fit is None else int(x[warmup]),
+        "last_epoch": int(x[-1]) if x.size else None,
+        "fitted_last_bytes": None if fit is None else fit.at(x[-1]),
+        "min_bytes_per_epoch": float(min_bytes_per_epoch),
+        "pairs_sampled": False if fit is None else fit.pairs_sampled,
+    }
+
+
+def _native(rss: dict[str, Any], heap: dict[str, Any] | None) -> tuple[bool | None, str | None]:
+    """Whether RSS leaks while the Python heap explains little of it, and the note saying so."""
+    if heap is None:
+        return None, None
+    if rss["verdict"] != "leak":
+        return False, None
+    if heap["verdict"] != "flat" and heap["ci_high"] >= NATIVE_SHARE * rss["bytes_per_epoch"]:
+        return False, None
+    return True, (f"RSS grows {format_rate(rss['bytes_per_epoch'])} but the Python heap only "
+                  f"{format_rate(heap['bytes_per_epoch'])}: the growth is native memory or allocator "
+                  "fragmentation, which tracemalloc cannot see")
+
+
+def _projection(rss: dict[str, Any], memory_cap_bytes: int | None,
+                memory_total_bytes: int | None) -> dict[str, int | None] | None:
+    """Epochs at which the fitted line reaches the memory cap and the machine's memory, for a leak."""
+    if rss["verdict"] != "leak":
+        return None
+    slope, last = rss["bytes_per_epoch"], rss["last_epoch"]
+    at_last = rss["fitted_last_bytes"]
+
+    def reach(limit: int | None) -> int | None:
+        if not limit:
+            return None
+        return max(1, last + math.ceil((limit - at_last) / slope))
+
+    return {"memory_cap_bytes": memory_cap_bytes, "cap_epoch": reach(memory_cap_bytes),
+            "memory_total_bytes": memory_total_bytes, "memory_total_epoch": reach(memory_total_bytes)}
+
+
+def format_growth(growth: dict[str, Any]) -> str:
+    """One or two lines for the end of ``run``: the verdict, the rate with its CI, the projection."""
+    lines = [f"verdict: {_describe(growth)}"]
+    heap = growth.get("heap")
+    if growth.get("note"):
+        lines.append(f"note: {growth['note']}")
+    elif heap is not None:
+        lines.append(f"Python heap: {_describe(heap)}")
+    return "\n".join(lines)
+
+
+def _describe(measure: dict[str, Any]) -> str:
+    """"leak, +12.3 MiB/epoch (95% CI 12.1-12.5 MiB) over 40 epochs after 2 warm-up epochs; ..."."""
+    if measure["bytes_per_epoch"] is None:
+        return f"{measure['verdict']}: {measure['reason']}"
+    rate, ci = format_rate_ci(measure)
+    sign = "+" if measure["bytes_per_epoch"] >= 0 else ""
+    text = (f"{measure['verdict']}, {sign}{rate} ({_ci_label(measure)} {ci}) over {_count(measure['n_epochs_used'], 'epoch')} "
+            f"after {_count(measure['warmup_epochs'], 'warm-up epoch')}")
+    projection = measure.get("projection")
+    if measure["verdict"] == "inconclusive":
+        text += f"; {measure['reason']}"
+    elif projection:
+        reaches = []
+        if projection["cap_epoch"] is not None:
+            reaches.append(f"the {format_size(projection['memory_cap_bytes'])} cap at epoch ~{projection['cap_epoch']}")
+        if projection["memory_total_epoch"] is not None:
+            reaches.append(f"this machine's {format_size(projection['memory_total_bytes'])} "
+                           f"at epoch ~{projection['memory_total_epoch']}")
+        if reaches:
+            text += "; reaches " + " and ".join(reaches)
+    return text
+
+
+def exceeds_budget(growth: dict[str, Any], max_bytes_per_epoch: float) -> str | None:
+    """A failure message when growth is confidently above the budget (a leak whose CI lies above it), else None."""
+    # Budgets below the verdict's threshold act as the threshold: page noise must not fail a check.
+    if not isinstance(max_bytes_per_epoch, (int, float)) or isinstance(max_bytes_per_epoch, bool) \
+            or not max_bytes_per_epoch >= 0:
+        raise UsageError(f"invalid growth budget {max_bytes_per_epoch!r}: expected bytes per epoch >= 0")
+    if growth.get("verdict") != "leak" or growth["ci_low"] <= max_bytes_per_epoch:
+        return None
+    name = MEASURES.get(growth.get("measure", ""), "memory")
+    rate, ci = format_rate_ci(growth)
+    return f"{name} grew {rate} over {_count(growth['n_epochs_used'], 'epoch')} ({_ci_label(growth)} {ci}); budget {format_rate(max_bytes_per_epoch)}"
+
+
+def format_rate(bytes_per_epoch: float) -> str:
+    """"12.3 MiB/epoch"."""
+    return f"{format_size(bytes_per_epoch)}/epoch"
+
+
+def format_rate_ci(measure: dict[str, Any]) -> tuple[str, str]:
+    """("12.3 MiB/epoch", "12.1-12.5 MiB"): rate and CI, all three numbers in the unit of the largest."""
+    rate, low, high = measure["bytes_per_epoch"], measure["ci_low"], measure["ci_high"]
+    unit, factor = _unit(max(abs(rate), abs(low), abs(high)))
+    digits = 0 if factor == 1 else 1
+    a, b = f"{low / factor:.{digits}f}", f"{high / factor:.{digits}f}"
+    between = f"{a}-{b}" if low >= 0 else f"{a} to {b}"
+    return f"{rate / factor:.{digits}f} {unit}/epoch", f"{between} {unit}"
+
+
+def _ci_label(measure: dict[str, Any]) -> str:
+    """"95% CI"."""
+    return f"{measure.get('confidence', CONFIDENCE):.0%} CI"
+
+
+def format_p(p: float) -> str:
+    """"0.012" or "<0.001"."""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _p_relation(p: float) -> str:
+    """"=0.012" or "<0.001", to follow a "p"."""
+    text = format_p(p)
+    return text if text.startswith("<") else "=" + text
+
+
+def _unit(size: float) -> tuple[str, int]:
+    """The unit format_size would choose for ``size`` bytes, and its factor."""
+    unit = format_size(size).split()[-1]
+    return unit, {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}[unit]
+
+
+def _count(n: int, noun: str) -> str:
+    """"1 epoch", "3 epochs"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
