@@ -1,0 +1,124 @@
+"""pytest plugin: fail a test when a training loop's memory grows per epoch beyond a budget.
+
+Installed with leakbench (entry point ``pytest11``: ``leakbench``).  A test asks
+for the ``leakbench_guard`` fixture and calls it with a training loop::
+
+    def test_my_loop_does_not_leak(leakbench_guard):
+        leakbench_guard(MyLoop, epochs=30, max_growth="64 KiB")
+
+The loop runs for ``epochs`` epochs in a worker process, exactly as
+``python -m harness run`` runs it; its RSS (or Python heap) per epoch is
+analysed by :mod:`harness.growth`, and the test fails with a message such as
+"RSS grew 3.1 MiB/epoch over 40 epochs (95% CI 2.9-3.3 MiB); budget 64 KiB/epoch".
+What a call leaves out comes from ``[tool.leakbench]`` in the project's
+pyproject.toml (see :mod:`harness.budgets`), then from the defaults.
+
+Command-line options: ``--leakbench-config PATH`` (another pyproject.toml),
+``--leakbench-results DIR`` (keep the runs there, e.g. as CI artifacts; by
+default they go to pytest's temporary directory).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import pytest
+
+from harness.budgets import Budget, BudgetTable, load_budgets
+from harness.errors import UsageError
+from harness.guard import Judgement
+from harness.guard_run import guard_loop, loop_spec
+
+
+class LeakbenchWarning(UserWarning):
+    """A guarded run was within budget but its verdict was inconclusive (or another note worth seeing)."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The plugin's command-line options."""
+    group = parser.getgroup("leakbench", "memory growth budgets for training loops")
+    group.addoption("--leakbench-config", metavar="PATH", default=None,
+                    help="pyproject.toml whose [tool.leakbench] table holds the budgets (default: the rootdir's)")
+    group.addoption("--leakbench-results", metavar="DIR", default=None,
+                    help="keep the guarded runs' directories in DIR (default: pytest's temporary directory)")
+
+
+def _config_path(config: pytest.Config) -> tuple[Path, bool]:
+    """The pyproject.toml to read budgets from, and whether the user named it (then it must exist)."""
+    given = config.getoption("leakbench_config")
+    if given:
+        return Path(given), True
+    inipath = config.inipath
+    if inipath is not None and inipath.name == "pyproject.toml":
+        return inipath, False
+    return config.rootpath / "pyproject.toml", False
+
+
+@pytest.fixture(scope="session")
+def leakbench_budgets(pytestconfig: pytest.Config) -> BudgetTable:
+    """The budgets of ``[tool.leakbench]`` in the project's pyproject.toml (empty when it has none)."""
+    path, required = _config_path(pytestconfig)
+    try:
+        return load_budgets(path, required=required)
+    except UsageError as exc:
+        pytest.fail(f"leakbench: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def leakbench_results(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where guarded runs are recorded: --leakbench-results, or a directory under pytest's basetemp."""
+    given = pytestconfig.getoption("leakbench_results")
+    return Path(given) if given else tmp_path_factory.mktemp("leakbench")
+
+
+class Guard:
+    """The callable behind the ``leakbench_guard`` fixture."""
+
+    def __init__(self, budgets: BudgetTable, results_dir: Path, node: pytest.Item) -> None:
+        self.budgets = budgets
+        self.results_dir = results_dir
+        self.node = node
+
+    def __call__(
+        self,
+        loop: str | type,
+        *,
+        epochs: int | None = None,
+        max_growth: str | int | None = None,
+        max_peak: str | int | None = None,
+        warmup: int | None = None,
+        measure: str | None = None,
+        expect: str | None = None,
+        leak: str | None = None,
+        seed: int = 0,
+        options: Mapping[str, Any] | None = None,
+        strict: bool = False,
+        timeout: float | None = None,
+        memory_cap: str | int | None = None,
+    ) -> Judgement:
+        """Run ``loop`` in a worker and fail the test unless it stays within budget; returns the judgement."""
+        try:
+            spec = loop_spec(loop)
+            given = Budget(max_growth=max_growth, max_peak=max_peak, expect=expect, epochs=epochs,
+                           warmup=warmup, measure=measure)
+            budget = given.over(self.budgets.for_run(spec, leak))
+            judgement = guard_loop(spec, budget, results_dir=self.results_dir, leak=leak, seed=seed,
+                                   options=options, strict=strict, timeout_s=timeout, memory_cap=memory_cap)
+        except UsageError as exc:
+            pytest.fail(f"leakbench: {exc}", pytrace=False)
+        self.node.user_properties.append(("leakbench", f"{judgement.label}: {judgement.summary}"))
+        if judgement.failures:
+            lines = [f"leakbench: {judgement.label}: {failure}" for failure in judgement.failures]
+            lines.append(f"  run: {judgement.run_dir}")
+            pytest.fail("\n".join(lines), pytrace=False)
+        for note in judgement.notes:
+            warnings.warn(LeakbenchWarning(f"{judgement.label}: {note}"), stacklevel=2)
+        return judgement
+
+
+@pytest.fixture
+def leakbench_guard(leakbench_budgets: BudgetTable, leakbench_results: Path, request: pytest.FixtureRequest) -> Guard:
+    """Call with a loop (class, "pkg.mod:Class", "file.py:Class" or a registered name) and budget keywords."""
+    return Guard(leakbench_budgets, leakbench_results, request.node)
