@@ -34,7 +34,7 @@ import pandas as pd
 
 from harness.errors import UsageError
 from harness.sizes import format_size
-from harness.trend import Trend, trend
+from harness.trend import Trend, theil_sen_line, trend
 
 __all__ = [
     "Trend", "trend", "detect_warmup", "verdict", "summarise_growth", "format_growth", "exceeds_budget",
@@ -70,8 +70,8 @@ def detect_warmup(values: Sequence[float] | np.ndarray, epochs: Sequence[float] 
     limit = int(y.size * max_fraction)
     if limit == 0 or y.size - limit < 3:
         return 0
-    line = trend(y[limit:], x[limit:])
-    residuals = y - line.at(x)
+    slope, intercept = theil_sen_line(y[limit:], x[limit:])
+    residuals = y - (intercept + slope * x)
     tail = residuals[limit:]
     scale = 1.4826 * float(np.median(np.abs(tail - np.median(tail))))  # MAD as a normal sigma
     off = np.abs(residuals) > max(WARMUP_SIGMAS * scale, noise_floor)

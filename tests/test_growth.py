@@ -21,7 +21,7 @@ from harness.growth import (
     trend,
     verdict,
 )
-from harness.trend import MAX_PAIRS, kendall_s, kendall_var_s, mann_kendall_p
+from harness.trend import MAX_PAIRS, kendall_s, kendall_var_s, mann_kendall_p, theil_sen_line
 
 PAGE = 4096
 KiB = 1024
@@ -118,6 +118,13 @@ def test_sampled_pairs_give_nearly_the_exact_slope_and_interval() -> None:
     assert abs(fit.ci_low - low) < 0.1 * width and abs(fit.ci_high - high) < 0.1 * width
     # AND the same series always gives the same numbers
     assert trend(values) == fit
+
+
+def test_the_line_alone_is_the_trends_line() -> None:
+    values = leaking(80, 10 * KiB, np.random.default_rng(18), sd=8 * PAGE).astype(float)
+    epochs = np.arange(1.0, 81.0)
+    fit = trend(values, epochs)
+    assert theil_sen_line(values, epochs) == (fit.slope, fit.intercept)
 
 
 def test_mann_kendall_p_is_two_sided_and_one_when_all_values_tie() -> None:
