@@ -167,7 +167,7 @@ def check_inconclusive(run: Analysed, budget: Budget, strict: bool) -> str | Non
     """An ``inconclusive`` verdict fails only in strict mode (otherwise it is a note)."""
     if not strict or budget.expects_leak or run.measure["verdict"] != "inconclusive":
         return None
-    return f"inconclusive: {describe(run.measure)}; {run.measure['reason']}"
+    return f"{describe(run.measure)}; {run.measure['reason']}"
 
 
 Check = Callable[[Analysed, Budget, bool], str | None]
