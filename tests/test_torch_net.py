@@ -28,9 +28,14 @@ Params = dict[str, np.ndarray]
 
 
 @pytest.fixture(scope="module")
-def torch() -> ModuleType:
-    """PyTorch, or a skip that says how to install it."""
-    return pytest.importorskip("torch", reason=TORCH_MISSING)
+def torch() -> Iterator[ModuleType]:
+    """PyTorch on one thread, or a skip that says how to install it."""
+    module = pytest.importorskip("torch", reason=TORCH_MISSING)
+    before = module.get_num_threads()
+    # These tensors are tiny; a second OpenMP thread only spins when the shared machine is busy.
+    module.set_num_threads(1)
+    yield module
+    module.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
