@@ -19,6 +19,7 @@ from variants.registry import VARIANTS
 
 EPOCHS = 3
 TOLERANCE = 1e-9
+FAST_RATE = 2.0
 OTHERS = [name for name in VARIANTS if name != "numpy"]
 
 
@@ -30,9 +31,12 @@ def load_class(name: str) -> Any:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def train(name: str, leak: str | None, seed: int, **options: Any) -> list[dict[str, float]]:
+def train(
+    name: str, leak: str | None, seed: int, learning_rate: float = 0.1, **options: Any
+) -> list[dict[str, float]]:
     """Metrics of the first EPOCHS epochs of one variant."""
-    loop = load_class(name)(RunConfig(seed=seed, epochs=EPOCHS, leak=leak, options=options))
+    config = RunConfig(seed=seed, epochs=EPOCHS, learning_rate=learning_rate, leak=leak, options=options)
+    loop = load_class(name)(config)
     try:
         return [dict(loop.train_epoch(epoch)) for epoch in range(1, EPOCHS + 1)]
     finally:
@@ -52,9 +56,14 @@ def assert_same(got: list[dict[str, float]], want: list[dict[str, float]]) -> No
 
 
 @pytest.fixture(scope="module")
-def reference() -> dict[tuple[int, bool], list[dict[str, float]]]:
+def reference() -> dict[tuple[int, str], list[dict[str, float]]]:
     """numpy's metrics for the seeds and modes used below, computed once."""
-    return {(seed, fc): train("numpy", None, seed, fc_only=fc) for seed in (0, 5) for fc in (False, True)}
+    runs = {(seed, "seed-rate"): train("numpy", None, seed) for seed in (0, 5)}
+    # fc2 starts at zero, so the conv layers barely move in the first epochs at the seed's rate:
+    # a larger rate makes fc-only training differ from full training within 3 epochs.
+    runs[(0, "fast-full")] = train("numpy", None, 0, learning_rate=FAST_RATE)
+    runs[(0, "fast-fc-only")] = train("numpy", None, 0, learning_rate=FAST_RATE, fc_only=True)
+    return runs
 
 
 @pytest.mark.parametrize("name", OTHERS)
@@ -63,21 +72,27 @@ def test_variant_agrees_with_numpy(name: str, leaky: bool, reference: dict) -> N
     # GIVEN the same seed WHEN a variant trains 3 epochs, with or without its leak
     got = train(name, leak_of(name) if leaky else None, seed=5)
     # THEN every epoch's loss, accuracy and correct_prob equal numpy's to 1e-9
-    assert_same(got, reference[(5, False)])
+    assert_same(got, reference[(5, "seed-rate")])
 
 
 @pytest.mark.parametrize("name", OTHERS)
 def test_fc_only_agrees_with_numpy(name: str, reference: dict) -> None:
-    assert_same(train(name, None, seed=0, fc_only=True), reference[(0, True)])
+    assert_same(train(name, None, seed=0, learning_rate=FAST_RATE, fc_only=True), reference[(0, "fast-fc-only")])
+
+
+def test_fc_only_reference_differs_from_full_training(reference: dict) -> None:
+    # Without this, a variant that ignored fc_only would still pass the test above.
+    full, fc_only = reference[(0, "fast-full")][-1], reference[(0, "fast-fc-only")][-1]
+    assert abs(full["correct_prob"] - fc_only["correct_prob"]) > 1000 * TOLERANCE
 
 
 def test_numpy_leak_changes_no_number(reference: dict) -> None:
-    assert_same(train("numpy", leak_of("numpy"), seed=0), reference[(0, False)])
+    assert_same(train("numpy", leak_of("numpy"), seed=0), reference[(0, "seed-rate")])
 
 
 def test_learning_happens_so_agreement_is_not_trivial(reference: dict) -> None:
     # The first update moves the zero-initialised last layer, so the metrics change between epochs.
-    losses = [m["loss"] for m in reference[(0, False)]]
+    losses = [m["loss"] for m in reference[(0, "seed-rate")]]
     assert losses[0] == pytest.approx(np.log(3), abs=1e-12)  # all-zero last layer: uniform softmax
     assert losses[2] < losses[1] < losses[0]
 
