@@ -1,0 +1,39 @@
+"""Write a report of recorded runs: report.html (self-contained), report.md and the PNG figures.
+
+Give run directories, results directories holding runs, or both.  The report
+sets each variant's leaky runs against its fixed ones (resident memory per
+epoch, memory cap marked), shows the timed samples of one run, a table per run
+(verdict, growth per epoch with its interval, peak RSS, speed, final metrics),
+the seed's table with our numbers beside the seed's, the seed's three accuracy
+plots, and the allocation sites that grew most in traced runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's arguments: what to report on and where to write it."""
+    parser.add_argument("paths", nargs="+", metavar="RUN_DIR_OR_RESULTS_DIR",
+                        help="run directories, or directories holding run directories (e.g. results/seed)")  # fmt: skip
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
+                        help="where to write report.html, report.md and the figures (created if missing)")  # fmt: skip
+    parser.add_argument("--samples-run", metavar="RUN_ID",
+                        help="the run whose timed memory samples are plotted (default: the first leaky run)")  # fmt: skip
+    parser.add_argument("--seed-variant", default="numpy", metavar="NAME",
+                        help="the variant whose leak-free runs fill the seed's table and plots (default: numpy)")  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the runs, write the report, print the paths written."""
+    # Imported here: matplotlib and pandas are slow to import and other commands do not need them.
+    from harness.render import write_report
+    from harness.report import load_runs
+
+    runs = load_runs(args.paths)
+    files = write_report(runs, args.out, samples_run=args.samples_run, seed_variant=args.seed_variant)
+    print(files.html)
+    print(files.markdown)
+    return 0

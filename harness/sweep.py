@@ -1,0 +1,391 @@
+"""Sweeps: a TOML spec of variants x leaks x seeds x options, run one after another, resumable.
+
+Each run is ``python -m harness run ... --quiet --results DIR`` in a subprocess, so it
+gets its own worker exactly as a user's ``run`` does.  A run is not repeated when
+the results directory already holds a finished run (``completed``, or stopped by the
+``memory_cap``: the expected end of a leak run) with the same variant, leak, seed,
+epochs, model and tracing.
+
+Spec format (every key of a ``[[runs]]`` table but ``variants`` is optional)::
+
+    name = "seed"                      # optional; default: the file's stem
+    description = "one line"           # optional
+
+    [[runs]]
+    label = "the seed's table"         # shown in the progress lines
+    variants = ["numpy"]
+    leaks = ["none", "history"]        # "none" = the fixed default; default ["none"]
+    seeds = 10                         # a count (seeds 0..9) or a list [0, 3]; default [0]
+    epochs = 500                       # default 500, the seed's
+    fc_only = [false, true]            # a bool or a list of them; default false
+    memory_cap = "1GiB"                # passed to --memory-cap (any run of the group)
+    timeout = 600                      # seconds, passed to --timeout
+    trace = false                      # --trace
+    optional = false                   # true: skip the group when its variant cannot be imported
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.resources
+import itertools
+import json
+import math
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, TextIO
+
+from harness.errors import UsageError
+from harness.interface import SEED_EPOCHS
+from harness.sizes import parse_size
+from harness.storage import find_runs, load_run
+
+FINISHED = ("completed", "memory_cap")
+RUN_KEYS = {"label", "variants", "leaks", "seeds", "epochs", "fc_only", "memory_cap", "timeout", "trace", "optional"}
+SPEC_KEYS = {"name", "description", "runs"}
+NO_LEAK = "none"
+STOP_GRACE_S = 30.0
+# Exit codes of `harness run` that end the whole sweep: the spec asked for something impossible (2),
+# or the user pressed Ctrl-C (130).
+USAGE_EXIT, INTERRUPTED_EXIT = 2, 130
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a sweep, as the parameters of ``python -m harness run``."""
+
+    variant: str
+    leak: str | None
+    seed: int
+    epochs: int
+    fc_only: bool
+    memory_cap: str | None = None
+    timeout: float | None = None
+    trace: bool = False
+    label: str = ""
+
+    def argv(self, results_dir: Path) -> list[str]:
+        """The command line that performs this run, with this interpreter."""
+        argv = [sys.executable, "-m", "harness", "run", "--variant", self.variant, "--epochs", str(self.epochs),
+                "--seed", str(self.seed), "--quiet", "--results", str(results_dir)]  # fmt: skip
+        if self.leak:
+            argv += ["--leak", self.leak]
+        if self.fc_only:
+            argv.append("--fc-only")
+        if self.memory_cap is not None:
+            argv += ["--memory-cap", self.memory_cap]
+        if self.timeout is not None:
+            argv += ["--timeout", f"{self.timeout:g}"]
+        if self.trace:
+            argv.append("--trace")
+        return argv
+
+    def describe(self) -> str:
+        """``"numpy fc-only history s3, 500 epochs"``."""
+        parts = [self.variant] + (["fc-only"] if self.fc_only else []) + ([self.leak] if self.leak else [])
+        return f"{' '.join(parts)} s{self.seed}, {self.epochs} epochs" + (" traced" if self.trace else "")
+
+    def matches(self, meta: Mapping[str, Any]) -> bool:
+        """Whether a stored run's metadata has this run's parameters."""
+        options = (meta.get("config") or {}).get("options") or {}
+        return (
+            meta.get("variant") == self.variant
+            and (meta.get("leak") or None) == self.leak
+            and meta.get("seed") == self.seed
+            and meta.get("epochs_planned") == self.epochs
+            and bool(options.get("fc_only", False)) == self.fc_only
+            and bool(meta.get("trace", False)) == self.trace
+        )
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A parsed sweep spec: its name, description and planned runs in order."""
+
+    name: str
+    description: str
+    runs: tuple[PlannedRun, ...]
+
+
+def bundled_specs() -> list[str]:
+    """Names of the specs shipped in harness/specs."""
+    folder = importlib.resources.files("harness") / "specs"
+    return sorted(entry.name[:-5] for entry in folder.iterdir() if entry.name.endswith(".toml"))
+
+
+def load_spec(name_or_path: str) -> Spec:
+    """A spec from a TOML file, or a bundled spec by name (``seed``); UsageError naming what is wrong."""
+    path = Path(name_or_path)
+    if path.is_file():
+        text, default_name, origin = _read_text(path), path.stem, str(path)
+    elif name_or_path in bundled_specs():
+        resource = importlib.resources.files("harness") / "specs" / f"{name_or_path}.toml"
+        text, default_name, origin = resource.read_text(encoding="utf-8"), name_or_path, f"bundled spec {name_or_path!r}"
+    else:
+        raise UsageError(
+            f"no sweep spec {name_or_path!r}: give a TOML file or a bundled spec name ({', '.join(bundled_specs())})"
+        )
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{origin} is not valid TOML: {exc}") from None
+    return parse_spec(data, default_name, origin)
+
+
+def _read_text(path: Path) -> str:
+    """A spec file's text; UsageError when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read sweep spec {str(path)!r}: {exc}") from None
+
+
+def parse_spec(data: Mapping[str, Any], default_name: str, origin: str = "spec") -> Spec:
+    """Check a spec's tables and expand them into planned runs (variants x leaks x seeds x fc_only)."""
+    unknown = set(data) - SPEC_KEYS
+    if unknown:
+        raise UsageError(f"{origin}: unknown keys {', '.join(sorted(unknown))}; accepted: {', '.join(sorted(SPEC_KEYS))}")
+    groups = data.get("runs")
+    if not isinstance(groups, list) or not groups or not all(isinstance(g, dict) for g in groups):
+        raise UsageError(f"{origin}: needs at least one [[runs]] table")
+    planned: list[PlannedRun] = []
+    for index, group in enumerate(groups, start=1):
+        planned.extend(_expand(group, f"{origin}, [[runs]] #{index}"))
+    # The same run listed twice in a spec is run once.
+    unique = list(dict.fromkeys(planned))
+    return Spec(str(data.get("name", default_name)), str(data.get("description", "")), tuple(unique))
+
+
+def _expand(group: Mapping[str, Any], where: str) -> Iterator[PlannedRun]:
+    """The planned runs of one [[runs]] table."""
+    unknown = set(group) - RUN_KEYS
+    if unknown:
+        raise UsageError(f"{where}: unknown keys {', '.join(sorted(unknown))}; accepted: {', '.join(sorted(RUN_KEYS))}")
+    variants = _strings(group.get("variants"), "variants", where, required=True)
+    leaks = [None if leak == NO_LEAK else leak for leak in _strings(group.get("leaks", [NO_LEAK]), "leaks", where)]
+    seeds = _seeds(group.get("seeds", [0]), where)
+    epochs = group.get("epochs", SEED_EPOCHS)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise UsageError(f"{where}: epochs must be a positive integer, got {epochs!r}")
+    fc_only = group.get("fc_only", False)
+    fc_values = fc_only if isinstance(fc_only, list) else [fc_only]
+    if not fc_values or not all(isinstance(v, bool) for v in fc_values):
+        raise UsageError(f"{where}: fc_only must be true, false or a list of them, got {fc_only!r}")
+    memory_cap = group.get("memory_cap")
+    if memory_cap is not None:
+        parse_size(memory_cap)  # refuse a bad size now, not at the 20th run
+        memory_cap = str(memory_cap)
+    timeout = group.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise UsageError(f"{where}: timeout must be a positive number of seconds, got {timeout!r}")
+    trace, optional = group.get("trace", False), group.get("optional", False)
+    if not isinstance(trace, bool) or not isinstance(optional, bool):
+        raise UsageError(f"{where}: trace and optional must be true or false")
+    if optional:
+        variants = [v for v in variants if variant_available(v)]
+    label = str(group.get("label", ""))
+    for variant, leak, fc, seed in itertools.product(variants, leaks, fc_values, seeds):
+        yield PlannedRun(variant, leak, seed, epochs, fc, memory_cap, timeout, trace, label)
+
+
+def _strings(value: Any, key: str, where: str, required: bool = False) -> list[str]:
+    """A non-empty list of non-empty strings."""
+    if value is None and required:
+        raise UsageError(f"{where}: {key} is required (a list of names)")
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise UsageError(f"{where}: {key} must be a list of names, got {value!r}")
+    return list(value)
+
+
+def _seeds(value: Any, where: str) -> list[int]:
+    """Seeds as a count (0..n-1) or a list of non-negative integers."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return list(range(value))
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    ):
+        return list(dict.fromkeys(value))
+    raise UsageError(f"{where}: seeds must be a positive count or a list of non-negative integers, got {value!r}")
+
+
+def variant_available(name: str) -> bool:
+    """Whether a registered variant's module imports here (an optional one may lack its extra)."""
+    from variants.registry import VARIANTS
+
+    target = VARIANTS.get(name)
+    if target is None:
+        return True  # a user's import path: let `run` judge it
+    try:
+        importlib.import_module(target.partition(":")[0])
+    except ImportError:
+        return False
+    return True
+
+
+def finished_runs(results_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """(run directory, meta) of every finished run under ``results_dir``; unreadable ones are left out."""
+    found = []
+    for path in find_runs(results_dir):
+        try:
+            meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and meta.get("status") in FINISHED:
+            found.append((path, meta))
+    return found
+
+
+def already_done(run: PlannedRun, finished: list[tuple[Path, dict[str, Any]]]) -> Path | None:
+    """The directory of a finished run with ``run``'s parameters, if there is one."""
+    return next((path for path, meta in finished if run.matches(meta)), None)
+
+
+@dataclass
+class Outcome:
+    """What happened to one planned run in this sweep."""
+
+    run: PlannedRun
+    status: str  # a run status, "skipped" (already done) or "error"
+    run_dir: Path | None
+    seconds: float
+    message: str = ""
+
+
+class Eta:
+    """Remaining time from the seconds per epoch measured so far, per variant and model."""
+
+    def __init__(self) -> None:
+        self._seconds: dict[tuple[str, bool], float] = {}
+        self._epochs: dict[tuple[str, bool], int] = {}
+
+    def record(self, run: PlannedRun, seconds: float) -> None:
+        """Count a run that was actually performed."""
+        key = (run.variant, run.fc_only)
+        self._seconds[key] = self._seconds.get(key, 0.0) + seconds
+        self._epochs[key] = self._epochs.get(key, 0) + run.epochs
+
+    def remaining(self, runs: list[PlannedRun]) -> float | None:
+        """Estimated seconds for ``runs``; None until every variant among them was measured once."""
+        total = 0.0
+        for run in runs:
+            key = (run.variant, run.fc_only)
+            if key not in self._epochs:
+                key = next((k for k in self._epochs if k[0] == run.variant), None)  # the other model
+                if key is None:
+                    return None
+            total += self._seconds[key] / self._epochs[key] * run.epochs
+        return total
+
+
+def format_duration(seconds: float | None) -> str:
+    """``"1:05"`` (m:ss) or ``"1:02:03"``; ``"?"`` when unknown."""
+    if seconds is None or math.isnan(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+Runner = Callable[[list[str]], "subprocess.CompletedProcess[str]"]
+
+
+def _run_subprocess(argv: list[str]) -> "subprocess.CompletedProcess[str]":
+    """Run one ``harness run`` and capture what it prints; on Ctrl-C let it record its run as interrupted."""
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            stdout, stderr = process.communicate()
+        except KeyboardInterrupt:
+            # SIGTERM makes `run` stop its worker and mark the run interrupted; killing it outright
+            # could leave its worker behind.  Only if it does not end in time is it killed.
+            process.terminate()
+            try:
+                process.communicate(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+            raise
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+
+
+def run_sweep(
+    spec: Spec, results_dir: Path, log: TextIO = sys.stderr, runner: Runner = _run_subprocess
+) -> list[Outcome]:
+    """Perform the spec's runs that are not done yet, one after another, reporting progress to ``log``."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    finished = finished_runs(results_dir)
+    total, eta, started = len(spec.runs), Eta(), time.monotonic()
+    outcomes: list[Outcome] = []
+    for index, run in enumerate(spec.runs, start=1):
+        prefix = f"[{index}/{total}] {run.describe()}"
+        done = already_done(run, finished)
+        if done is not None:
+            outcomes.append(Outcome(run, "skipped", done, 0.0, "already done"))
+            print(f"{prefix}: already done ({done.name})", file=log, flush=True)
+            continue
+        begin = time.monotonic()
+        try:
+            result = runner(run.argv(results_dir))
+        except KeyboardInterrupt:
+            write_manifest(spec, results_dir, outcomes)
+            raise
+        seconds = time.monotonic() - begin
+        outcome = _outcome(run, result, seconds)
+        outcomes.append(outcome)
+        if outcome.status in FINISHED:
+            eta.record(run, seconds)
+        remaining = eta.remaining(list(spec.runs[index:]))
+        print(
+            f"{prefix}: {outcome.status} in {seconds:.1f} s{outcome.message and ' (' + outcome.message + ')'}; "
+            f"sweep {format_duration(time.monotonic() - started)} so far, ETA {format_duration(remaining)}",
+            file=log,
+            flush=True,
+        )
+        if result.returncode in (USAGE_EXIT, INTERRUPTED_EXIT):
+            break  # a bad spec entry or Ctrl-C: stop here; what finished stays and is not repeated
+    write_manifest(spec, results_dir, outcomes)
+    return outcomes
+
+
+def _outcome(run: PlannedRun, result: "subprocess.CompletedProcess[str]", seconds: float) -> Outcome:
+    """Read a finished ``harness run``: its run directory (the last line it printed) and status."""
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    run_dir = Path(lines[-1].strip()) if lines else None
+    if run_dir is None or not (run_dir / "meta.json").is_file():
+        run_dir = next((Path(w) for w in reversed(result.stdout.split()) if (Path(w) / "meta.json").is_file()), None)
+    status, message = "error", ""
+    if run_dir is not None:
+        try:
+            status = str(load_run(run_dir).meta.get("status"))
+        except UsageError as exc:
+            message = str(exc)
+    if result.returncode not in (0, 3):
+        tail = result.stderr.strip().splitlines()[-1:] or [f"exit code {result.returncode}"]
+        message = tail[0]
+    return Outcome(run, status, run_dir, seconds, message)
+
+
+def write_manifest(spec: Spec, results_dir: Path, outcomes: list[Outcome]) -> Path:
+    """Record the sweep's runs and their directories in ``results_dir/sweep-<name>.json``."""
+    path = results_dir / f"sweep-{spec.name}.json"
+    entries = [
+        asdict(o.run) | {"status": o.status, "run_dir": o.run_dir.name if o.run_dir else None, "message": o.message}
+        for o in outcomes
+    ]
+    data = {"name": spec.name, "description": spec.description, "planned": len(spec.runs), "runs": entries}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def sweep_run_dirs(outcomes: list[Outcome]) -> list[Path]:
+    """The run directories the sweep produced or found done, in spec order."""
+    return [o.run_dir for o in outcomes if o.run_dir is not None]
