@@ -152,16 +152,17 @@ class PoolRelu:
     def __init__(self, windows: np.ndarray, out: np.ndarray, arena: Arena, name: str) -> None:
         """``windows`` (4, K, Q) is the convolution output; ``out`` (K, Q) receives the pooled values."""
         shape = out.shape
+        self.windows = windows
         self._w = tuple(windows[w] for w in range(WINDOWS))
         self.out = out
         self._first_pair = arena.array(f"{name}.first_pair", shape)
         self._second_pair = arena.array(f"{name}.second_pair", shape)
         self.windows_grad = arena.array(f"{name}.windows_grad", windows.shape)
-        self._dw = tuple(self.windows_grad[w] for w in range(WINDOWS))
-        self._mask = arena.array(f"{name}.mask", shape)
         # Never written, so zero in every plan: np.maximum(x, zeros) runs twice as fast as np.maximum(x, 0.0).
         self._zeros = arena.array(f"{name}.zeros", shape)
-        self._flags = tuple(arena.array(f"{name}.flag{k}", shape, np.bool_) for k in range(5))
+        self._flags = tuple(arena.array(f"{name}.flag{k}", shape, np.bool_) for k in range(3))
+        self._selected = arena.array(f"{name}.selected", windows.shape, np.bool_)
+        self._chosen = tuple(self._selected[w] for w in range(WINDOWS))
 
     def forward(self) -> None:
         """out = relu(max over each window)."""
@@ -174,22 +175,22 @@ class PoolRelu:
     def backward(self, dout: np.ndarray) -> None:
         """windows_grad: ``dout`` (K, Q) at each window's first maximum where it is positive, else 0."""
         w0, w1, w2, w3 = self._w
-        positive, second, later, chosen, rest = self._flags
-        np.greater(self.out, 0.0, out=positive)
+        c0, c1, c2, c3 = self._chosen
+        first, second, later = self._flags
+        np.greater(self.out, 0.0, out=first)
         np.greater(self._second_pair, self._first_pair, out=second)
-        np.logical_and(second, positive, out=second)  # positive and from the pair (2, 3)
-        np.logical_xor(positive, second, out=positive)  # positive and from the pair (0, 1)
-        for first_flag, pair, a, b, da, db in ((positive, 0, w0, w1, 0, 1), (second, 1, w2, w3, 2, 3)):
-            np.greater(b, a, out=later)
-            np.logical_and(first_flag, later, out=chosen)
-            np.logical_xor(first_flag, chosen, out=rest)
-            self._route(dout, rest, self._dw[da])
-            self._route(dout, chosen, self._dw[db])
-
-    def _route(self, dout: np.ndarray, flag: np.ndarray, target: np.ndarray) -> None:
-        """target = dout where flag else 0, without mixed-dtype ufuncs (those allocate buffers)."""
-        np.copyto(self._mask, flag)
-        np.multiply(dout, self._mask, out=target)
+        np.logical_and(second, first, out=second)  # positive, and the pair (2, 3) wins
+        np.logical_xor(first, second, out=first)  # positive, and the pair (0, 1) wins
+        np.greater(w1, w0, out=later)
+        np.logical_and(first, later, out=c1)
+        np.logical_xor(first, c1, out=c0)
+        np.greater(w3, w2, out=later)
+        np.logical_and(second, later, out=c3)
+        np.logical_xor(second, c3, out=c2)
+        # Two passes over all four blocks: bool -> 0.0/1.0, then times dout broadcast to each block
+        # (a float * bool ufunc would cast through allocated buffers instead).
+        np.copyto(self.windows_grad, self._selected)
+        np.multiply(self.windows_grad, dout, out=self.windows_grad)
 
 
 class Dense:
