@@ -23,6 +23,7 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
+from functools import partial  # noqa: E402
 from typing import Callable, Iterator  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -67,7 +68,7 @@ def epoch_peak_bytes(model: BuffersCNN, epochs: int = 20) -> int:
 def im2col_conv1_every_batch(model: BuffersCNN) -> None:
     """conv1's patches copied from the images every batch (into the same preallocated matrix)."""
     images = make_dataset(model.config.seed).train_images
-    for batch, (start, stop) in zip(model._batches, _batch_bounds(model)):
+    for batch, (start, stop) in zip(model._batches, _batch_bounds(model), strict=True):
         patches = blocked_patches(images[start:stop].transpose(1, 2, 3, 0), 3)
         target = view_as(batch.cols[:, :-1], patches.shape)
         batch._refresh = (target, patches)  # type: ignore[attr-defined]
@@ -78,7 +79,7 @@ def im2col_conv1_every_batch(model: BuffersCNN) -> None:
 def allocating_im2col(model: BuffersCNN) -> None:
     """Deep-learning-from-scratch style: both convolutions build new patch matrices every batch."""
     data = make_dataset(model.config.seed)
-    for batch, (start, stop) in zip(model._batches, _batch_bounds(model)):
+    for batch, (start, stop) in zip(model._batches, _batch_bounds(model), strict=True):
         batch._images = data.train_images[start:stop]  # type: ignore[attr-defined]
 
     def fresh_conv1(batch: Batch) -> None:
@@ -143,21 +144,27 @@ def scalar_relu(model: BuffersCNN) -> None:
 
 def default_ufunc_buffers(model: BuffersCNN) -> None:
     """NumPy's default ufunc buffer size (8192 elements) during the epoch."""
-    model._bench_default_buffers = True  # type: ignore[attr-defined]
+    model._bench_bufsize = 8192  # type: ignore[attr-defined]
 
 
 @contextmanager
-def _default_buffers(size: int = 8192) -> Iterator[None]:
-    old = np.setbufsize(size)
+def ufunc_buffers_of(model: BuffersCNN) -> Iterator[None]:
+    """Let the model's epochs use the ufunc buffer size its ablation asks for, if any."""
+    size = getattr(model, "_bench_bufsize", None)
+    if size is None:
+        yield
+        return
+    original = buffers_module.small_ufunc_buffers
+    buffers_module.small_ufunc_buffers = partial(original, size)  # type: ignore[assignment]
     try:
         yield
     finally:
-        np.setbufsize(old)
+        buffers_module.small_ufunc_buffers = original
 
 
 def _batch_bounds(model: BuffersCNN) -> list[tuple[int, int]]:
     size = model.config.batch_size
-    return [(start, start + batch.n) for start, batch in zip(range(0, 150, size), model._batches)]
+    return [(start, start + batch.n) for start, batch in zip(range(0, 150, size), model._batches, strict=True)]
 
 
 def _wrap_forward(net: BatchNet, before: Callable[[Batch], None]) -> None:
@@ -175,7 +182,7 @@ def _argmax_pool(pool: PoolRelu) -> None:
     stacked = np.empty(shape + (WINDOWS,))
     index = np.empty(shape, dtype=np.intp)
     flag = np.empty(shape, dtype=bool)
-    mask = np.empty(shape)
+    mask, positive = np.empty(shape), np.empty(shape)
     w_views = pool._w
 
     def forward() -> None:
@@ -188,7 +195,7 @@ def _argmax_pool(pool: PoolRelu) -> None:
     def backward(dout: np.ndarray) -> None:
         np.greater(pool.out, 0.0, out=flag)
         np.copyto(mask, flag)
-        positive = dout * mask  # a temporary, as a straightforward version would have
+        np.multiply(dout, mask, out=positive)
         for w in range(WINDOWS):
             np.equal(index, w, out=flag)
             np.copyto(mask, flag)
@@ -209,35 +216,49 @@ ABLATIONS: dict[str, Ablation | None] = {
 }
 
 
+def best_cpu_seconds(functions: dict[str, Callable[[], object]], calls: int, repeats: int) -> dict[str, float]:
+    """Best CPU seconds per call of each function, timed round-robin."""
+    best = dict.fromkeys(functions, float("inf"))
+    for _ in range(repeats):
+        for label, function in functions.items():
+            start = time.process_time()
+            for _ in range(calls):
+                function()
+            best[label] = min(best[label], (time.process_time() - start) / calls)
+    return best
+
+
+def layer_products(kernels: int, depth: int, q: int, calls: int, repeats: int) -> dict[str, float]:
+    """CPU seconds of one layer's forward and weight-gradient products, window blocks vs one wide GEMM."""
+    rng = np.random.default_rng(0)
+    weight = rng.random((kernels, depth))
+    cols4, cols = rng.random((WINDOWS, depth, q)), rng.random((depth, WINDOWS * q))
+    d4, d = rng.random((WINDOWS, kernels, q)), rng.random((kernels, WINDOWS * q))
+    out4, out = np.empty((WINDOWS, kernels, q)), np.empty((kernels, WINDOWS * q))
+    parts, grad = np.empty((WINDOWS, kernels, depth)), np.empty((kernels, depth))
+    cols4_t, cols_t = cols4.transpose(0, 2, 1), cols.T
+
+    def weight_grad_blocked() -> None:
+        np.matmul(d4, cols4_t, out=parts)
+        np.add.reduce(parts, axis=0, out=grad)
+
+    functions: dict[str, Callable[[], object]] = {
+        "forward blocked": lambda: np.matmul(weight, cols4, out=out4),
+        "forward wide": lambda: np.matmul(weight, cols, out=out),
+        "weight gradient blocked": weight_grad_blocked,
+        "weight gradient wide": lambda: np.matmul(d, cols_t, out=grad),
+    }
+    return best_cpu_seconds(functions, calls, repeats)
+
+
 def product_layouts(n: int, calls: int = 200, repeats: int = 5) -> list[tuple[str, float, float]]:
     """(product, blocked us, wide us): four window-block GEMMs vs one GEMM over all columns, same FLOPs."""
-    rng = np.random.default_rng(0)
     rows = []
     for layer, kernels, depth, q in (("conv1", 10, 10, 25 * n), ("conv2", 20, 41, 4 * n)):
-        weight = rng.random((kernels, depth))
-        cols4, cols = rng.random((WINDOWS, depth, q)), rng.random((depth, WINDOWS * q))
-        d4, d = rng.random((WINDOWS, kernels, q)), rng.random((kernels, WINDOWS * q))
-        out4, out = np.empty((WINDOWS, kernels, q)), np.empty((kernels, WINDOWS * q))
-        parts, grad = np.empty((WINDOWS, kernels, depth)), np.empty((kernels, depth))
-        cols4_t, cols_t = cols4.transpose(0, 2, 1), cols.T
-
-        def weight_grad_blocked() -> None:
-            np.matmul(d4, cols4_t, out=parts)
-            np.add.reduce(parts, axis=0, out=grad)
-
-        pairs = {
-            "forward": (lambda: np.matmul(weight, cols4, out=out4), lambda: np.matmul(weight, cols, out=out)),
-            "weight gradient": (weight_grad_blocked, lambda: np.matmul(d, cols_t, out=grad)),
-        }
-        for name, (blocked, wide) in pairs.items():
-            best = {"blocked": float("inf"), "wide": float("inf")}
-            for _ in range(repeats):
-                for label, fn in (("blocked", blocked), ("wide", wide)):
-                    start = time.process_time()
-                    for _ in range(calls):
-                        fn()
-                    best[label] = min(best[label], (time.process_time() - start) / calls)
-            rows.append((f"{layer} {name}", best["blocked"] * 1e6, best["wide"] * 1e6))
+        seconds = layer_products(kernels, depth, q, calls, repeats)
+        for product in ("forward", "weight gradient"):
+            blocked, wide = seconds[f"{product} blocked"], seconds[f"{product} wide"]
+            rows.append((f"{layer} {product}", blocked * 1e6, wide * 1e6))
     return rows
 
 
@@ -251,26 +272,14 @@ def build(config: RunConfig, ablation: Ablation | None) -> BuffersCNN:
 
 def run_model(model: BuffersCNN, epochs: int) -> tuple[float, float]:
     """measure() under the ufunc buffer size the ablation asks for."""
-    if getattr(model, "_bench_default_buffers", False):
-        original = buffers_module.small_ufunc_buffers
-        buffers_module.small_ufunc_buffers = _default_buffers  # type: ignore[assignment]
-        try:
-            return measure(model, epochs)
-        finally:
-            buffers_module.small_ufunc_buffers = original
-    return measure(model, epochs)
+    with ufunc_buffers_of(model):
+        return measure(model, epochs)
 
 
 def peak_of(model: BuffersCNN) -> int:
     """epoch_peak_bytes() under the ablation's ufunc buffer size."""
-    if getattr(model, "_bench_default_buffers", False):
-        original = buffers_module.small_ufunc_buffers
-        buffers_module.small_ufunc_buffers = _default_buffers  # type: ignore[assignment]
-        try:
-            return epoch_peak_bytes(model)
-        finally:
-            buffers_module.small_ufunc_buffers = original
-    return epoch_peak_bytes(model)
+    with ufunc_buffers_of(model):
+        return epoch_peak_bytes(model)
 
 
 def main() -> None:

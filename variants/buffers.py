@@ -83,7 +83,7 @@ class BuffersCNN:
             self.snapshots.append(snapshot)
         values = (loss / self._train_n, accuracy, correct_prob)
         self._record(values)
-        return dict(zip(METRICS, values))
+        return dict(zip(METRICS, values, strict=True))
 
     def _record(self, values: tuple[float, float, float]) -> None:
         """Store an epoch's metrics in the preallocated history, growing it only past config.epochs."""

@@ -63,7 +63,8 @@ def patch_columns(images: np.ndarray, kernel: int) -> np.ndarray:
 
 
 class Conv:
-    """Valid stride-1 convolution with bias, as one batched GEMM over pooling-window blocks."""
+    """Valid stride-1 convolution with bias as one batched GEMM over pooling-window blocks of
+    patch matrices handed in by :meth:`use_columns` (conv1: computed once per batch)."""
 
     def __init__(
         self,
@@ -74,34 +75,58 @@ class Conv:
         n: int,
         arena: Arena,
         name: str,
-        source: np.ndarray | None = None,
     ) -> None:
-        """``weight``/``grad`` are (K, C*k*k + 1) with the bias last; ``source`` (C, H, W, n) is
-        the input buffer, or None when patch matrices are handed in by :meth:`use_columns`."""
+        """``weight``/``grad`` are (K, C*k*k + 1) views with the bias last; the input is (C, H, W) per sample."""
         channels, height, width = in_shape
-        kernels = weight.shape[0]
-        rows, columns = (height - kernel + 1) // 2, (width - kernel + 1) // 2
-        q = rows * columns * n
-        depth = channels * kernel * kernel
+        self.rows, self.columns = (height - kernel + 1) // 2, (width - kernel + 1) // 2
+        self.depth = channels * kernel * kernel
+        q = self.rows * self.columns * n
         self.weight, self.grad = weight, grad
-        self.out = arena.array(f"{name}.out", (WINDOWS, kernels, q))
-        self._grad_parts = arena.array(f"{name}.grad_parts", (WINDOWS, kernels, depth + 1))
-        self.cols: np.ndarray | None = None
-        self._cols_t: np.ndarray | None = None
-        self._source = source
-        if source is None:
-            return
-        self.use_columns(arena.array(f"{name}.cols", (WINDOWS, depth + 1, q)))
-        assert self.cols is not None
+        self.out = arena.array(f"{name}.out", (WINDOWS, weight.shape[0], q))
+        self._grad_parts = arena.array(f"{name}.grad_parts", (WINDOWS, weight.shape[0], self.depth + 1))
+        self.use_columns(np.zeros((WINDOWS, self.depth + 1, 0)))  # placeholder: a product with it fails loudly
+
+    def use_columns(self, cols: np.ndarray, cols_t: np.ndarray | None = None) -> None:
+        """Multiply these patch matrices (4, C*k*k + 1, Q) from now on; ``cols_t`` is their transpose view."""
+        self.cols = cols
+        self._cols_t = cols.transpose(0, 2, 1) if cols_t is None else cols_t
+
+    def forward(self) -> None:
+        """out[w] = W_aug @ cols[w] for the four window positions."""
+        np.matmul(self.weight, self.cols, out=self.out)
+
+    def backward(self, dout: np.ndarray) -> None:
+        """Weight and bias gradient from ``dout`` (4, K, Q)."""
+        np.matmul(dout, self._cols_t, out=self._grad_parts)
+        np.add.reduce(self._grad_parts, axis=0, out=self.grad)
+
+
+class ConvOnBuffer(Conv):
+    """A :class:`Conv` that reads its input buffer (C, H, W, n): im2col each forward, input gradient."""
+
+    def __init__(
+        self,
+        weight: np.ndarray,
+        grad: np.ndarray,
+        source: np.ndarray,
+        kernel: int,
+        arena: Arena,
+        name: str,
+    ) -> None:
+        """``source`` (C, H, W, n) is the buffer the previous layer writes."""
+        channels, height, width, n = source.shape
+        super().__init__(weight, grad, (channels, height, width), kernel, n, arena, name)
+        rows, columns, depth = self.rows, self.columns, self.depth
+        self.use_columns(arena.array(f"{name}.cols", (WINDOWS, depth + 1, rows * columns * n)))
         blocked = (2, 2, channels, kernel, kernel, rows, columns, n)
         self._patches = blocked_patches(source, kernel)
         self._patch_target = view_as(self.cols[:, :-1], blocked)
         self._ones = self.cols[:, -1]
         # Backward to the input: patch-shaped deltas, then added back onto the input grid.
-        self.input_grad = arena.array(f"{name}.input_grad", (channels, height, width, n))
-        self._dcols = arena.array(f"{name}.dcols", (WINDOWS, depth, q))
+        self.input_grad = arena.array(f"{name}.input_grad", source.shape)
+        self._dcols = arena.array(f"{name}.dcols", (WINDOWS, depth, rows * columns * n))
         # Block w = (dy, dx), row (c, i, j) of the deltas goes to input rows 2Y + dy + i, columns 2X + dx + j.
-        dcols = view_as(self._dcols, (2, 2, channels, kernel, kernel, rows, columns, n))
+        dcols = view_as(self._dcols, blocked)
         self._col2im = [
             (strided_positions(self.input_grad, dy + i, dx + j, rows, columns), dcols[dy, dx, :, i, j])
             for dy in range(2)
@@ -111,27 +136,14 @@ class Conv:
         ]
         self._weight_t = weight[:, :-1].T  # (C*k*k, K), a view BLAS reads as a transpose
 
-    def use_columns(self, cols: np.ndarray, cols_t: np.ndarray | None = None) -> None:
-        """Multiply these patch matrices (4, C*k*k + 1, Q) from now on (e.g. a precomputed batch)."""
-        self.cols = cols
-        self._cols_t = cols.transpose(0, 2, 1) if cols_t is None else cols_t
-
     def forward(self) -> None:
-        """out[w] = W_aug @ cols[w] for the four window positions; refreshes the patches first."""
-        if self._source is not None:
-            np.copyto(self._patch_target, self._patches)
-            # Plans of other batch sizes share this storage and overwrite the ones.
-            self._ones.fill(1.0)
-        np.matmul(self.weight, self.cols, out=self.out)
+        """Copy the patches of the input into the patch matrix, then the product."""
+        np.copyto(self._patch_target, self._patches)
+        self._ones.fill(1.0)  # plans of other batch sizes share this storage and overwrite the ones
+        super().forward()
 
-    def backward(self, dout: np.ndarray, input_grad: bool) -> None:
-        """Weight and bias gradient from ``dout`` (4, K, Q); also ``input_grad`` if asked."""
-        np.matmul(dout, self._cols_t, out=self._grad_parts)
-        np.add.reduce(self._grad_parts, axis=0, out=self.grad)
-        if not input_grad:
-            return
-        if self._source is None:
-            raise ValueError("this convolution was built without an input buffer")
+    def backward_input(self, dout: np.ndarray) -> None:
+        """input_grad: the transposed convolution of ``dout`` (4, K, Q), i.e. col2im of W.T @ dout."""
         np.matmul(self._weight_t, dout, out=self._dcols)
         self.input_grad.fill(0.0)
         for target, part in self._col2im:
@@ -275,7 +287,7 @@ class SoftmaxCrossEntropy:
         np.copyto(self._largest, z[0])
         for row in z[1:]:
             np.maximum(self._largest, row, out=self._largest)
-        for row, out in zip(z, p):
+        for row, out in zip(z, p, strict=True):
             np.subtract(row, self._largest, out=out)
         np.exp(self.probabilities, out=self.probabilities)
         np.copyto(self._total, p[0])

@@ -11,7 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from variants.buffers_layers import Conv, Dense, PoolRelu, Relu, SoftmaxCrossEntropy, Targets, patch_columns
+from variants.buffers_layers import (
+    Conv,
+    ConvOnBuffer,
+    Dense,
+    PoolRelu,
+    Relu,
+    SoftmaxCrossEntropy,
+    Targets,
+    patch_columns,
+)
 from variants.buffers_memory import Arena
 from variants.buffers_params import FlatParameters
 from variants.network import (
@@ -47,20 +56,12 @@ class BatchNet:
     def __init__(self, params: FlatParameters, n: int, arena: Arena) -> None:
         """Views of ``arena`` for ``n`` samples; weights and gradients are views of ``params``."""
         self.n = n
-        self.conv1 = Conv(
-            params.matrix("conv1"), params.grad_matrix("conv1"), (1, IMAGE_SIZE, IMAGE_SIZE), CONV1_SIZE, n, arena, "conv1"
-        )
+        conv1_in = (1, IMAGE_SIZE, IMAGE_SIZE)
+        self.conv1 = Conv(params.matrix("conv1"), params.grad_matrix("conv1"), conv1_in, CONV1_SIZE, n, arena, "conv1")
         pooled1 = arena.array("pool1.out", (CONV1_KERNELS, POOLED1, POOLED1, n))
         self.pool1 = PoolRelu(self.conv1.out, pooled1.reshape(CONV1_KERNELS, -1), arena, "pool1")
-        self.conv2 = Conv(
-            params.matrix("conv2"),
-            params.grad_matrix("conv2"),
-            (CONV1_KERNELS, POOLED1, POOLED1),
-            CONV2_SIZE,
-            n,
-            arena,
-            "conv2",
-            source=pooled1,
+        self.conv2 = ConvOnBuffer(
+            params.matrix("conv2"), params.grad_matrix("conv2"), pooled1, CONV2_SIZE, arena, "conv2"
         )
         # Pooled conv2 output (20, 2, 2, n) is already fc1's input (80, n) in (channel, row, column) order.
         fc1_in = arena.array("fc1.in", (FLAT + 1, n))
@@ -95,9 +96,10 @@ class BatchNet:
         if not conv:
             return
         self.pool2.backward(self._pool2_grad)
-        self.conv2.backward(self.pool2.windows_grad, input_grad=True)
+        self.conv2.backward(self.pool2.windows_grad)
+        self.conv2.backward_input(self.pool2.windows_grad)
         self.pool1.backward(self._pool1_grad)
-        self.conv1.backward(self.pool1.windows_grad, input_grad=False)
+        self.conv1.backward(self.pool1.windows_grad)
 
     def buffers(self) -> dict[str, np.ndarray]:
         """Every activation and delta of the last batch, by name (views, not copies)."""

@@ -68,7 +68,8 @@ class FlatParameters:
         """Copy canonical parameters in; every name must be present with its canonical shape."""
         missing = set(PARAMETER_SHAPES) - set(params)
         if missing:
-            raise UsageError(f"missing parameters: {', '.join(sorted(missing))}; expected {', '.join(PARAMETER_SHAPES)}")
+            expected = ", ".join(PARAMETER_SHAPES)
+            raise UsageError(f"missing parameters: {', '.join(sorted(missing))}; expected {expected}")
         for name, shape in PARAMETER_SHAPES.items():
             value = np.asarray(params[name], dtype=np.float64)
             if value.shape != shape:
