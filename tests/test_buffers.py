@@ -11,7 +11,7 @@ import pytest
 
 from harness.errors import UsageError
 from harness.interface import RunConfig, TrainingLoop
-from variants.buffers import BuffersCNN
+from variants.buffers import METRICS, BuffersCNN
 from variants.buffers_flops import epoch_flops, sample_flops
 from variants.buffers_layers import (
     WINDOWS,
@@ -394,6 +394,8 @@ def test_leak_changes_no_number_and_grows_megabytes_per_epoch() -> None:
     assert leaky_metrics == fixed_metrics
     assert grown / 3 > 2 * MIB
     assert len(leaky.snapshots) == 4 and not fixed.snapshots
+    # AND the fixed loop's history is the metric floats, nothing else
+    np.testing.assert_array_equal(fixed.history, [[m[key] for key in METRICS] for m in fixed_metrics])
 
 
 @pytest.mark.parametrize("batch_size, fc_only", [(150, False), (40, False), (150, True)])
