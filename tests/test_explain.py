@@ -89,8 +89,8 @@ run {RUN_ID}
   RSS          leak     +3.0 MiB/epoch  3.0-3.0 MiB  <0.001        1  2-20 (19)
   Python heap  leak     +3.0 MiB/epoch  3.0-3.0 MiB  <0.001        0  1-20 (20)
 
-RSS: leak: the 95% CI lies above the 4.0 KiB/epoch threshold (Mann-Kendall p<0.001).
-Python heap: leak: the 95% CI lies above the 4.0 KiB/epoch threshold (Mann-Kendall p<0.001).
+RSS: leak: the 95% CI lies above the 32.0 KiB/epoch threshold (Mann-Kendall p<0.001).
+Python heap: leak: the 95% CI lies above the 32.0 KiB/epoch threshold (Mann-Kendall p<0.001).
 At this rate RSS reaches the 4.0 GiB memory cap at epoch ~1326 and this machine's 16.0 GiB at epoch ~5422.
 
 Allocation sites that grew most, epoch 3 -> 20 (tracemalloc):
@@ -142,7 +142,7 @@ run {RUN_ID}
   memory  verdict      growth  95% CI      p  warm-up  epochs fitted
   RSS     flat     +0 B/epoch   0-0 B  1.000        0  1-20 (20)
 
-RSS: flat: the 95% CI lies below the 4.0 KiB/epoch threshold.
+RSS: flat: the 95% CI lies below the 32.0 KiB/epoch threshold.
 
 No trace: re-run with --trace to see which lines and object types the growth comes from.
 """

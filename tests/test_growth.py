@@ -176,6 +176,14 @@ def test_an_isolated_spike_after_the_start_is_not_warmup() -> None:
     assert detect_warmup(values) == 0
 
 
+def test_a_steady_leak_with_uneven_increments_has_no_warmup() -> None:
+    # GIVEN the lists variant's recursion leak as recorded (12 epochs, ~24 MB per epoch, +-0.3 MB)
+    values = [67022848, 91197440, 115924992, 140533760, 165044224, 189501440, 213708800, 238383104,
+              262852608, 287289344, 311762944, 336211968]
+    # THEN no epoch is taken for warm-up
+    assert detect_warmup(values) == 0
+
+
 def test_a_steady_leak_and_flat_noise_have_no_warmup() -> None:
     rng = np.random.default_rng(4)
     assert detect_warmup(leaking(30, 2 * MiB, rng)) == 0
@@ -263,9 +271,9 @@ def test_a_slope_near_the_threshold_under_noise_is_inconclusive() -> None:
     assert growth["ci_low"] < MIN_BYTES_PER_EPOCH < growth["ci_high"]
 
 
-def test_significant_but_tiny_growth_is_flat() -> None:
-    # GIVEN one page every 4 epochs, exactly: a real but negligible 1 KiB/epoch
-    values = BASE + (np.arange(400) // 4) * PAGE
+def test_significant_but_small_growth_is_flat() -> None:
+    # GIVEN one page every epoch, exactly, like the high-water-mark creep of a short run
+    values = BASE + np.arange(400) * PAGE
     growth = summarise_growth(table(values))
     assert growth["p_value"] < 1e-6
     assert growth["verdict"] == "flat"
@@ -366,19 +374,36 @@ def test_a_table_without_rss_is_a_usage_error() -> None:
 
 
 def test_format_growth_adds_the_heap_line_and_the_reason_when_inconclusive() -> None:
-    growth = summarise_growth(table(BASE + PAGE * np.arange(1, 31), heap=10 * MiB + 2 * KiB * np.arange(30)))
+    # GIVEN RSS rising 33 KiB/epoch under a repeating 0-160 KiB pattern, and a heap rising 2 KiB/epoch
+    epochs = np.arange(1, 31)
+    rss = BASE + 33 * KiB * epochs + (epochs * 7 % 5) * 40 * KiB
+    growth = summarise_growth(table(rss, heap=10 * MiB + 2 * KiB * (epochs - 1)))
     assert format_growth(growth) == (
-        "verdict: inconclusive, +4.0 KiB/epoch (95% CI 4.0-4.0 KiB) over 30 epochs after 0 warm-up epochs; "
-        "the 95% CI straddles the 4.0 KiB/epoch threshold\n"
+        "verdict: inconclusive, +33.0 KiB/epoch (95% CI 29.7-34.7 KiB) over 30 epochs after 0 warm-up epochs; "
+        "the 95% CI straddles the 32.0 KiB/epoch threshold\n"
         "Python heap: flat, +2.0 KiB/epoch (95% CI 2.0-2.0 KiB) over 30 epochs after 0 warm-up epochs")
 
 
-def test_exceeds_budget_only_when_the_leak_is_confidently_above_it() -> None:
+def test_exceeds_budget_only_when_the_growth_is_confidently_above_it() -> None:
     growth = summarise_growth(table(BASE + 3 * MiB * np.arange(1, 41)))
     assert exceeds_budget(growth, 64 * KiB) == (
         "RSS grew 3.0 MiB/epoch over 40 epochs (95% CI 3.0-3.0 MiB); budget 64.0 KiB/epoch")
     assert exceeds_budget(growth, 4 * MiB) is None
     assert exceeds_budget(summarise_growth(table(np.full(40, BASE))), 0) is None
+
+
+def test_a_budget_can_be_stricter_than_the_leak_threshold() -> None:
+    # GIVEN a page per epoch exactly: flat by the verdict's threshold
+    growth = summarise_growth(table(BASE + PAGE * np.arange(1, 31)))
+    assert growth["verdict"] == "flat"
+    # THEN a 1 KiB budget still catches it, a 4 KiB one does not
+    assert exceeds_budget(growth, KiB) == "RSS grew 4.0 KiB/epoch over 30 epochs (95% CI 4.0-4.0 KiB); budget 1.0 KiB/epoch"
+    assert exceeds_budget(growth, PAGE) is None
+
+
+def test_exceeds_budget_needs_enough_epochs() -> None:
+    # GIVEN 5 epochs of a steep rise THEN not even a zero budget is exceeded: too few to tell
+    assert exceeds_budget(summarise_growth(table(BASE + MiB * np.arange(5))), 0) is None
 
 
 def test_exceeds_budget_refuses_a_negative_budget() -> None:
