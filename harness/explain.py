@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from harness.growth import MEASURES, format_p, format_rate_ci
 from harness.sizes import format_size

@@ -37,7 +37,8 @@ called leaks, which is why the leak rule tests the CI against it.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,8 +48,14 @@ from harness.sizes import format_size
 from harness.trend import Trend, theil_sen_line, trend
 
 __all__ = [
-    "Trend", "trend", "detect_warmup", "verdict", "summarise_growth", "format_growth", "exceeds_budget",
+    "Trend",
+    "detect_warmup",
+    "exceeds_budget",
+    "format_growth",
     "format_rate",
+    "summarise_growth",
+    "trend",
+    "verdict",
 ]
 
 CONFIDENCE = 0.95

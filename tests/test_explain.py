@@ -232,10 +232,10 @@ def test_a_read_only_run_is_still_explained(tmp_path: Path, monkeypatch, capsys)
 def test_the_cli_explains_a_run_and_refuses_a_bad_one_in_one_line(tmp_path: Path) -> None:
     run_dir = write_run(tmp_path, leak_rss())
     good = subprocess.run([sys.executable, "-m", "harness", "explain", str(run_dir)], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=120)
+                          cwd=tmp_path, timeout=120, check=False)
     assert good.returncode == 0, good.stderr
     assert good.stdout.startswith(f"run {RUN_ID}\n")
     bad = subprocess.run([sys.executable, "-m", "harness", "explain", str(tmp_path / "nope")], capture_output=True,
-                         text=True, cwd=tmp_path, timeout=120)
+                         text=True, cwd=tmp_path, timeout=120, check=False)
     assert bad.returncode == 2
     assert bad.stdout == "" and len(bad.stderr.splitlines()) == 1 and "not a directory" in bad.stderr

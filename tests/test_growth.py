@@ -21,7 +21,13 @@ from harness.growth import (
     trend,
     verdict,
 )
-from harness.trend import MAX_PAIRS, kendall_s, kendall_var_s, mann_kendall_p, theil_sen_line
+from harness.trend import (
+    MAX_PAIRS,
+    kendall_s,
+    kendall_var_s,
+    mann_kendall_p,
+    theil_sen_line,
+)
 
 PAGE = 4096
 KiB = 1024
@@ -109,8 +115,8 @@ def test_sampled_pairs_give_nearly_the_exact_slope_and_interval() -> None:
     i, j = np.triu_indices(n, 1)
     slopes = np.sort((values[j] - values[i]) / (j - i))
     spread = 1.959963984540054 * math.sqrt(kendall_var_s(values))
-    low = slopes[int(round((slopes.size - spread) / 2)) - 1]
-    high = slopes[int(round((slopes.size + spread) / 2))]
+    low = slopes[round((slopes.size - spread) / 2) - 1]
+    high = slopes[round((slopes.size + spread) / 2)]
     # THEN the sample is flagged and its numbers are within a small fraction of the CI width
     assert fit.pairs_sampled
     width = high - low
