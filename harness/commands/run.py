@@ -1,0 +1,118 @@
+"""Run a training loop in a worker process and record its memory epoch by epoch.
+
+The loop runs in a worker process; this process only records: one row per
+epoch in epochs.csv, timed RSS samples in samples.csv, metadata in meta.json,
+the loop's own output in worker.log, all in a new directory RESULTS/<run-id>.
+At the end it prints the growth verdict and, on the last line, that directory.
+
+VARIANT is a registered name (see `python -m harness list`), package.module:Class,
+or path/to/file.py:Class of a class following harness.interface.TrainingLoop.
+
+Exit codes:
+  0    completed every epoch
+  2    usage error (bad option, unknown variant or leak); nothing was written
+  3    stopped: the worker's memory passed the cap (--memory-cap)
+  4    stopped: timed out (--timeout)
+  5    the worker failed (the training code raised, or the worker crashed)
+  130  interrupted (Ctrl-C or SIGTERM); what was recorded is kept
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from harness import runner
+from harness.errors import UsageError
+from harness.interface import SEED_BATCH_SIZE, SEED_EPOCHS, SEED_LEARNING_RATE, RunConfig
+from harness.progress import Progress
+from harness.records import COMPLETED, FAILED
+from harness.sizes import ACCEPTED, parse_size
+
+STDERR_TAIL_SHOWN = 10
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``run``."""
+    parser.add_argument("--variant", required=True, metavar="VARIANT", help="registered name, package.module:Class or file.py:Class")
+    parser.add_argument("--leak", metavar="LEAK", help="switch on one of the variant's leaks (see `list`)")
+    parser.add_argument("--epochs", type=_int, default=SEED_EPOCHS, metavar="N", help=f"epochs to train (default {SEED_EPOCHS})")
+    parser.add_argument("--seed", type=_int, default=0, metavar="S", help="seed of the data and initial weights (default 0)")
+    parser.add_argument("--fc-only", action="store_true", help="train only the fully connected layers (the seed's 2nd column)")
+    parser.add_argument("--learning-rate", type=_float, default=SEED_LEARNING_RATE, metavar="LR", help=f"default {SEED_LEARNING_RATE}")
+    parser.add_argument("--batch-size", type=_int, default=SEED_BATCH_SIZE, metavar="B", help=f"default {SEED_BATCH_SIZE} (the whole training set)")
+    parser.add_argument("--memory-cap", metavar="SIZE", help="stop the worker when its RSS passes SIZE, e.g. 300MiB "
+                        "(default: the smaller of 4 GiB and half the available memory)")  # fmt: skip
+    parser.add_argument("--timeout", type=_float, metavar="SECONDS", help="stop the worker after SECONDS (default: none)")
+    parser.add_argument("--sample-interval", type=_float, default=runner.DEFAULT_SAMPLE_INTERVAL_S, metavar="SECONDS",
+                        help=f"seconds between RSS samples (default {runner.DEFAULT_SAMPLE_INTERVAL_S})")  # fmt: skip
+    parser.add_argument("--results", type=Path, default=Path("results"), metavar="DIR", help="where run directories go (default ./results)")
+    parser.add_argument("--trace", action="store_true", help="trace allocations (tracemalloc; slower) and write trace.json")
+    parser.add_argument("--quiet", action="store_true", help="no progress line and no summary: print only the run directory")
+
+
+def request_from_args(args: argparse.Namespace) -> runner.RunRequest:
+    """Check the options and build the run request (UsageError on bad values; writes nothing)."""
+    cap = None
+    if args.memory_cap is not None:
+        cap = parse_size(args.memory_cap)
+        if cap <= 0:
+            raise UsageError(f"invalid memory cap {args.memory_cap!r}: it must be more than 0 ({ACCEPTED})")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError(f"timeout must be a positive number of seconds, got {args.timeout:g}")
+    config = RunConfig(
+        seed=args.seed,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        leak=args.leak,
+        options={"fc_only": True} if args.fc_only else {},
+    )
+    return runner.RunRequest(
+        variant=args.variant,
+        config=config,
+        results_dir=args.results,
+        memory_cap_bytes=cap,
+        timeout_s=args.timeout,
+        sample_interval_s=args.sample_interval,
+        trace=args.trace,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Record one run; print the summary and the run directory; return the status's exit code."""
+    request = request_from_args(args)
+    progress = Progress(request.config.epochs, sys.stderr, enabled=not args.quiet and sys.stderr.isatty())
+    outcome = runner.execute(request, progress=progress)
+    if not args.quiet:
+        lines = runner.describe_outcome(outcome)
+        print(lines[0], file=sys.stdout if outcome.status == COMPLETED else sys.stderr)
+        if outcome.status == FAILED and outcome.stop:
+            tail = outcome.stop.get("stderr_tail", [])[-STDERR_TAIL_SHOWN:]
+            if tail:
+                print("last lines of worker.log:", file=sys.stderr)
+                for line in tail:
+                    print(f"  {line}", file=sys.stderr)
+        for line in lines[1:]:
+            print(line)
+    print(outcome.run_dir)
+    return outcome.exit_code

@@ -1,0 +1,64 @@
+"""Memory sizes as people write them ("300MiB", "1.5 GiB", "2GB", "4096") and as we print them."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from harness.errors import UsageError
+
+# Binary units are powers of 1024, decimal ones powers of 1000, as in IEC 80000-13;
+# "B" alone (or no unit) means bytes.
+UNITS: dict[str, int] = {
+    "b": 1,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+}
+
+ACCEPTED = "a byte count or a number with a unit: B, KiB, MiB, GiB, TiB (1024-based) or KB, MB, GB, TB (1000-based), e.g. 300MiB or 1.5 GiB"
+
+_SIZE = re.compile(r"^\s*(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(?P<unit>[a-z]*)\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes in ``text`` ("300MiB", "1.5 GiB", "2 GB", "4096"); UsageError quoting bad input."""
+    if isinstance(text, bool):
+        raise UsageError(f"invalid size {text!r}: expected {ACCEPTED}")
+    if isinstance(text, int):
+        if text < 0:
+            raise UsageError(f"invalid size {text!r}: a size cannot be negative")
+        return text
+    if not isinstance(text, str):
+        raise UsageError(f"invalid size {text!r}: expected {ACCEPTED}")
+    match = _SIZE.match(text)
+    if match is None:
+        raise UsageError(f"invalid size {text!r}: expected {ACCEPTED}")
+    unit = match["unit"].lower() or "b"
+    if unit not in UNITS:
+        raise UsageError(f"invalid size {text!r}: unknown unit {match['unit']!r}; expected {ACCEPTED}")
+    number = float(match["number"])
+    if unit == "b" and not number.is_integer():
+        raise UsageError(f"invalid size {text!r}: a byte count must be a whole number")
+    value = number * UNITS[unit]
+    if not math.isfinite(value):
+        raise UsageError(f"invalid size {text!r}: too large")
+    return int(round(value))
+
+
+def format_size(n: int | float) -> str:
+    """``n`` bytes for people: "512 B", "3.1 MiB", "-2.0 GiB" (1024-based, one decimal)."""
+    sign = "-" if n < 0 else ""
+    size = abs(float(n))
+    if size < 1024:
+        return f"{sign}{size:.0f} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024:
+            return f"{sign}{size:.1f} {unit}"
+    return f"{sign}{size / 1024:.1f} TiB"
