@@ -111,6 +111,13 @@ def test_relu_backward_matches_finite_differences(rng: np.random.Generator) -> N
     assert relative_error(delta, num) < TOLERANCE
 
 
+
+def test_relu_passes_no_delta_at_exactly_zero() -> None:
+    # GIVEN pre-activations 0.0 (as an all-zero patch with a zero bias gives), positive and negative
+    kept = forward_layer(ReluLayer(), [[[0.0, 2.0, -1.0]]])[1]
+    # WHEN a delta comes back THEN only the strictly positive one passes (derivative 0 at 0)
+    assert backward_layer(ReluLayer(), kept, [[[5.0, 5.0, 5.0]]])[0] == [[[0.0, 5.0, 0.0]]]
+
 def test_pool_backward_matches_finite_differences(rng: np.random.Generator) -> None:
     # GIVEN distinct random pixels (no ties) and an upstream delta
     x = rng.normal(size=(2, 4, 6))
@@ -354,3 +361,26 @@ def test_fixed_loop_lets_the_differences_go(runs: Any) -> None:
     growth = blocks[-1] - blocks[0]
     # THEN almost nothing stayed behind (less than 2 % of one epoch's differences)
     assert growth < DIFFERENCE_BLOCKS // 50, f"grew {growth} blocks"
+
+
+
+def at_depth(frames: int, work: Callable[[], Any]) -> Any:
+    """Call ``work`` from ``frames`` Python frames further down the stack (as a deep harness might)."""
+    return work() if frames == 0 else at_depth(frames - 1, work)
+
+
+def test_recursion_leak_runs_the_seeds_500_epochs_from_deep_in_a_stack() -> None:
+    # GIVEN the leaky loop built and driven 450 frames down, on one sample (so 500 epochs are quick):
+    # 450 + 500 epoch levels + the layers' recursion exceed Python's default limit of 1000
+    limit = sys.getrecursionlimit()
+    model = at_depth(450, lambda: ListsCNN(RunConfig(seed=0, epochs=500, leak="recursion")))
+    model._batches = [model._batches[0][:1]]
+    model._test = model._test[:1]
+    try:
+        # WHEN it trains the seed's planned 500 epochs, one recursion level each
+        losses = at_depth(450, lambda: [model.train_epoch(epoch)["loss"] for epoch in range(1, 501)])
+        # THEN the loop made room for its recursion and the loss kept falling
+        assert losses[-1] < losses[0]
+    finally:
+        model.close()
+        sys.setrecursionlimit(limit)
