@@ -56,12 +56,17 @@ def _config_path(config: pytest.Config) -> tuple[Path, bool]:
     return config.rootpath / "pyproject.toml", False
 
 
+def config_budgets(config: pytest.Config) -> BudgetTable:
+    """The budgets this session uses (--leakbench-config, else the rootdir's pyproject.toml); UsageError if unreadable."""
+    path, required = _config_path(config)
+    return load_budgets(path, required=required)
+
+
 @pytest.fixture(scope="session")
 def leakbench_budgets(pytestconfig: pytest.Config) -> BudgetTable:
     """The budgets of ``[tool.leakbench]`` in the project's pyproject.toml (empty when it has none)."""
-    path, required = _config_path(pytestconfig)
     try:
-        return load_budgets(path, required=required)
+        return config_budgets(pytestconfig)
     except UsageError as exc:
         pytest.fail(f"leakbench: {exc}", pytrace=False)
 
