@@ -14,7 +14,9 @@ is the seed's later strict fold: a plain loop that drops each batch's difference
 from __future__ import annotations
 
 import sys
-from typing import ClassVar, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from types import FrameType
+from typing import ClassVar
 
 import numpy as np
 
@@ -30,7 +32,12 @@ from variants.lists_layers import (
     forward_prop,
     output_delta,
 )
-from variants.lists_params import build_network, mean_differences, to_canonical, update_layers
+from variants.lists_params import (
+    build_network,
+    mean_differences,
+    to_canonical,
+    update_layers,
+)
 from variants.network import CLASSES, IMAGE_SIZE
 
 Sample = tuple[Image, int]
@@ -60,7 +67,8 @@ def predict(layers: Sequence[Layer], image: Image) -> list[float]:
 
 def _stack_depth() -> int:
     """How many Python frames are below the caller."""
-    frame, depth = sys._getframe(1), 0
+    frame: FrameType | None = sys._getframe(1)
+    depth = 0
     while frame is not None:
         frame, depth = frame.f_back, depth + 1
     return depth

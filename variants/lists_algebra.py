@@ -112,7 +112,8 @@ def depool_max(s: int, positions: Positions, delta: Image) -> Image:
 
 def relu(image: Image) -> Image:
     """x if x > 0 else 0.0, pixel by pixel."""
-    return [[[v if v > 0.0 else 0.0 for v in line] for line in plane] for plane in image]
+    # A conditional, not max(0.0, v): a call per pixel is three times slower.
+    return [[[v if v > 0.0 else 0.0 for v in line] for line in plane] for plane in image]  # noqa: FURB136
 
 
 def relu_delta(inputs: Image, delta: Image) -> Image:

@@ -11,9 +11,10 @@ no parameters.  Updating averages these per-sample differences.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Sequence, Union
+from typing import Any
 
 from variants.lists_algebra import (
     Image,
@@ -79,7 +80,7 @@ class SoftmaxLayer:
     """Softmax output; its delta (softmax - onehot) already includes the cross-entropy."""
 
 
-Layer = Union[ConvLayer, ReluLayer, MaxPoolLayer, FlattenLayer, FullLayer, SoftmaxLayer]
+Layer = ConvLayer | ReluLayer | MaxPoolLayer | FlattenLayer | FullLayer | SoftmaxLayer
 
 
 def softmax(z: Row) -> Row:
@@ -113,12 +114,12 @@ def backward_layer(layer: Layer, kept: Any, delta: Image, need_delta: bool = Tru
     match layer:
         case ConvLayer(kernels, _):
             s = len(kernels[0][0])
-            diff = ConvLayer(filter_gradients(kept, delta, s), channel_sums(delta))
+            conv_diff = ConvLayer(filter_gradients(kept, delta, s), channel_sums(delta))
             if not need_delta:
-                return None, diff
+                return None, conv_diff
             # The seed's way, literally: forward-convolve the zero-bordered delta with w'.
             zero_biases = [0.0] * len(kernels[0])
-            return convolve(layer.flipped, zero_biases, add_border(s - 1, delta)), diff
+            return convolve(layer.flipped, zero_biases, add_border(s - 1, delta)), conv_diff
         case ReluLayer():
             return relu_delta(kept, delta), layer
         case MaxPoolLayer(size):
@@ -127,8 +128,8 @@ def backward_layer(layer: Layer, kept: Any, delta: Image, need_delta: bool = Tru
             return unflatten(kept, delta), layer
         case FullLayer(weights, _):
             d = delta[0][0]
-            diff = FullLayer(outer(d, kept[0][0]), list(d))
-            return ([[transposed_product(weights, d)]] if need_delta else None), diff
+            full_diff = FullLayer(outer(d, kept[0][0]), list(d))
+            return ([[transposed_product(weights, d)]] if need_delta else None), full_diff
         case SoftmaxLayer():
             # softmax - onehot is handed in as the output delta (see output_delta).
             return delta, layer
@@ -157,6 +158,8 @@ def backward_prop(
             return delta, []
         case [layer, *rest]:
             up, diff = backward_layer(layer, kept[0], delta, need_delta=bool(rest))
+            if up is None:  # the last layer walked passes nothing up
+                return None, [diff]
             top_delta, diffs = backward_prop(rest, kept[1:], up)
             return top_delta, diffs + [diff]
     raise TypeError("layers must be a sequence")

@@ -6,7 +6,8 @@ with ``.tolist()`` when the network is built and come back in ``to_canonical``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 
@@ -91,10 +92,13 @@ def mean_difference(diffs: Sequence[Layer]) -> Layer:
     """The average of one layer's per-sample differences (a parameterless layer is its own difference)."""
     first = diffs[0]
     n = len(diffs)
+    # One layer's differences are all of that layer's kind.
     if isinstance(first, ConvLayer):
-        return ConvLayer(_mean([d.kernels for d in diffs], n), _mean([d.biases for d in diffs], n))
+        convs = cast(Sequence[ConvLayer], diffs)
+        return ConvLayer(_mean([d.kernels for d in convs], n), _mean([d.biases for d in convs], n))
     if isinstance(first, FullLayer):
-        return FullLayer(_mean([d.weights for d in diffs], n), _mean([d.biases for d in diffs], n))
+        fulls = cast(Sequence[FullLayer], diffs)
+        return FullLayer(_mean([d.weights for d in fulls], n), _mean([d.biases for d in fulls], n))
     return first
 
 
