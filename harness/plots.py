@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from harness.report import SEED_FIGURES, MemoryPanel, cap_hit, format_bytes, run_label
 from harness.storage import Run
@@ -53,20 +54,21 @@ def _save(figure: Figure, path: Path) -> Path:
 
 def plot_memory_panels(panels: Sequence[MemoryPanel], path: Path) -> Path:
     """The headline: RSS against epoch, leaky and fixed runs of each variant on one panel, caps marked."""
-    columns = min(len(panels), 3) or 1
+    columns = 2 if len(panels) in (2, 4) else min(len(panels), 3) or 1
     rows = max(1, math.ceil(len(panels) / columns))
-    figure = _new_figure(4.6 * columns, 4.4 * rows)
+    figure = _new_figure(max(6.0, 4.6 * columns), 4.4 * rows)
     axes_grid = figure.subplots(rows, columns, squeeze=False)
     for index, axes in enumerate(axes_grid.flat):
         if index >= len(panels):
             axes.set_visible(False)
             continue
         panel = panels[index]
-        _draw_runs(axes, panel.fixed, FIXED_COLOUR, "fixed")
-        _draw_runs(axes, panel.leaky, LEAKY_COLOUR, _leak_names(panel.leaky))
+        _draw_runs(axes, panel.fixed, FIXED_COLOUR, panel.fixed_label)
+        _draw_runs(axes, panel.leaky, LEAKY_COLOUR, panel.leaky_label)
         for run in panel.leaky + panel.fixed:
             _draw_cap(axes, run)
         axes.set_title(panel.variant)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_xlabel("epoch")
         axes.set_ylabel("resident memory (MiB)")
         # Room above the highest line or cap so a stop marker is not cut by the frame.
@@ -84,17 +86,10 @@ def _legend_below(axes: Axes) -> None:
     axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="small", frameon=False)
 
 
-def _leak_names(runs: Sequence[Run]) -> str:
-    """Legend text for the leaky runs: ``"leak: history"``."""
-    names = sorted({str(r.meta.get("leak")) for r in runs})
-    return "leak: " + ", ".join(names)
-
-
 def _draw_runs(axes: Axes, runs: Sequence[Run], colour: str, label: str) -> None:
     """RSS per epoch of each run in one colour, one legend entry for all of them."""
     width = 1.8 if len(runs) == 1 else 1.0
     for index, run in enumerate(runs):
-        text = label if len(runs) == 1 else f"{label} ({len(runs)} runs)"
         axes.plot(
             run.epochs["epoch"],
             run.epochs["rss_bytes"] / MIB,
@@ -103,7 +98,7 @@ def _draw_runs(axes: Axes, runs: Sequence[Run], colour: str, label: str) -> None
             alpha=0.9 if len(runs) == 1 else 0.6,
             marker="o" if len(run.epochs) <= 30 else None,
             markersize=3,
-            label=text if index == 0 else None,
+            label=label if index == 0 else None,
         )
 
 

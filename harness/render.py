@@ -69,6 +69,7 @@ def write_report(
 
 def build_blocks(runs: Sequence[Run], out_dir: Path, samples_run: str | None, seed_variant: str) -> list[Block]:
     """Compute the tables, draw the figures into ``out_dir`` and lay them out as blocks, in reading order."""
+    runs = report.sort_runs(runs)
     table = report.run_table(runs)
     blocks: list[Block] = [Heading("leakbench report"), Paragraph(_overview(table))]
 
@@ -93,7 +94,7 @@ def build_blocks(runs: Sequence[Run], out_dir: Path, samples_run: str | None, se
     if len(table):
         blocks.append(
             _figure(plots.plot_speed(table, out_dir / "speed.png", report.ordered_variants(runs)), "speed", "Speed of each implementation",
-                    "Epochs per second of the leak-free runs, recording included (median over repeats), log scale; "
+                    "Epochs per second of the leak-free runs (time in `train_epoch`, median over repeats), log scale; "
                     "dashed: the seed's Haskell list version on its 2017 laptop.")  # fmt: skip
         )
 
@@ -105,7 +106,7 @@ def build_blocks(runs: Sequence[Run], out_dir: Path, samples_run: str | None, se
 RUN_TABLE_NOTE = (
     "Growth per epoch is the robust trend of RSS after the detected warm-up, with its 95% interval; "
     "the verdict is `leak`, `flat` or `inconclusive`. Peak RSS is the largest resident size seen (epoch records "
-    "and timed samples). Epochs/s counts the wall time from the first epoch's start. Accuracy is the share of the "
+    "and timed samples). Epochs/s counts the time spent in `train_epoch` (not the pauses of a traced run's snapshots). Accuracy is the share of the "
     "30 test images classified right after the last epoch; correct_prob is the seed's \"accuracy\": the mean "
     "probability given to the correct class."
 )
@@ -135,7 +136,8 @@ def _seed_blocks(runs: Sequence[Run], out_dir: Path, variant: str) -> list[Block
         Paragraph(
             f"The seed's table (../shared/seed/SUMMARY.md: Haskell with lists on a 2017 laptop) beside our "
             f"`{variant}` runs without a leak (mean over seeds; sd = standard deviation between seeds, in "
-            "percentage points). The seed's CNN run never reached epoch 500 because of its leak."
+            "percentage points). Time is wall-clock seconds from the first epoch's start, as the seed timed it. "
+            "The seed's CNN run never reached epoch 500 because of its leak."
         ),
         Table(report.seed_table(runs, variant)),
     ]

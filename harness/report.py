@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from harness.errors import UsageError
@@ -19,7 +20,7 @@ from harness.storage import Run, load_run
 
 # The seed's own figures (../shared/seed/SUMMARY.md): Haskell with lists, one 2017 laptop.
 # Its "accuracy" is the mean probability given to the correct class: our ``correct_prob``.
-SEED_FIGURES: dict[str, dict[str, float | None]] = {
+SEED_FIGURES: dict[str, dict[str, Any]] = {
     "CNN": {"time_200_s": 517.0, "epochs_per_s": 0.387, "prob_200": 0.975, "prob_500": None},
     "fc-only": {"time_200_s": 157.0, "epochs_per_s": 1.273, "prob_200": 0.742, "prob_500": 0.951},
 }
@@ -108,11 +109,15 @@ def peak_rss_bytes(run: Run) -> float:
 
 
 def epochs_per_second(run: Run) -> float:
-    """Finished epochs over the wall time since the first epoch started."""
-    if run.epochs.empty or "elapsed_s" not in run.epochs:
+    """Finished epochs over the seconds spent in ``train_epoch``.
+
+    The sum of ``epoch_s`` rather than the wall time: a traced run pauses between
+    epochs for tracemalloc snapshots (tens of seconds), which is not the loop's speed.
+    """
+    if run.epochs.empty or "epoch_s" not in run.epochs:
         return math.nan
-    elapsed = float(run.epochs["elapsed_s"].iloc[-1])
-    return len(run.epochs) / elapsed if elapsed > 0 else math.nan
+    busy = float(run.epochs["epoch_s"].sum())
+    return len(run.epochs) / busy if busy > 0 else math.nan
 
 
 def final_metric(run: Run, name: str) -> float:
@@ -120,6 +125,18 @@ def final_metric(run: Run, name: str) -> float:
     if run.epochs.empty or name not in run.epochs:
         return math.nan
     return float(run.epochs[name].iloc[-1])
+
+
+def sort_runs(runs: Sequence[Run]) -> list[Run]:
+    """Runs in reading order: variant (registry order), model, fixed before leaky, length, seed, id."""
+    order = {name: index for index, name in enumerate(ordered_variants(runs))}
+    return sorted(
+        runs,
+        key=lambda r: (
+            order[str(r.meta.get("variant"))], model_of(r) != "CNN", leak_of(r) != NO_LEAK, leak_of(r),
+            -int(r.meta.get("epochs_planned") or 0), int(r.meta.get("seed") or 0), str(r.meta.get("run_id")),
+        ),
+    )  # fmt: skip
 
 
 def run_table(runs: Sequence[Run]) -> pd.DataFrame:
@@ -218,21 +235,25 @@ def seed_table(runs: Sequence[Run], variant: str = "numpy") -> pd.DataFrame:
     for model in MODELS:
         ours = _seed_numbers(curves[curves["model"] == model])
         theirs = SEED_FIGURES[model]
+        speedup = ours["epochs_per_s"] / theirs["epochs_per_s"]
         columns[f"{model}: seed (Haskell, 2017)"] = [
             format_seconds(theirs["time_200_s"]),
             format_rate(theirs["epochs_per_s"]),
+            "1x",
             format_percent(theirs["prob_200"]),
-            format_percent(theirs["prob_500"]),
+            format_percent(theirs["prob_500"]) if theirs["prob_500"] is not None else "never reached (its leak)",
         ]
         columns[f"{model}: ours ({variant})"] = [
             format_seconds(ours["time_200_s"]),
             format_rate(ours["epochs_per_s"]),
+            "-" if math.isnan(speedup) else f"{speedup:,.0f}x" if speedup >= 10 else f"{speedup:.2g}x",
             _with_spread(ours["prob_200"], ours["sd_200"], ours["n_200"]),
             _with_spread(ours["prob_500"], ours["sd_500"], ours["n_500"]),
         ]
     index = [
         "time for 200 epochs",
         "epochs per second",
+        "speed against the seed",
         "accuracy after 200 epochs (mean correct_prob)",
         "accuracy after 500 epochs (mean correct_prob)",
     ]
@@ -261,30 +282,47 @@ def _seed_numbers(curves: pd.DataFrame) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class MemoryPanel:
-    """One variant's leaky and fixed runs for the headline figure (leaky ones first)."""
+    """One variant's leaky and fixed runs for the headline figure, with legend texts giving their growth."""
 
     variant: str
     leaky: list[Run]
     fixed: list[Run]
+    leaky_label: str = "leak"
+    fixed_label: str = "fixed"
 
 
 def memory_panels(runs: Sequence[Run]) -> list[MemoryPanel]:
     """Per variant: its leaky runs and the fixed runs to set beside them (CNN model only).
 
-    Fixed runs with the same planned epochs as a leaky run are preferred, so a
-    12-epoch leak is not drawn against a 500-epoch run; without such a match all
-    fixed runs are shown.
+    Untraced runs are preferred when there are any (tracemalloc adds its own memory
+    and a jump at the baseline snapshot), and fixed runs with the same planned
+    epochs as a leaky run, so a 12-epoch leak is not drawn against a 500-epoch run;
+    without such runs all are shown.
     """
     panels = []
     for variant in ordered_variants(runs):
         mine = [r for r in runs if r.meta.get("variant") == variant and model_of(r) == "CNN" and not r.epochs.empty]
+        mine = [r for r in mine if not r.meta.get("trace")] or mine
         leaky = [r for r in mine if leak_of(r) != NO_LEAK]
         fixed = [r for r in mine if leak_of(r) == NO_LEAK]
         planned = {r.meta.get("epochs_planned") for r in leaky}
         matching = [r for r in fixed if r.meta.get("epochs_planned") in planned]
+        fixed = matching or fixed
         if leaky or fixed:
-            panels.append(MemoryPanel(variant, leaky, matching or fixed))
+            leaks = ", ".join(sorted({leak_of(r) for r in leaky}))
+            panels.append(MemoryPanel(variant, leaky, fixed, f"leak: {leaks}{_growth_note(leaky)}",
+                                      f"fixed{_growth_note(fixed)}"))  # fmt: skip
     return panels
+
+
+def _growth_note(runs: Sequence[Run]) -> str:
+    """`` (3 runs, +23.3 MiB/epoch)``: how many runs and their median growth, for a legend."""
+    rates = [growth_of(r).get("bytes_per_epoch") for r in runs]
+    rates = [float(v) for v in rates if v is not None and not math.isnan(float(v))]
+    parts = [f"{len(runs)} runs"] if len(runs) > 1 else []
+    if rates:
+        parts.append(f"{format_bytes(float(np.median(rates)), signed=True)}/epoch")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def ordered_variants(runs: Sequence[Run]) -> list[str]:
@@ -328,17 +366,25 @@ def traced_runs(runs: Sequence[Run]) -> list[Run]:
 
 
 def pick_run(runs: Sequence[Run], wanted: str | None) -> Run | None:
-    """The run whose id or directory matches ``wanted``; by default the first leaky run, else the first run."""
+    """The run whose id or directory matches ``wanted``; by default the most telling leaky run.
+
+    By default: an untraced leaky run (a traced one pauses for snapshots, which
+    dominate its time series), the one with the longest epochs, so the most
+    samples fall inside each epoch; else any run with samples.
+    """
     if wanted:
         for run in runs:
             if wanted in (run.meta.get("run_id"), Path(run.path).name, str(run.path)):
                 return run
         names = ", ".join(str(r.meta.get("run_id")) for r in runs[:5])
         raise UsageError(f"--samples-run {wanted!r} is not among the reported runs (for example: {names})")
-    with_samples = [r for r in runs if not r.samples.empty]
+    with_samples = [r for r in runs if not r.samples.empty and not r.epochs.empty]
     leaky = [r for r in with_samples if leak_of(r) != NO_LEAK]
-    chosen = leaky or with_samples
-    return chosen[0] if chosen else None
+    untraced = [r for r in leaky if not r.meta.get("trace")]
+    chosen = untraced or leaky or with_samples
+    if not chosen:
+        return None
+    return max(chosen, key=lambda r: float(r.epochs["epoch_s"].mean()))
 
 
 # Display formats shared by the report and compare.
@@ -352,13 +398,25 @@ def format_bytes(value: float, signed: bool = False) -> str:
 
 
 def format_growth(value: float, low: float, high: float) -> str:
-    """Bytes per epoch with its interval: ``"+3.1 MiB (2.9 MiB .. 3.3 MiB)"``."""
+    """Bytes per epoch with its interval in the value's unit: ``"+4.57 MiB (4.56 .. 4.58)"``."""
     if value is None or math.isnan(value):
         return "-"
-    text = format_bytes(value, signed=True)
-    if low is not None and high is not None and not (math.isnan(low) or math.isnan(high)):
-        text += f" ({format_bytes(low, signed=True)} .. {format_bytes(high, signed=True)})"
-    return text
+    scale, unit = _unit(max(abs(value), abs(low) if not math.isnan(low) else 0, abs(high) if not math.isnan(high) else 0))
+    if math.isnan(low) or math.isnan(high):
+        return f"{value / scale:+.1f} {unit}"
+    # Enough decimals that a narrow interval does not print as "4.6 .. 4.6", at most three.
+    decimals = 0 if unit == "B" else next(
+        (d for d in (1, 2, 3) if f"{low / scale:.{d}f}" != f"{high / scale:.{d}f}"), 3
+    )
+    return f"{value / scale:+.{decimals}f} {unit} ({low / scale:+.{decimals}f} .. {high / scale:+.{decimals}f})"
+
+
+def _unit(size: float) -> tuple[float, str]:
+    """The binary unit a size is best shown in, and its scale."""
+    for scale, unit in ((1024**3, "GiB"), (1024**2, "MiB"), (1024, "KiB")):
+        if size >= scale:
+            return float(scale), unit
+    return 1.0, "B"
 
 
 def format_rate(value: float | None) -> str:
@@ -369,10 +427,10 @@ def format_rate(value: float | None) -> str:
 
 
 def format_seconds(value: float | None) -> str:
-    """Seconds with three significant digits."""
+    """Seconds with three significant digits (``"1.00 s"``, ``"0.318 s"``, ``"517 s"``)."""
     if value is None or math.isnan(value):
-        return "-"
-    return f"{value:.3g} s" if value < 1000 else f"{value:,.0f} s"
+        return "not reached"
+    return f"{value:#.3g} s" if value < 100 else f"{value:,.0f} s"
 
 
 def format_percent(value: float | None) -> str:

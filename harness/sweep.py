@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterator, Mapping, TextIO
 from harness.errors import UsageError
 from harness.interface import SEED_EPOCHS
 from harness.sizes import parse_size
-from harness.storage import find_runs, load_run
+from harness.storage import find_runs
 
 FINISHED = ("completed", "memory_cap")
 RUN_KEYS = {"label", "variants", "leaks", "seeds", "epochs", "fc_only", "memory_cap", "timeout", "trace", "optional"}
@@ -90,8 +90,10 @@ class PlannedRun:
         return f"{' '.join(parts)} s{self.seed}, {self.epochs} epochs" + (" traced" if self.trace else "")
 
     def matches(self, meta: Mapping[str, Any]) -> bool:
-        """Whether a stored run's metadata has this run's parameters."""
+        """Whether a stored run's metadata has this run's parameters (and its memory cap, when one is set)."""
         options = (meta.get("config") or {}).get("options") or {}
+        if self.memory_cap is not None and meta.get("memory_cap_bytes") != parse_size(self.memory_cap):
+            return False
         return (
             meta.get("variant") == self.variant
             and (meta.get("leak") or None) == self.leak
@@ -234,13 +236,19 @@ def finished_runs(results_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     """(run directory, meta) of every finished run under ``results_dir``; unreadable ones are left out."""
     found = []
     for path in find_runs(results_dir):
-        try:
-            meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(meta, dict) and meta.get("status") in FINISHED:
+        meta = read_meta(path)
+        if meta.get("status") in FINISHED:
             found.append((path, meta))
     return found
+
+
+def read_meta(run_dir: Path) -> dict[str, Any]:
+    """A run's meta.json as a dict; empty when it cannot be read (a sweep then treats the run as not done)."""
+    try:
+        meta = json.loads((run_dir / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def already_done(run: PlannedRun, finished: list[tuple[Path, dict[str, Any]]]) -> Path | None:
@@ -272,17 +280,25 @@ class Eta:
         self._seconds[key] = self._seconds.get(key, 0.0) + seconds
         self._epochs[key] = self._epochs.get(key, 0) + run.epochs
 
-    def remaining(self, runs: list[PlannedRun]) -> float | None:
-        """Estimated seconds for ``runs``; None until every variant among them was measured once."""
-        total = 0.0
+    def remaining(self, runs: list[PlannedRun]) -> tuple[float, list[str]]:
+        """Estimated seconds for the ``runs`` whose variant was measured, and the variants not measured yet."""
+        total, unknown = 0.0, []
         for run in runs:
             key = (run.variant, run.fc_only)
             if key not in self._epochs:
                 key = next((k for k in self._epochs if k[0] == run.variant), None)  # the other model
                 if key is None:
-                    return None
+                    unknown.append(run.variant)
+                    continue
             total += self._seconds[key] / self._epochs[key] * run.epochs
-        return total
+        return total, list(dict.fromkeys(unknown))
+
+    def describe(self, runs: list[PlannedRun]) -> str:
+        """``"ETA 1:05"``, or ``"ETA 1:05 + lists, torch (not timed yet)"``."""
+        seconds, unknown = self.remaining(runs)
+        if not unknown:
+            return f"ETA {format_duration(seconds)}"
+        return f"ETA {format_duration(seconds)} + {', '.join(unknown)} (not timed yet)"
 
 
 def format_duration(seconds: float | None) -> str:
@@ -341,10 +357,9 @@ def run_sweep(
         outcomes.append(outcome)
         if outcome.status in FINISHED:
             eta.record(run, seconds)
-        remaining = eta.remaining(list(spec.runs[index:]))
         print(
             f"{prefix}: {outcome.status} in {seconds:.1f} s{outcome.message and ' (' + outcome.message + ')'}; "
-            f"sweep {format_duration(time.monotonic() - started)} so far, ETA {format_duration(remaining)}",
+            f"sweep {format_duration(time.monotonic() - started)} so far, {eta.describe(list(spec.runs[index:]))}",
             file=log,
             flush=True,
         )
@@ -362,10 +377,7 @@ def _outcome(run: PlannedRun, result: "subprocess.CompletedProcess[str]", second
         run_dir = next((Path(w) for w in reversed(result.stdout.split()) if (Path(w) / "meta.json").is_file()), None)
     status, message = "error", ""
     if run_dir is not None:
-        try:
-            status = str(load_run(run_dir).meta.get("status"))
-        except UsageError as exc:
-            message = str(exc)
+        status = str(read_meta(run_dir).get("status", "error"))
     if result.returncode not in (0, 3):
         tail = result.stderr.strip().splitlines()[-1:] or [f"exit code {result.returncode}"]
         message = tail[0]
