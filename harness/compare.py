@@ -21,8 +21,8 @@ speed; without it a set of identical repeats (spread zero) would flag any change
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,8 +54,14 @@ METRICS: tuple[Metric, ...] = (
 )
 
 # Smallest change that matters: absolute, and relative to the baseline (the larger of the two applies).
-FLOOR_ABSOLUTE = {"bytes_per_epoch": 4096.0, "peak_rss_bytes": 1.0 * MIB, "epochs_per_s": 0.0,
-                  "accuracy": 1e-9, "correct_prob": 1e-9, "loss": 1e-9}  # fmt: skip
+FLOOR_ABSOLUTE = {
+    "bytes_per_epoch": 4096.0,
+    "peak_rss_bytes": 1.0 * MIB,
+    "epochs_per_s": 0.0,
+    "accuracy": 1e-9,
+    "correct_prob": 1e-9,
+    "loss": 1e-9,
+}
 FLOOR_RELATIVE = {"epochs_per_s": 0.05}
 # Single runs on both sides: tolerances assumed for lack of repeats, relative to the baseline.  Speed on a
 # shared machine is noisy; peak RSS moves with the allocator.  The metrics of one seed are deterministic,
@@ -67,7 +73,16 @@ NOISE_LEGEND = (
     "'trend CIs' = the two runs' 95% growth intervals; 'assumed N%' = a tolerance for single runs; "
     "'exact' = metrics of one seed are deterministic. Changes below 4 KiB/epoch, 1 MiB peak RSS or 5% speed never count."
 )
-COLUMNS = ["group", "metric", "baseline", "candidate", "change", "noise", "noise from", "judgement"]
+COLUMNS = [
+    "group",
+    "metric",
+    "baseline",
+    "candidate",
+    "change",
+    "noise",
+    "noise from",
+    "judgement",
+]
 
 
 @dataclass(frozen=True)
@@ -126,24 +141,38 @@ def unmatched_groups(baseline: pd.DataFrame, candidate: pd.DataFrame) -> list[st
     left, right = _groups(baseline), _groups(candidate)
     if len(left) == 1 and len(right) == 1:
         return []
-    return [f"baseline only: {k}" for k in left if k not in right] + [f"candidate only: {k}" for k in right if k not in left]
+    return [f"baseline only: {k}" for k in left if k not in right] + [
+        f"candidate only: {k}" for k in right if k not in left
+    ]
 
 
 def _groups(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The table split by variant, model and leak, named ``"numpy CNN none"``."""
-    return {" ".join(str(k) for k in key): rows for key, rows in table.groupby(list(GROUP_KEYS), sort=False)}
+    return {
+        " ".join(str(k) for k in key): rows
+        for key, rows in table.groupby(list(GROUP_KEYS), sort=False)
+    }
 
 
-def _pairs(baseline: pd.DataFrame, candidate: pd.DataFrame) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
+def _pairs(
+    baseline: pd.DataFrame, candidate: pd.DataFrame
+) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
     """Matched (group name, baseline rows, candidate rows)."""
     left, right = _groups(baseline), _groups(candidate)
     if len(left) == 1 and len(right) == 1:
-        (name_b, rows_b), (name_c, rows_c) = next(iter(left.items())), next(iter(right.items()))
-        return [(name_b if name_b == name_c else f"{name_b} -> {name_c}", rows_b, rows_c)]
+        (name_b, rows_b), (name_c, rows_c) = (
+            next(iter(left.items())),
+            next(iter(right.items())),
+        )
+        return [
+            (name_b if name_b == name_c else f"{name_b} -> {name_c}", rows_b, rows_c)
+        ]
     return [(name, left[name], right[name]) for name in left if name in right]
 
 
-def _change(group: str, metric: Metric, baseline: pd.DataFrame, candidate: pd.DataFrame) -> Change:
+def _change(
+    group: str, metric: Metric, baseline: pd.DataFrame, candidate: pd.DataFrame
+) -> Change:
     """One metric compared with the noise rule of the module docstring."""
     b = baseline[metric.column].dropna().to_numpy(float)
     c = candidate[metric.column].dropna().to_numpy(float)
@@ -164,7 +193,10 @@ def _change(group: str, metric: Metric, baseline: pd.DataFrame, candidate: pd.Da
         rule = f"assumed {DEFAULT_TOLERANCE[metric.column]:.0%}"
     else:
         noise, rule = 0.0, "exact"
-    floor = max(FLOOR_ABSOLUTE[metric.column], FLOOR_RELATIVE.get(metric.column, 0.0) * abs(mean_b))
+    floor = max(
+        FLOOR_ABSOLUTE[metric.column],
+        FLOOR_RELATIVE.get(metric.column, 0.0) * abs(mean_b),
+    )
     if not noise >= floor:  # also replaces a NaN noise
         noise = floor
     return Change(group, metric, mean_b, mean_c, int(b.size), int(c.size), noise, rule)
@@ -251,12 +283,16 @@ def caveats(baseline: pd.DataFrame, candidate: pd.DataFrame) -> list[str]:
     for name, b, c in _pairs(baseline, candidate):
         done_b, done_c = sorted(set(b["epochs_done"])), sorted(set(c["epochs_done"]))
         if done_b != done_c:
-            notes.append(f"{name}: final metrics are taken after different epochs "
-                         f"(baseline {_list(done_b)}, candidate {_list(done_c)})")  # fmt: skip
+            notes.append(
+                f"{name}: final metrics are taken after different epochs "
+                f"(baseline {_list(done_b)}, candidate {_list(done_c)})"
+            )
     for side, table in (("baseline", baseline), ("candidate", candidate)):
         unfinished = table[table["status"] != "completed"]
         for row in unfinished.itertuples(index=False):
-            notes.append(f"{side} run {row.run_id} ended {row.status} after {row.epochs_done} epochs")
+            notes.append(
+                f"{side} run {row.run_id} ended {row.status} after {row.epochs_done} epochs"
+            )
     return notes
 
 

@@ -7,9 +7,9 @@ with the Agg canvas (no pyplot, so no global state and no display is ever needed
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 from matplotlib.axes import Axes
@@ -83,7 +83,9 @@ def plot_memory_panels(panels: Sequence[MemoryPanel], path: Path) -> Path:
 
 def _legend_below(axes: Axes) -> None:
     """The legend under the axes, where it cannot hide a line or a stop marker."""
-    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="small", frameon=False)
+    axes.legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="small", frameon=False
+    )
 
 
 def _draw_runs(axes: Axes, runs: Sequence[Run], colour: str, label: str) -> None:
@@ -109,8 +111,15 @@ def _draw_cap(axes: Axes, run: Run) -> None:
         return
     epoch, rss, cap = hit
     axes.axhline(cap / MIB, color=CAP_COLOUR, linestyle="--", linewidth=1)
-    axes.plot([epoch], [rss / MIB], marker="X", markersize=10, color="black", linestyle="none",
-              label=f"stopped by the memory cap ({format_bytes(cap)}) in epoch {epoch}")  # fmt: skip
+    axes.plot(
+        [epoch],
+        [rss / MIB],
+        marker="X",
+        markersize=10,
+        color="black",
+        linestyle="none",
+        label=f"stopped by the memory cap ({format_bytes(cap)}) in epoch {epoch}",
+    )
 
 
 def plot_samples(run: Run, path: Path) -> Path:
@@ -118,18 +127,36 @@ def plot_samples(run: Run, path: Path) -> Path:
     figure = _new_figure(10, 4)
     axes = figure.subplots()
     samples = run.samples
-    axes.plot(samples["t_s"], samples["rss_bytes"] / MIB, color=LEAKY_COLOUR if run.meta.get("leak") else FIXED_COLOUR,
-              linewidth=1.2, label=f"RSS sampled every {_interval(run)}")  # fmt: skip
+    axes.plot(
+        samples["t_s"],
+        samples["rss_bytes"] / MIB,
+        color=LEAKY_COLOUR if run.meta.get("leak") else FIXED_COLOUR,
+        linewidth=1.2,
+        label=f"RSS sampled every {_interval(run)}",
+    )
     # Epoch 0 is the worker starting up, before training: it has no boundary to mark.
     starts = samples[samples["epoch"] >= 1].groupby("epoch")["t_s"].min().sort_index()
     step = max(1, math.ceil(len(starts) / MAX_BOUNDARY_LINES))
     shown = starts.iloc[::step]
     for index, t_start in enumerate(shown):
-        axes.axvline(t_start, color="0.6", linewidth=0.7, linestyle=":",
-                     label=("epoch starts" if step == 1 else f"every {step}th epoch start") if index == 0 else None)  # fmt: skip
+        axes.axvline(
+            t_start,
+            color="0.6",
+            linewidth=0.7,
+            linestyle=":",
+            label=("epoch starts" if step == 1 else f"every {step}th epoch start")
+            if index == 0
+            else None,
+        )
     hit = cap_hit(run)
     if hit is not None:
-        axes.axhline(hit[2] / MIB, color=CAP_COLOUR, linestyle="--", linewidth=1, label=f"memory cap ({format_bytes(hit[2])})")
+        axes.axhline(
+            hit[2] / MIB,
+            color=CAP_COLOUR,
+            linestyle="--",
+            linewidth=1,
+            label=f"memory cap ({format_bytes(hit[2])})",
+        )
     axes.set_xlabel("time since training started (s)")
     axes.set_ylabel("resident memory (MiB)")
     axes.set_ylim(bottom=0)
@@ -153,10 +180,20 @@ def plot_seed_runs(curves: pd.DataFrame, means: pd.DataFrame, path: Path) -> Pat
     for axes, model in zip(axes_row, models):
         mine = curves[curves["model"] == model]
         for index, (_, run) in enumerate(mine.groupby("run_id", sort=False)):
-            axes.plot(run["epoch"], run["value"], color=MODEL_COLOURS[model], alpha=0.35, linewidth=0.8,
-                      label=f"each seed ({mine['run_id'].nunique()} runs)" if index == 0 else None)  # fmt: skip
+            axes.plot(
+                run["epoch"],
+                run["value"],
+                color=MODEL_COLOURS[model],
+                alpha=0.35,
+                linewidth=0.8,
+                label=f"each seed ({mine['run_id'].nunique()} runs)"
+                if index == 0
+                else None,
+            )
         mean = means[means["model"] == model]
-        axes.plot(mean["epoch"], mean["value"], color="black", linewidth=2, label="mean")
+        axes.plot(
+            mean["epoch"], mean["value"], color="black", linewidth=2, label="mean"
+        )
         _probability_axes(axes, "epoch")
         axes.set_title(f"{model}: accuracy per epoch")
     return _save(figure, path)
@@ -167,8 +204,13 @@ def plot_seed_means(means: pd.DataFrame, path: Path) -> Path:
     figure = _new_figure(7, 4)
     axes = figure.subplots()
     for model, mean in means.groupby("model", sort=False):
-        axes.plot(mean["epoch"], mean["value"], color=MODEL_COLOURS.get(str(model)), linewidth=2,
-                  label=f"{model} (mean of {int(mean['runs'].max())})")  # fmt: skip
+        axes.plot(
+            mean["epoch"],
+            mean["value"],
+            color=MODEL_COLOURS.get(str(model)),
+            linewidth=2,
+            label=f"{model} (mean of {int(mean['runs'].max())})",
+        )
     _probability_axes(axes, "epoch")
     axes.set_title("Mean accuracy per epoch: CNN against fully-connected-only")
     return _save(figure, path)
@@ -181,10 +223,17 @@ def plot_seed_time(curves: pd.DataFrame, means: pd.DataFrame, path: Path) -> Pat
     for model, mine in curves.groupby("model", sort=False):
         colour = MODEL_COLOURS.get(str(model))
         for _, run in mine.groupby("run_id", sort=False):
-            axes.plot(run["elapsed_s"], run["value"], color=colour, alpha=0.25, linewidth=0.7)
+            axes.plot(
+                run["elapsed_s"], run["value"], color=colour, alpha=0.25, linewidth=0.7
+            )
         mean = means[means["model"] == model]
-        axes.plot(mean["elapsed_s"], mean["value"], color=colour, linewidth=2,
-                  label=f"{model}: mean (thin: each seed)")  # fmt: skip
+        axes.plot(
+            mean["elapsed_s"],
+            mean["value"],
+            color=colour,
+            linewidth=2,
+            label=f"{model}: mean (thin: each seed)",
+        )
     _probability_axes(axes, "elapsed time since training started (s)")
     axes.set_title("Accuracy against elapsed time")
     return _save(figure, path)
@@ -206,16 +255,29 @@ def plot_speed(table: pd.DataFrame, path: Path, variants: Sequence[str] = ()) ->
     fixed = table[(table["leak"] == "none") & table["epochs_per_s"].notna()]
     speed = fixed.groupby(["variant", "model"], sort=False)["epochs_per_s"].median()
     order = {name: index for index, name in enumerate(variants)}
-    speed = speed.sort_index(key=lambda level: level.map(lambda v: order.get(v, len(order)) if level.name == "variant" else v))
+    speed = speed.sort_index(
+        key=lambda level: level.map(
+            lambda v: order.get(v, len(order)) if level.name == "variant" else v
+        )
+    )
     figure = _new_figure(7, 1.6 + 0.45 * max(1, len(speed)))
     axes = figure.subplots()
     labels = [f"{variant} ({model})" for variant, model in speed.index]
-    axes.barh(labels, speed.to_numpy(), color=[MODEL_COLOURS.get(m, "tab:gray") for _, m in speed.index])
+    axes.barh(
+        labels,
+        speed.to_numpy(),
+        color=[MODEL_COLOURS.get(m, "tab:gray") for _, m in speed.index],
+    )
     for y, value in enumerate(speed.to_numpy()):
         axes.text(value, y, f" {value:.3g}", va="center", fontsize="small")
     for model, figures in SEED_FIGURES.items():
-        axes.axvline(figures["epochs_per_s"], color=MODEL_COLOURS[model], linestyle="--", linewidth=1,
-                     label=f"seed's Haskell, {model} ({figures['epochs_per_s']} epochs/s)")  # fmt: skip
+        axes.axvline(
+            figures["epochs_per_s"],
+            color=MODEL_COLOURS[model],
+            linestyle="--",
+            linewidth=1,
+            label=f"seed's Haskell, {model} ({figures['epochs_per_s']} epochs/s)",
+        )
     axes.set_xscale("log")
     axes.set_xlim(right=axes.get_xlim()[1] * 3)  # room for the value labels
     _legend_below(axes)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import base64
 import html
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, Union
 
 import pandas as pd
 
@@ -41,7 +41,7 @@ class Table:
     frame: pd.DataFrame
 
 
-Block = Union[Heading, Paragraph, Table, plots.FigureFile]
+Block = Heading | Paragraph | Table | plots.FigureFile
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,10 @@ class ReportFiles:
 
 
 def write_report(
-    runs: Sequence[Run], out_dir: Path, samples_run: str | None = None, seed_variant: str = "numpy"
+    runs: Sequence[Run],
+    out_dir: Path,
+    samples_run: str | None = None,
+    seed_variant: str = "numpy",
 ) -> ReportFiles:
     """Draw the figures into ``out_dir`` and write report.md and report.html beside them."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +70,9 @@ def write_report(
     return ReportFiles(html=html_path, markdown=markdown_path, figures=figures)
 
 
-def build_blocks(runs: Sequence[Run], out_dir: Path, samples_run: str | None, seed_variant: str) -> list[Block]:
+def build_blocks(
+    runs: Sequence[Run], out_dir: Path, samples_run: str | None, seed_variant: str
+) -> list[Block]:
     """Compute the tables, draw the figures into ``out_dir`` and lay them out as blocks, in reading order."""
     runs = report.sort_runs(runs)
     table = report.run_table(runs)
@@ -76,26 +81,42 @@ def build_blocks(runs: Sequence[Run], out_dir: Path, samples_run: str | None, se
     blocks += [Heading("Memory: leaky against fixed")]
     panels = report.memory_panels(runs)
     blocks.append(
-        _figure(plots.plot_memory_panels(panels, out_dir / "memory.png"), "memory",
-                "Resident memory per epoch, leaky against fixed",
-                "Resident set size (RSS) of the worker after each epoch. Red: the variant with its leak on; "
-                "blue: the fixed default. A cross and a dashed line mark where the memory cap stopped a run.")  # fmt: skip
+        _figure(
+            plots.plot_memory_panels(panels, out_dir / "memory.png"),
+            "memory",
+            "Resident memory per epoch, leaky against fixed",
+            "Resident set size (RSS) of the worker after each epoch. Red: the variant with its leak on; "
+            "blue: the fixed default. A cross and a dashed line mark where the memory cap stopped a run.",
+        )
     )
     chosen = report.pick_run(runs, samples_run)
     if chosen is not None:
         blocks.append(
-            _figure(plots.plot_samples(chosen, out_dir / "samples.png"), "samples",
-                    f"Timed samples of {report.run_label(chosen)}",
-                    f"RSS sampled on a timer during run `{chosen.meta.get('run_id')}`; dotted lines are epoch starts, "
-                    "so peaks inside an epoch show between them.")  # fmt: skip
+            _figure(
+                plots.plot_samples(chosen, out_dir / "samples.png"),
+                "samples",
+                f"Timed samples of {report.run_label(chosen)}",
+                f"RSS sampled on a timer during run `{chosen.meta.get('run_id')}`; dotted lines are epoch starts, "
+                "so peaks inside an epoch show between them.",
+            )
         )
 
-    blocks += [Heading("Runs"), Paragraph(RUN_TABLE_NOTE), Table(report.format_run_table(table))]
+    blocks += [
+        Heading("Runs"),
+        Paragraph(RUN_TABLE_NOTE),
+        Table(report.format_run_table(table)),
+    ]
     if len(table):
         blocks.append(
-            _figure(plots.plot_speed(table, out_dir / "speed.png", report.ordered_variants(runs)), "speed", "Speed of each implementation",
-                    "Epochs per second of the leak-free runs (time in `train_epoch`, median over repeats), log scale; "
-                    "dashed: the seed's Haskell list version on its 2017 laptop.")  # fmt: skip
+            _figure(
+                plots.plot_speed(
+                    table, out_dir / "speed.png", report.ordered_variants(runs)
+                ),
+                "speed",
+                "Speed of each implementation",
+                "Epochs per second of the leak-free runs (time in `train_epoch`, median over repeats), log scale; "
+                "dashed: the seed's Haskell list version on its 2017 laptop.",
+            )
         )
 
     blocks += _seed_blocks(runs, out_dir, seed_variant)
@@ -107,7 +128,7 @@ RUN_TABLE_NOTE = (
     "Growth per epoch is the robust trend of RSS after the detected warm-up, with its 95% interval; "
     "the verdict is `leak`, `flat` or `inconclusive`. Peak RSS is the largest resident size seen (epoch records "
     "and timed samples). Epochs/s counts the time spent in `train_epoch` (not the pauses of a traced run's snapshots). Accuracy is the share of the "
-    "30 test images classified right after the last epoch; correct_prob is the seed's \"accuracy\": the mean "
+    '30 test images classified right after the last epoch; correct_prob is the seed\'s "accuracy": the mean '
     "probability given to the correct class."
 )
 
@@ -116,12 +137,24 @@ def _overview(table: pd.DataFrame) -> str:
     """One sentence: how many runs of which variants, and how they ended."""
     if table.empty:
         return "No runs."
-    statuses = ", ".join(f"{n} {s}" for s, n in table["status"].value_counts().sort_index().items())
+    statuses = ", ".join(
+        f"{n} {s}" for s, n in table["status"].value_counts().sort_index().items()
+    )
     variants = ", ".join(dict.fromkeys(table["variant"].astype(str)))
     leaks = table[table["leak"] != report.NO_LEAK]
-    verdicts = ", ".join(f"{n} {v}" for v, n in leaks["verdict"].value_counts().sort_index().items()) or "none"
+    verdicts = (
+        ", ".join(
+            f"{n} {v}" for v, n in leaks["verdict"].value_counts().sort_index().items()
+        )
+        or "none"
+    )
     fixed = table[table["leak"] == report.NO_LEAK]
-    fixed_verdicts = ", ".join(f"{n} {v}" for v, n in fixed["verdict"].value_counts().sort_index().items()) or "none"
+    fixed_verdicts = (
+        ", ".join(
+            f"{n} {v}" for v, n in fixed["verdict"].value_counts().sort_index().items()
+        )
+        or "none"
+    )
     return (
         f"{len(table)} runs of {variants} ({statuses}). "
         f"Verdicts of the leaky runs: {verdicts}; of the fixed runs: {fixed_verdicts}."
@@ -142,21 +175,34 @@ def _seed_blocks(runs: Sequence[Run], out_dir: Path, variant: str) -> list[Block
         Table(report.seed_table(runs, variant)),
     ]
     if curves.empty:
-        blocks.append(Paragraph(f"No leak-free `{variant}` runs recorded `correct_prob`: the seed's plots are left out."))
+        blocks.append(
+            Paragraph(
+                f"No leak-free `{variant}` runs recorded `correct_prob`: the seed's plots are left out."
+            )
+        )
         return blocks
     means = report.mean_curves(curves)
     blocks += [
-        _figure(plots.plot_seed_runs(curves, means, out_dir / "seed_runs.png"), "seed_runs",
-                "Accuracy per epoch, every seed and the mean",
-                "The seed's first plot: correct_prob on the test set after each epoch for each seed (thin) and "
-                "their mean (black). When accuracy takes off varies from seed to seed, as in the seed."),
-        _figure(plots.plot_seed_means(means, out_dir / "seed_means.png"), "seed_means",
-                "Mean accuracy: CNN against fully-connected-only",
-                "The seed's second plot: with only the fully connected layers learning, accuracy rises later."),
-        _figure(plots.plot_seed_time(curves, means, out_dir / "seed_time.png"), "seed_time",
-                "Accuracy against elapsed time",
-                "The seed's last plot: the same runs against wall-clock seconds since training started."),
-    ]  # fmt: skip
+        _figure(
+            plots.plot_seed_runs(curves, means, out_dir / "seed_runs.png"),
+            "seed_runs",
+            "Accuracy per epoch, every seed and the mean",
+            "The seed's first plot: correct_prob on the test set after each epoch for each seed (thin) and "
+            "their mean (black). When accuracy takes off varies from seed to seed, as in the seed.",
+        ),
+        _figure(
+            plots.plot_seed_means(means, out_dir / "seed_means.png"),
+            "seed_means",
+            "Mean accuracy: CNN against fully-connected-only",
+            "The seed's second plot: with only the fully connected layers learning, accuracy rises later.",
+        ),
+        _figure(
+            plots.plot_seed_time(curves, means, out_dir / "seed_time.png"),
+            "seed_time",
+            "Accuracy against elapsed time",
+            "The seed's last plot: the same runs against wall-clock seconds since training started.",
+        ),
+    ]
     return blocks
 
 
@@ -164,7 +210,10 @@ def _trace_blocks(runs: Sequence[Run]) -> list[Block]:
     """The top growing allocation sites of every traced run."""
     traced = report.traced_runs(runs)
     if not traced:
-        return [Heading("Where the growth comes from"), Paragraph("No traced runs (run with `--trace` to record them).")]
+        return [
+            Heading("Where the growth comes from"),
+            Paragraph("No traced runs (run with `--trace` to record them)."),
+        ]
     blocks: list[Block] = [Heading("Where the growth comes from")]
     for run in traced:
         trace = run.trace or {}
@@ -207,8 +256,14 @@ def markdown_table(frame: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table of the frame's display strings."""
     header = [str(c) for c in frame.columns]
     rows = [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    lines += [
+        "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
+        for row in rows
+    ]
     return "\n".join(lines)
 
 
@@ -224,7 +279,10 @@ def text_table(frame: pd.DataFrame) -> str:
     header = [str(c) for c in frame.columns]
     rows = [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [header] + rows]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+        for line in [header] + rows
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
@@ -264,7 +322,7 @@ def render_html(blocks: Sequence[Block]) -> str:
                 f"{_inline(block.caption)}</figcaption></figure>"
             )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
         + "\n".join(body)
         + "\n</body>\n</html>\n"

@@ -7,9 +7,10 @@ draws these data and :mod:`harness.render` writes them out.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,8 +22,18 @@ from harness.storage import Run, load_run
 # The seed's own figures (../shared/seed/SUMMARY.md): Haskell with lists, one 2017 laptop.
 # Its "accuracy" is the mean probability given to the correct class: our ``correct_prob``.
 SEED_FIGURES: dict[str, dict[str, Any]] = {
-    "CNN": {"time_200_s": 517.0, "epochs_per_s": 0.387, "prob_200": 0.975, "prob_500": None},
-    "fc-only": {"time_200_s": 157.0, "epochs_per_s": 1.273, "prob_200": 0.742, "prob_500": 0.951},
+    "CNN": {
+        "time_200_s": 517.0,
+        "epochs_per_s": 0.387,
+        "prob_200": 0.975,
+        "prob_500": None,
+    },
+    "fc-only": {
+        "time_200_s": 157.0,
+        "epochs_per_s": 1.273,
+        "prob_200": 0.742,
+        "prob_500": 0.951,
+    },
 }
 SEED_CHECKPOINTS = (200, 500)
 SEED_EPOCHS = 500
@@ -42,7 +53,9 @@ def find_run_dirs(paths: Iterable[Path | str]) -> list[Path]:
         elif path.is_dir():
             below = sorted(p for p in path.iterdir() if (p / "meta.json").is_file())
             if not below:
-                raise UsageError(f"{path}: no run directories in it (a run directory holds meta.json)")
+                raise UsageError(
+                    f"{path}: no run directories in it (a run directory holds meta.json)"
+                )
             found.extend(below)
         else:
             raise UsageError(f"{path}: not a run directory or a results directory")
@@ -84,7 +97,12 @@ def growth_of(run: Run) -> dict[str, Any]:
     if stored:
         return dict(stored)
     if run.epochs.empty:
-        return {"verdict": "inconclusive", "bytes_per_epoch": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+        return {
+            "verdict": "inconclusive",
+            "bytes_per_epoch": math.nan,
+            "ci_low": math.nan,
+            "ci_high": math.nan,
+        }
     # Imported here so the tables can be built for runs that were already analysed without it.
     from harness.growth import summarise_growth
 
@@ -99,7 +117,11 @@ def growth_of(run: Run) -> dict[str, Any]:
 def peak_rss_bytes(run: Run) -> float:
     """The largest resident size seen: epoch records, timed samples and the stop record."""
     candidates: list[float] = []
-    for frame, column in ((run.epochs, "peak_rss_bytes"), (run.epochs, "rss_bytes"), (run.samples, "rss_bytes")):
+    for frame, column in (
+        (run.epochs, "peak_rss_bytes"),
+        (run.epochs, "rss_bytes"),
+        (run.samples, "rss_bytes"),
+    ):
         if column in frame and frame[column].notna().any():
             candidates.append(float(frame[column].max()))
     stop = run.meta.get("stop") or {}
@@ -133,10 +155,15 @@ def sort_runs(runs: Sequence[Run]) -> list[Run]:
     return sorted(
         runs,
         key=lambda r: (
-            order[str(r.meta.get("variant"))], model_of(r) != "CNN", leak_of(r) != NO_LEAK, leak_of(r),
-            -int(r.meta.get("epochs_planned") or 0), int(r.meta.get("seed") or 0), str(r.meta.get("run_id")),
+            order[str(r.meta.get("variant"))],
+            model_of(r) != "CNN",
+            leak_of(r) != NO_LEAK,
+            leak_of(r),
+            -int(r.meta.get("epochs_planned") or 0),
+            int(r.meta.get("seed") or 0),
+            str(r.meta.get("run_id")),
         ),
-    )  # fmt: skip
+    )
 
 
 def run_table(runs: Sequence[Run]) -> pd.DataFrame:
@@ -169,9 +196,24 @@ def run_table(runs: Sequence[Run]) -> pd.DataFrame:
 
 
 RUN_TABLE_COLUMNS = [
-    "run_id", "variant", "model", "leak", "seed", "epochs_done", "epochs_planned", "status", "verdict",
-    "bytes_per_epoch", "ci_low", "ci_high", "peak_rss_bytes", "epochs_per_s", "accuracy", "correct_prob", "loss",
-]  # fmt: skip
+    "run_id",
+    "variant",
+    "model",
+    "leak",
+    "seed",
+    "epochs_done",
+    "epochs_planned",
+    "status",
+    "verdict",
+    "bytes_per_epoch",
+    "ci_low",
+    "ci_high",
+    "peak_rss_bytes",
+    "epochs_per_s",
+    "accuracy",
+    "correct_prob",
+    "loss",
+]
 
 
 def format_run_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -182,11 +224,17 @@ def format_run_table(table: pd.DataFrame) -> pd.DataFrame:
             "model": table["model"],
             "leak": table["leak"],
             "seed": table["seed"].astype(str),
-            "epochs": [f"{d}/{p}" for d, p in zip(table["epochs_done"], table["epochs_planned"])],
+            "epochs": [
+                f"{d}/{p}"
+                for d, p in zip(table["epochs_done"], table["epochs_planned"])
+            ],
             "status": table["status"],
             "verdict": table["verdict"],
             "growth per epoch (95% CI)": [
-                format_growth(b, lo, hi) for b, lo, hi in zip(table["bytes_per_epoch"], table["ci_low"], table["ci_high"])
+                format_growth(b, lo, hi)
+                for b, lo, hi in zip(
+                    table["bytes_per_epoch"], table["ci_low"], table["ci_high"]
+                )
             ],
             "peak RSS": [format_bytes(v) for v in table["peak_rss_bytes"]],
             "epochs/s": [format_rate(v) for v in table["epochs_per_s"]],
@@ -199,22 +247,36 @@ def format_run_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def seed_runs(runs: Sequence[Run], variant: str = "numpy") -> list[Run]:
     """The variant's leak-free runs planned for the seed's 500 epochs (or, if there are none, all of them)."""
-    mine = [r for r in runs if r.meta.get("variant") == variant and leak_of(r) == NO_LEAK]
+    mine = [
+        r for r in runs if r.meta.get("variant") == variant and leak_of(r) == NO_LEAK
+    ]
     # A short leak-free run (the partner of a leak run) is not one of the seed's repeated runs.
     full = [r for r in mine if int(r.meta.get("epochs_planned") or 0) >= SEED_EPOCHS]
     return full or mine
 
 
-def seed_curves(runs: Sequence[Run], variant: str = "numpy", metric: str = "correct_prob") -> pd.DataFrame:
+def seed_curves(
+    runs: Sequence[Run], variant: str = "numpy", metric: str = "correct_prob"
+) -> pd.DataFrame:
     """Long table (model, seed, run_id, epoch, elapsed_s, value) of :func:`seed_runs`, for the seed's plots."""
     frames = []
     for run in seed_runs(runs, variant):
         if metric not in run.epochs:
             continue
-        frame = run.epochs[["epoch", "elapsed_s", metric]].rename(columns={metric: "value"})
-        frames.append(frame.assign(model=model_of(run), seed=run.meta.get("seed"), run_id=run.meta.get("run_id")))
+        frame = run.epochs[["epoch", "elapsed_s", metric]].rename(
+            columns={metric: "value"}
+        )
+        frames.append(
+            frame.assign(
+                model=model_of(run),
+                seed=run.meta.get("seed"),
+                run_id=run.meta.get("run_id"),
+            )
+        )
     if not frames:
-        return pd.DataFrame(columns=["model", "seed", "run_id", "epoch", "elapsed_s", "value"])
+        return pd.DataFrame(
+            columns=["model", "seed", "run_id", "epoch", "elapsed_s", "value"]
+        )
     curves = pd.concat(frames, ignore_index=True)
     return curves[["model", "seed", "run_id", "epoch", "elapsed_s", "value"]]
 
@@ -224,7 +286,9 @@ def mean_curves(curves: pd.DataFrame) -> pd.DataFrame:
     if curves.empty:
         return pd.DataFrame(columns=["model", "epoch", "value", "elapsed_s", "runs"])
     grouped = curves.groupby(["model", "epoch"], sort=True)
-    means = grouped.agg(value=("value", "mean"), elapsed_s=("elapsed_s", "mean"), runs=("value", "size"))
+    means = grouped.agg(
+        value=("value", "mean"), elapsed_s=("elapsed_s", "mean"), runs=("value", "size")
+    )
     return means.reset_index()
 
 
@@ -241,12 +305,14 @@ def seed_table(runs: Sequence[Run], variant: str = "numpy") -> pd.DataFrame:
             format_rate(theirs["epochs_per_s"]),
             "1x",
             format_percent(theirs["prob_200"]),
-            format_percent(theirs["prob_500"]) if theirs["prob_500"] is not None else "never reached (its leak)",
+            format_percent(theirs["prob_500"])
+            if theirs["prob_500"] is not None
+            else "never reached (its leak)",
         ]
         columns[f"{model}: ours ({variant})"] = [
             format_seconds(ours["time_200_s"]),
             format_rate(ours["epochs_per_s"]),
-            "-" if math.isnan(speedup) else f"{speedup:,.0f}x" if speedup >= 10 else f"{speedup:.2g}x",
+            _times(speedup),
             _with_spread(ours["prob_200"], ours["sd_200"], ours["n_200"]),
             _with_spread(ours["prob_500"], ours["sd_500"], ours["n_500"]),
         ]
@@ -301,7 +367,13 @@ def memory_panels(runs: Sequence[Run]) -> list[MemoryPanel]:
     """
     panels = []
     for variant in ordered_variants(runs):
-        mine = [r for r in runs if r.meta.get("variant") == variant and model_of(r) == "CNN" and not r.epochs.empty]
+        mine = [
+            r
+            for r in runs
+            if r.meta.get("variant") == variant
+            and model_of(r) == "CNN"
+            and not r.epochs.empty
+        ]
         mine = [r for r in mine if not r.meta.get("trace")] or mine
         leaky = [r for r in mine if leak_of(r) != NO_LEAK]
         fixed = [r for r in mine if leak_of(r) == NO_LEAK]
@@ -310,15 +382,22 @@ def memory_panels(runs: Sequence[Run]) -> list[MemoryPanel]:
         fixed = matching or fixed
         if leaky or fixed:
             leaks = ", ".join(sorted({leak_of(r) for r in leaky}))
-            panels.append(MemoryPanel(variant, leaky, fixed, f"leak: {leaks}{_growth_note(leaky)}",
-                                      f"fixed{_growth_note(fixed)}"))  # fmt: skip
+            panels.append(
+                MemoryPanel(
+                    variant,
+                    leaky,
+                    fixed,
+                    f"leak: {leaks}{_growth_note(leaky)}",
+                    f"fixed{_growth_note(fixed)}",
+                )
+            )
     return panels
 
 
 def _growth_note(runs: Sequence[Run]) -> str:
     """`` (3 runs, +23.3 MiB/epoch)``: how many runs and their median growth, for a legend."""
-    rates = [growth_of(r).get("bytes_per_epoch") for r in runs]
-    rates = [float(v) for v in rates if v is not None and not math.isnan(float(v))]
+    rates = [_float(growth_of(r).get("bytes_per_epoch")) for r in runs]
+    rates = [v for v in rates if not math.isnan(v)]
     parts = [f"{len(runs)} runs"] if len(runs) > 1 else []
     if rates:
         parts.append(f"{format_bytes(float(np.median(rates)), signed=True)}/epoch")
@@ -377,7 +456,9 @@ def pick_run(runs: Sequence[Run], wanted: str | None) -> Run | None:
             if wanted in (run.meta.get("run_id"), Path(run.path).name, str(run.path)):
                 return run
         names = ", ".join(str(r.meta.get("run_id")) for r in runs[:5])
-        raise UsageError(f"--samples-run {wanted!r} is not among the reported runs (for example: {names})")
+        raise UsageError(
+            f"--samples-run {wanted!r} is not among the reported runs (for example: {names})"
+        )
     with_samples = [r for r in runs if not r.samples.empty and not r.epochs.empty]
     leaky = [r for r in with_samples if leak_of(r) != NO_LEAK]
     untraced = [r for r in leaky if not r.meta.get("trace")]
@@ -401,12 +482,23 @@ def format_growth(value: float, low: float, high: float) -> str:
     """Bytes per epoch with its interval in the value's unit: ``"+4.57 MiB (4.56 .. 4.58)"``."""
     if value is None or math.isnan(value):
         return "-"
-    scale, unit = _unit(max(abs(value), abs(low) if not math.isnan(low) else 0, abs(high) if not math.isnan(high) else 0))
+    scale, unit = _unit(
+        max(
+            abs(value),
+            abs(low) if not math.isnan(low) else 0,
+            abs(high) if not math.isnan(high) else 0,
+        )
+    )
     if math.isnan(low) or math.isnan(high):
         return f"{value / scale:+.1f} {unit}"
     # Enough decimals that a narrow interval does not print as "4.6 .. 4.6", at most three.
-    decimals = 0 if unit == "B" else next(
-        (d for d in (1, 2, 3) if f"{low / scale:.{d}f}" != f"{high / scale:.{d}f}"), 3
+    decimals = (
+        0
+        if unit == "B"
+        else next(
+            (d for d in (1, 2, 3) if f"{low / scale:.{d}f}" != f"{high / scale:.{d}f}"),
+            3,
+        )
     )
     return f"{value / scale:+.{decimals}f} {unit} ({low / scale:+.{decimals}f} .. {high / scale:+.{decimals}f})"
 
@@ -440,13 +532,20 @@ def format_percent(value: float | None) -> str:
     return f"{100 * value:.1f} %"
 
 
-def _with_spread(mean: float, sd: float, n: int) -> str:
+def _times(ratio: float) -> str:
+    """A speed ratio: ``"543x"``, ``"2.5x"``; ``"-"`` when unknown."""
+    if math.isnan(ratio):
+        return "-"
+    return f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.2g}x"
+
+
+def _with_spread(mean: float, sd: float, n: float) -> str:
     """``"97.6 % (sd 0.4, n=10)"``; ``"not reached"`` when no run got to that epoch."""
     if n == 0:
         return "not reached"
     text = format_percent(mean)
     if n > 1:
-        return f"{text} (sd {100 * sd:.1f}, n={n})"
+        return f"{text} (sd {100 * sd:.1f}, n={n:.0f})"
     return f"{text} (n=1)"
 
 

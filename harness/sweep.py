@@ -35,9 +35,10 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, TextIO
+from typing import Any, TextIO
 
 from harness.errors import UsageError
 from harness.interface import SEED_EPOCHS
@@ -45,7 +46,18 @@ from harness.sizes import parse_size
 from harness.storage import find_runs
 
 FINISHED = ("completed", "memory_cap")
-RUN_KEYS = {"label", "variants", "leaks", "seeds", "epochs", "fc_only", "memory_cap", "timeout", "trace", "optional"}
+RUN_KEYS = {
+    "label",
+    "variants",
+    "leaks",
+    "seeds",
+    "epochs",
+    "fc_only",
+    "memory_cap",
+    "timeout",
+    "trace",
+    "optional",
+}
 SPEC_KEYS = {"name", "description", "runs"}
 NO_LEAK = "none"
 STOP_GRACE_S = 30.0
@@ -70,8 +82,21 @@ class PlannedRun:
 
     def argv(self, results_dir: Path) -> list[str]:
         """The command line that performs this run, with this interpreter."""
-        argv = [sys.executable, "-m", "harness", "run", "--variant", self.variant, "--epochs", str(self.epochs),
-                "--seed", str(self.seed), "--quiet", "--results", str(results_dir)]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            "--variant",
+            self.variant,
+            "--epochs",
+            str(self.epochs),
+            "--seed",
+            str(self.seed),
+            "--quiet",
+            "--results",
+            str(results_dir),
+        ]
         if self.leak:
             argv += ["--leak", self.leak]
         if self.fc_only:
@@ -86,13 +111,21 @@ class PlannedRun:
 
     def describe(self) -> str:
         """``"numpy fc-only history s3, 500 epochs"``."""
-        parts = [self.variant] + (["fc-only"] if self.fc_only else []) + ([self.leak] if self.leak else [])
-        return f"{' '.join(parts)} s{self.seed}, {self.epochs} epochs" + (" traced" if self.trace else "")
+        parts = (
+            [self.variant]
+            + (["fc-only"] if self.fc_only else [])
+            + ([self.leak] if self.leak else [])
+        )
+        return f"{' '.join(parts)} s{self.seed}, {self.epochs} epochs" + (
+            " traced" if self.trace else ""
+        )
 
     def matches(self, meta: Mapping[str, Any]) -> bool:
         """Whether a stored run's metadata has this run's parameters (and its memory cap, when one is set)."""
         options = (meta.get("config") or {}).get("options") or {}
-        if self.memory_cap is not None and meta.get("memory_cap_bytes") != parse_size(self.memory_cap):
+        if self.memory_cap is not None and meta.get("memory_cap_bytes") != parse_size(
+            self.memory_cap
+        ):
             return False
         return (
             meta.get("variant") == self.variant
@@ -116,7 +149,9 @@ class Spec:
 def bundled_specs() -> list[str]:
     """Names of the specs shipped in harness/specs."""
     folder = importlib.resources.files("harness") / "specs"
-    return sorted(entry.name[:-5] for entry in folder.iterdir() if entry.name.endswith(".toml"))
+    return sorted(
+        entry.name[:-5] for entry in folder.iterdir() if entry.name.endswith(".toml")
+    )
 
 
 def load_spec(name_or_path: str) -> Spec:
@@ -125,8 +160,14 @@ def load_spec(name_or_path: str) -> Spec:
     if path.is_file():
         text, default_name, origin = _read_text(path), path.stem, str(path)
     elif name_or_path in bundled_specs():
-        resource = importlib.resources.files("harness") / "specs" / f"{name_or_path}.toml"
-        text, default_name, origin = resource.read_text(encoding="utf-8"), name_or_path, f"bundled spec {name_or_path!r}"
+        resource = (
+            importlib.resources.files("harness") / "specs" / f"{name_or_path}.toml"
+        )
+        text, default_name, origin = (
+            resource.read_text(encoding="utf-8"),
+            name_or_path,
+            f"bundled spec {name_or_path!r}",
+        )
     else:
         raise UsageError(
             f"no sweep spec {name_or_path!r}: give a TOML file or a bundled spec name ({', '.join(bundled_specs())})"
@@ -146,29 +187,46 @@ def _read_text(path: Path) -> str:
         raise UsageError(f"cannot read sweep spec {str(path)!r}: {exc}") from None
 
 
-def parse_spec(data: Mapping[str, Any], default_name: str, origin: str = "spec") -> Spec:
+def parse_spec(
+    data: Mapping[str, Any], default_name: str, origin: str = "spec"
+) -> Spec:
     """Check a spec's tables and expand them into planned runs (variants x leaks x seeds x fc_only)."""
     unknown = set(data) - SPEC_KEYS
     if unknown:
-        raise UsageError(f"{origin}: unknown keys {', '.join(sorted(unknown))}; accepted: {', '.join(sorted(SPEC_KEYS))}")
+        raise UsageError(
+            f"{origin}: unknown keys {', '.join(sorted(unknown))}; accepted: {', '.join(sorted(SPEC_KEYS))}"
+        )
     groups = data.get("runs")
-    if not isinstance(groups, list) or not groups or not all(isinstance(g, dict) for g in groups):
+    if (
+        not isinstance(groups, list)
+        or not groups
+        or not all(isinstance(g, dict) for g in groups)
+    ):
         raise UsageError(f"{origin}: needs at least one [[runs]] table")
     planned: list[PlannedRun] = []
     for index, group in enumerate(groups, start=1):
         planned.extend(_expand(group, f"{origin}, [[runs]] #{index}"))
     # The same run listed twice in a spec is run once.
     unique = list(dict.fromkeys(planned))
-    return Spec(str(data.get("name", default_name)), str(data.get("description", "")), tuple(unique))
+    return Spec(
+        str(data.get("name", default_name)),
+        str(data.get("description", "")),
+        tuple(unique),
+    )
 
 
 def _expand(group: Mapping[str, Any], where: str) -> Iterator[PlannedRun]:
     """The planned runs of one [[runs]] table."""
     unknown = set(group) - RUN_KEYS
     if unknown:
-        raise UsageError(f"{where}: unknown keys {', '.join(sorted(unknown))}; accepted: {', '.join(sorted(RUN_KEYS))}")
+        raise UsageError(
+            f"{where}: unknown keys {', '.join(sorted(unknown))}; accepted: {', '.join(sorted(RUN_KEYS))}"
+        )
     variants = _strings(group.get("variants"), "variants", where, required=True)
-    leaks = [None if leak == NO_LEAK else leak for leak in _strings(group.get("leaks", [NO_LEAK]), "leaks", where)]
+    leaks = [
+        None if leak == NO_LEAK else leak
+        for leak in _strings(group.get("leaks", [NO_LEAK]), "leaks", where)
+    ]
     seeds = _seeds(group.get("seeds", [0]), where)
     epochs = group.get("epochs", SEED_EPOCHS)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -176,14 +234,22 @@ def _expand(group: Mapping[str, Any], where: str) -> Iterator[PlannedRun]:
     fc_only = group.get("fc_only", False)
     fc_values = fc_only if isinstance(fc_only, list) else [fc_only]
     if not fc_values or not all(isinstance(v, bool) for v in fc_values):
-        raise UsageError(f"{where}: fc_only must be true, false or a list of them, got {fc_only!r}")
+        raise UsageError(
+            f"{where}: fc_only must be true, false or a list of them, got {fc_only!r}"
+        )
     memory_cap = group.get("memory_cap")
     if memory_cap is not None:
         parse_size(memory_cap)  # refuse a bad size now, not at the 20th run
         memory_cap = str(memory_cap)
     timeout = group.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise UsageError(f"{where}: timeout must be a positive number of seconds, got {timeout!r}")
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or timeout <= 0
+    ):
+        raise UsageError(
+            f"{where}: timeout must be a positive number of seconds, got {timeout!r}"
+        )
     trace, optional = group.get("trace", False), group.get("optional", False)
     if not isinstance(trace, bool) or not isinstance(optional, bool):
         raise UsageError(f"{where}: trace and optional must be true or false")
@@ -191,7 +257,9 @@ def _expand(group: Mapping[str, Any], where: str) -> Iterator[PlannedRun]:
         variants = [v for v in variants if variant_available(v)]
     label = str(group.get("label", ""))
     for variant, leak, fc, seed in itertools.product(variants, leaks, fc_values, seeds):
-        yield PlannedRun(variant, leak, seed, epochs, fc, memory_cap, timeout, trace, label)
+        yield PlannedRun(
+            variant, leak, seed, epochs, fc, memory_cap, timeout, trace, label
+        )
 
 
 def _strings(value: Any, key: str, where: str, required: bool = False) -> list[str]:
@@ -200,7 +268,11 @@ def _strings(value: Any, key: str, where: str, required: bool = False) -> list[s
         raise UsageError(f"{where}: {key} is required (a list of names)")
     if isinstance(value, str):
         value = [value]
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, str) and v for v in value)
+    ):
         raise UsageError(f"{where}: {key} must be a list of names, got {value!r}")
     return list(value)
 
@@ -212,10 +284,14 @@ def _seeds(value: Any, where: str) -> list[int]:
     if (
         isinstance(value, list)
         and value
-        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+        and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+        )
     ):
         return list(dict.fromkeys(value))
-    raise UsageError(f"{where}: seeds must be a positive count or a list of non-negative integers, got {value!r}")
+    raise UsageError(
+        f"{where}: seeds must be a positive count or a list of non-negative integers, got {value!r}"
+    )
 
 
 def variant_available(name: str) -> bool:
@@ -251,7 +327,9 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def already_done(run: PlannedRun, finished: list[tuple[Path, dict[str, Any]]]) -> Path | None:
+def already_done(
+    run: PlannedRun, finished: list[tuple[Path, dict[str, Any]]]
+) -> Path | None:
     """The directory of a finished run with ``run``'s parameters, if there is one."""
     return next((path for path, meta in finished if run.matches(meta)), None)
 
@@ -282,14 +360,15 @@ class Eta:
 
     def remaining(self, runs: list[PlannedRun]) -> tuple[float, list[str]]:
         """Estimated seconds for the ``runs`` whose variant was measured, and the variants not measured yet."""
-        total, unknown = 0.0, []
+        total, unknown = 0.0, list[str]()
         for run in runs:
-            key = (run.variant, run.fc_only)
+            key: tuple[str, bool] | None = (run.variant, run.fc_only)
             if key not in self._epochs:
-                key = next((k for k in self._epochs if k[0] == run.variant), None)  # the other model
-                if key is None:
-                    unknown.append(run.variant)
-                    continue
+                # Not timed for this model: the other model of the same variant is the best guess.
+                key = next((k for k in self._epochs if k[0] == run.variant), None)
+            if key is None:
+                unknown.append(run.variant)
+                continue
             total += self._seconds[key] / self._epochs[key] * run.epochs
         return total, list(dict.fromkeys(unknown))
 
@@ -305,17 +384,23 @@ def format_duration(seconds: float | None) -> str:
     """``"1:05"`` (m:ss) or ``"1:02:03"``; ``"?"`` when unknown."""
     if seconds is None or math.isnan(seconds):
         return "?"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+    return (
+        f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+        if hours
+        else f"{rest // 60}:{rest % 60:02d}"
+    )
 
 
 Runner = Callable[[list[str]], "subprocess.CompletedProcess[str]"]
 
 
-def _run_subprocess(argv: list[str]) -> "subprocess.CompletedProcess[str]":
+def _run_subprocess(argv: list[str]) -> subprocess.CompletedProcess[str]:
     """Run one ``harness run`` and capture what it prints; on Ctrl-C let it record its run as interrupted."""
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
         try:
             stdout, stderr = process.communicate()
         except KeyboardInterrupt:
@@ -332,7 +417,10 @@ def _run_subprocess(argv: list[str]) -> "subprocess.CompletedProcess[str]":
 
 
 def run_sweep(
-    spec: Spec, results_dir: Path, log: TextIO = sys.stderr, runner: Runner = _run_subprocess
+    spec: Spec,
+    results_dir: Path,
+    log: TextIO = sys.stderr,
+    runner: Runner = _run_subprocess,
 ) -> list[Outcome]:
     """Perform the spec's runs that are not done yet, one after another, reporting progress to ``log``."""
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -369,17 +457,28 @@ def run_sweep(
     return outcomes
 
 
-def _outcome(run: PlannedRun, result: "subprocess.CompletedProcess[str]", seconds: float) -> Outcome:
+def _outcome(
+    run: PlannedRun, result: subprocess.CompletedProcess[str], seconds: float
+) -> Outcome:
     """Read a finished ``harness run``: its run directory (the last line it printed) and status."""
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     run_dir = Path(lines[-1].strip()) if lines else None
     if run_dir is None or not (run_dir / "meta.json").is_file():
-        run_dir = next((Path(w) for w in reversed(result.stdout.split()) if (Path(w) / "meta.json").is_file()), None)
+        run_dir = next(
+            (
+                Path(w)
+                for w in reversed(result.stdout.split())
+                if (Path(w) / "meta.json").is_file()
+            ),
+            None,
+        )
     status, message = "error", ""
     if run_dir is not None:
         status = str(read_meta(run_dir).get("status", "error"))
     if result.returncode not in (0, 3):
-        tail = result.stderr.strip().splitlines()[-1:] or [f"exit code {result.returncode}"]
+        tail = result.stderr.strip().splitlines()[-1:] or [
+            f"exit code {result.returncode}"
+        ]
         message = tail[0]
     return Outcome(run, status, run_dir, seconds, message)
 
@@ -388,10 +487,20 @@ def write_manifest(spec: Spec, results_dir: Path, outcomes: list[Outcome]) -> Pa
     """Record the sweep's runs and their directories in ``results_dir/sweep-<name>.json``."""
     path = results_dir / f"sweep-{spec.name}.json"
     entries = [
-        asdict(o.run) | {"status": o.status, "run_dir": o.run_dir.name if o.run_dir else None, "message": o.message}
+        asdict(o.run)
+        | {
+            "status": o.status,
+            "run_dir": o.run_dir.name if o.run_dir else None,
+            "message": o.message,
+        }
         for o in outcomes
     ]
-    data = {"name": spec.name, "description": spec.description, "planned": len(spec.runs), "runs": entries}
+    data = {
+        "name": spec.name,
+        "description": spec.description,
+        "planned": len(spec.runs),
+        "runs": entries,
+    }
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)

@@ -20,19 +20,33 @@ MIB = 1024 * 1024
 
 def fixture(part: str) -> Path:
     """The one fixture run directory whose name contains ``part``."""
-    (found,) = [p for p in FIXTURES.iterdir() if part in p.name and (p / "meta.json").exists()]
+    (found,) = [
+        p for p in FIXTURES.iterdir() if part in p.name and (p / "meta.json").exists()
+    ]
     return found
 
 
-def table(n: int, **columns: list[float]) -> pd.DataFrame:
+def table(n: int, **columns: list[float] | list[str]) -> pd.DataFrame:
     """A run table of ``n`` numpy CNN runs without a leak; given columns replace the defaults."""
     base = {
-        "run_id": [f"r{i}" for i in range(n)], "variant": ["numpy"] * n, "model": ["CNN"] * n, "leak": ["none"] * n,
-        "seed": list(range(n)), "epochs_done": [100] * n, "epochs_planned": [100] * n, "status": ["completed"] * n,
-        "verdict": ["flat"] * n, "bytes_per_epoch": [0.0] * n, "ci_low": [-1000.0] * n, "ci_high": [1000.0] * n,
-        "peak_rss_bytes": [50.0 * MIB] * n, "epochs_per_s": [100.0] * n, "accuracy": [1.0] * n,
-        "correct_prob": [0.98] * n, "loss": [0.02] * n,
-    }  # fmt: skip
+        "run_id": [f"r{i}" for i in range(n)],
+        "variant": ["numpy"] * n,
+        "model": ["CNN"] * n,
+        "leak": ["none"] * n,
+        "seed": list(range(n)),
+        "epochs_done": [100] * n,
+        "epochs_planned": [100] * n,
+        "status": ["completed"] * n,
+        "verdict": ["flat"] * n,
+        "bytes_per_epoch": [0.0] * n,
+        "ci_low": [-1000.0] * n,
+        "ci_high": [1000.0] * n,
+        "peak_rss_bytes": [50.0 * MIB] * n,
+        "epochs_per_s": [100.0] * n,
+        "accuracy": [1.0] * n,
+        "correct_prob": [0.98] * n,
+        "loss": [0.02] * n,
+    }
     return pd.DataFrame(base | columns)
 
 
@@ -49,9 +63,16 @@ def test_with_repeats_the_noise_is_twice_the_standard_error_of_the_difference() 
     # WHEN compared
     speed = change_of(compare.compare(baseline, candidate), "epochs_per_s")
     # THEN the noise is 2 sqrt(sd_b^2/3 + sd_c^2/3), computed here independently, and 30 is beyond it
-    expected = 2 * math.sqrt(statistics.stdev([100, 110, 90]) ** 2 / 3 + statistics.stdev([130, 140, 120]) ** 2 / 3)
+    expected = 2 * math.sqrt(
+        statistics.stdev([100, 110, 90]) ** 2 / 3
+        + statistics.stdev([130, 140, 120]) ** 2 / 3
+    )
     assert speed.noise == pytest.approx(expected)
-    assert speed.change == pytest.approx(30.0) and speed.judgement == "better" and not speed.regression
+    assert (
+        speed.change == pytest.approx(30.0)
+        and speed.judgement == "better"
+        and not speed.regression
+    )
     assert speed.noise_rule == "2 s.e., 3+3 runs"
 
 
@@ -66,10 +87,14 @@ def test_a_single_run_borrows_the_spread_of_the_repeated_side() -> None:
     assert speed.regression
 
 
-def test_a_change_smaller_than_the_floor_never_counts_even_against_zero_spread() -> None:
+def test_a_change_smaller_than_the_floor_never_counts_even_against_zero_spread() -> (
+    None
+):
     # GIVEN identical repeats (spread zero) and 100 KiB more peak RSS, 1 KiB more growth per epoch
     baseline = table(3)
-    candidate = table(3, peak_rss_bytes=[50.0 * MIB + 100 * 1024] * 3, bytes_per_epoch=[1024.0] * 3)
+    candidate = table(
+        3, peak_rss_bytes=[50.0 * MIB + 100 * 1024] * 3, bytes_per_epoch=[1024.0] * 3
+    )
     changes = compare.compare(baseline, candidate)
     # THEN both are within the noise: under 1 MiB and under one page per epoch
     assert change_of(changes, "peak_rss_bytes").judgement == "within noise"
@@ -87,9 +112,13 @@ def test_single_runs_judge_growth_by_the_two_trend_intervals() -> None:
     assert growth.regression
 
 
-def test_single_runs_use_stated_tolerances_for_speed_and_exactness_for_metrics() -> None:
+def test_single_runs_use_stated_tolerances_for_speed_and_exactness_for_metrics() -> (
+    None
+):
     # GIVEN one run a side, 8 % slower and with a different final correct_prob
-    changes = compare.compare(table(1), table(1, epochs_per_s=[92.0], correct_prob=[0.97]))
+    changes = compare.compare(
+        table(1), table(1, epochs_per_s=[92.0], correct_prob=[0.97])
+    )
     # THEN speed is within the assumed 10 %, and the metric change of one seed is real
     assert change_of(changes, "epochs_per_s").noise_rule == "assumed 10%"
     assert change_of(changes, "epochs_per_s").judgement == "within noise"
@@ -102,34 +131,69 @@ def test_sets_are_compared_group_by_group_and_unmatched_groups_are_named() -> No
     candidate = table(2)
     # THEN only numpy is compared and lists is named as a baseline-only group
     assert {c.group for c in compare.compare(baseline, candidate)} == {"numpy CNN none"}
-    assert compare.unmatched_groups(baseline, candidate) == ["baseline only: lists CNN none"]
+    assert compare.unmatched_groups(baseline, candidate) == [
+        "baseline only: lists CNN none"
+    ]
 
 
 def test_comparing_a_fix_with_its_leak_matches_the_golden_text() -> None:
     # GIVEN the stored lists runs, fixed as baseline and leaky as candidate
     baseline = report.run_table(report.load_runs([fixture("lists-noleak")]))
-    candidate = report.run_table(report.load_runs([fixture("lists-recursion-s0-e3f659")]))
+    candidate = report.run_table(
+        report.load_runs([fixture("lists-recursion-s0-e3f659")])
+    )
     changes = compare.compare(baseline, candidate)
     # THEN the table is as reviewed, and growth and peak RSS are regressions
     text = render.text_table(compare.comparison_table(changes)) + "\n"
     path = GOLDEN / "compare_lists_fix_vs_leak.txt"
     if not path.exists():
         path.write_text(text)
-        pytest.fail(f"golden file {path} was missing and has been written: review it and commit it")
+        pytest.fail(
+            f"golden file {path} was missing and has been written: review it and commit it"
+        )
     assert text == path.read_text()
-    assert {c.metric.column for c in compare.regressions(changes)} >= {"bytes_per_epoch", "peak_rss_bytes"}
+    assert {c.metric.column for c in compare.regressions(changes)} >= {
+        "bytes_per_epoch",
+        "peak_rss_bytes",
+    }
 
 
-def test_the_compare_command_fails_on_a_regression_only_when_asked(tmp_path: Path) -> None:
-    fixed, leaky = str(fixture("lists-noleak")), str(fixture("lists-recursion-s0-e3f659"))
+def test_the_compare_command_fails_on_a_regression_only_when_asked(
+    tmp_path: Path,
+) -> None:
+    fixed, leaky = (
+        str(fixture("lists-noleak")),
+        str(fixture("lists-recursion-s0-e3f659")),
+    )
     command = [sys.executable, "-m", "harness", "compare"]
     # WHEN the leak is the candidate, without and with --fail-on-regression
-    plain = subprocess.run(command + [fixed, leaky], capture_output=True, text=True, timeout=60)
-    strict = subprocess.run(command + [fixed, leaky, "--fail-on-regression"], capture_output=True, text=True, timeout=60)
+    plain = subprocess.run(
+        command + [fixed, leaky],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=60,
+    )
+    strict = subprocess.run(
+        command + [fixed, leaky, "--fail-on-regression"],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=60,
+    )
     # THEN the table is printed both times, and only the strict one exits 1, naming the growth regression
     assert plain.returncode == 0 and strict.returncode == 1, strict.stderr
     assert "growth per epoch" in plain.stdout and "worse" in plain.stdout
-    assert "regression: lists CNN none -> lists CNN recursion: growth per epoch" in strict.stdout
+    assert (
+        "regression: lists CNN none -> lists CNN recursion: growth per epoch"
+        in strict.stdout
+    )
     # WHEN the fix is the candidate THEN nothing regressed
-    fixed_wins = subprocess.run(command + [leaky, fixed, "--fail-on-regression"], capture_output=True, text=True, timeout=60)
+    fixed_wins = subprocess.run(
+        command + [leaky, fixed, "--fail-on-regression"],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=60,
+    )
     assert fixed_wins.returncode == 0, fixed_wins.stdout

@@ -28,7 +28,9 @@ def runs() -> list[Run]:
 
 
 @pytest.fixture(scope="module")
-def written(runs: list[Run], tmp_path_factory: pytest.TempPathFactory) -> render.ReportFiles:
+def written(
+    runs: list[Run], tmp_path_factory: pytest.TempPathFactory
+) -> render.ReportFiles:
     """The report of the fixture runs, written once for the tests that read it."""
     return render.write_report(runs, tmp_path_factory.mktemp("report"))
 
@@ -39,13 +41,21 @@ def by_name(runs: list[Run], part: str) -> Run:
     return found
 
 
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """A CSV file's rows, read with the csv module alone (independently of the loader)."""
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
 def golden(name: str, text: str) -> None:
     """Compare with tests/golden/NAME; write it instead when it is missing (then review and commit it)."""
     path = GOLDEN / name
     if not path.exists():
         path.parent.mkdir(exist_ok=True)
         path.write_text(text)
-        pytest.fail(f"golden file {path} was missing and has been written: review it and commit it")
+        pytest.fail(
+            f"golden file {path} was missing and has been written: review it and commit it"
+        )
     assert text == path.read_text()
 
 
@@ -61,15 +71,23 @@ def test_the_seed_table_matches_its_golden_text(runs: list[Run]) -> None:
 
 def test_the_trace_table_matches_its_golden_text(runs: list[Run]) -> None:
     traced = report.traced_runs(runs)
-    text = "\n\n".join(f"{r.meta['run_id']}\n{render.markdown_table(report.trace_table(r))}" for r in traced)
+    text = "\n\n".join(
+        f"{r.meta['run_id']}\n{render.markdown_table(report.trace_table(r))}"
+        for r in traced
+    )
     golden("trace_tables.md", text + "\n")
 
 
-def test_the_seed_table_numbers_agree_with_the_csv_files_read_independently(runs: list[Run]) -> None:
+def test_the_seed_table_numbers_agree_with_the_csv_files_read_independently(
+    runs: list[Run],
+) -> None:
     # GIVEN the CNN runs of the seed's experiment, read with the csv module alone
     rows_at: dict[int, list[dict[str, str]]] = {200: [], 500: []}
     for run_dir in sorted(FIXTURES.glob("*-numpy-noleak-*")):
-        if '"fc_only": true' in (run_dir / "meta.json").read_text() or len((run_dir / "epochs.csv").read_text().splitlines()) < 501:
+        if (
+            '"fc_only": true' in (run_dir / "meta.json").read_text()
+            or len((run_dir / "epochs.csv").read_text().splitlines()) < 501
+        ):
             continue
         with open(run_dir / "epochs.csv", newline="") as file:
             for row in csv.DictReader(file):
@@ -83,8 +101,13 @@ def test_the_seed_table_numbers_agree_with_the_csv_files_read_independently(runs
     assert table["time for 200 epochs"] == f"{time_200:#.3g} s"
     assert table["epochs per second"] == f"{200 / time_200:.3g}"
     mean_500 = statistics.mean(float(r["correct_prob"]) for r in rows_at[500])
-    assert table["accuracy after 500 epochs (mean correct_prob)"].startswith(f"{100 * mean_500:.1f} %")
-    assert f"n={len(rows_at[500])}" in table["accuracy after 500 epochs (mean correct_prob)"]
+    assert table["accuracy after 500 epochs (mean correct_prob)"].startswith(
+        f"{100 * mean_500:.1f} %"
+    )
+    assert (
+        f"n={len(rows_at[500])}"
+        in table["accuracy after 500 epochs (mean correct_prob)"]
+    )
 
 
 def test_the_per_run_numbers_come_from_the_run_files(runs: list[Run]) -> None:
@@ -93,26 +116,35 @@ def test_the_per_run_numbers_come_from_the_run_files(runs: list[Run]) -> None:
     row = report.run_table([run]).iloc[0]
     # THEN peak RSS is the largest RSS in any record, speed is epochs over train_epoch seconds,
     # final metrics are the last epoch's, and growth is the stored verdict's
-    rss = [int(r["rss_bytes"]) for r in csv.DictReader(open(Path(run.path) / "epochs.csv"))]
-    samples = [int(r["rss_bytes"]) for r in csv.DictReader(open(Path(run.path) / "samples.csv"))]
-    peaks = [int(r["peak_rss_bytes"]) for r in csv.DictReader(open(Path(run.path) / "epochs.csv"))]
-    assert row["peak_rss_bytes"] == max(rss + samples + peaks)
-    seconds = sum(float(r["epoch_s"]) for r in csv.DictReader(open(Path(run.path) / "epochs.csv")))
+    epochs = read_csv(Path(run.path) / "epochs.csv")
+    samples = read_csv(Path(run.path) / "samples.csv")
+    rss = [int(r["rss_bytes"]) for r in epochs]
+    peaks = [int(r["peak_rss_bytes"]) for r in epochs]
+    assert row["peak_rss_bytes"] == max(
+        rss + peaks + [int(r["rss_bytes"]) for r in samples]
+    )
+    seconds = sum(float(r["epoch_s"]) for r in epochs)
     assert row["epochs_per_s"] == pytest.approx(len(rss) / seconds)
     assert row["bytes_per_epoch"] == run.meta["growth"]["bytes_per_epoch"]
     assert row["verdict"] == run.meta["growth"]["verdict"] == "leak"
-    assert row["correct_prob"] == pytest.approx(float(run.epochs["correct_prob"].iloc[-1]))
+    assert row["correct_prob"] == pytest.approx(
+        float(run.epochs["correct_prob"].iloc[-1])
+    )
 
 
 def test_growth_is_computed_when_a_run_has_none_stored(runs: list[Run]) -> None:
     # GIVEN a leak run whose meta.json has no growth analysis
     run = by_name(runs, "lists-recursion-s0-e3f659")
-    bare = Run(run.path, {**run.meta, "growth": None}, run.epochs, run.samples, run.trace)
+    bare = Run(
+        run.path, {**run.meta, "growth": None}, run.epochs, run.samples, run.trace
+    )
     # WHEN tabulated THEN the verdict is computed from its epochs, and agrees with the stored one
     assert report.growth_of(bare)["verdict"] == "leak"
 
 
-def test_the_headline_sets_each_leak_beside_its_fixed_run_of_the_same_length(runs: list[Run]) -> None:
+def test_the_headline_sets_each_leak_beside_its_fixed_run_of_the_same_length(
+    runs: list[Run],
+) -> None:
     # WHEN the headline's panels are chosen
     panels = {p.variant: p for p in report.memory_panels(runs)}
     # THEN the lists leak is beside the 12-epoch fixed run, and the 500-epoch numpy runs are not beside the numpy leak
@@ -120,7 +152,9 @@ def test_the_headline_sets_each_leak_beside_its_fixed_run_of_the_same_length(run
     assert {r.meta["epochs_planned"] for r in panels["lists"].fixed} == {12}
     numpy_leaky = panels["numpy"].leaky
     assert numpy_leaky and all(not r.meta["trace"] for r in numpy_leaky)
-    assert {r.meta["epochs_planned"] for r in panels["numpy"].fixed} == {r.meta["epochs_planned"] for r in numpy_leaky}
+    assert {r.meta["epochs_planned"] for r in panels["numpy"].fixed} == {
+        r.meta["epochs_planned"] for r in numpy_leaky
+    }
 
 
 def test_a_run_stopped_by_the_memory_cap_is_marked_at_its_stop(runs: list[Run]) -> None:
@@ -129,7 +163,9 @@ def test_a_run_stopped_by_the_memory_cap_is_marked_at_its_stop(runs: list[Run]) 
     assert capped, "the fixtures need a run stopped by the memory cap"
     run = capped[0]
     # THEN the mark sits in the epoch after the last finished one, at the RSS the parent saw, under the cap line
-    epoch, rss, cap = report.cap_hit(run)
+    hit = report.cap_hit(run)
+    assert hit is not None
+    epoch, rss, cap = hit
     assert epoch == run.meta["stop"]["epoch"] + 1 == len(run.epochs) + 1
     assert rss == run.meta["stop"]["rss_bytes"] and cap == run.meta["memory_cap_bytes"]
     assert report.cap_hit(by_name(runs, "lists-noleak")) is None
@@ -142,16 +178,22 @@ def test_the_seed_plots_use_the_500_epoch_runs_only(runs: list[Run]) -> None:
     assert set(curves["model"]) == {"CNN", "fc-only"}
 
 
-def test_the_samples_run_is_chosen_by_id_or_else_an_untraced_leak(runs: list[Run]) -> None:
+def test_the_samples_run_is_chosen_by_id_or_else_an_untraced_leak(
+    runs: list[Run],
+) -> None:
     chosen = report.pick_run(runs, None)
     assert chosen is not None and chosen.meta["leak"] and not chosen.meta["trace"]
     wanted = by_name(runs, "lists-noleak")
     assert report.pick_run(runs, wanted.meta["run_id"]) is wanted
-    with pytest.raises(UsageError, match="--samples-run 'nope' is not among the reported runs"):
+    with pytest.raises(
+        UsageError, match="--samples-run 'nope' is not among the reported runs"
+    ):
         report.pick_run(runs, "nope")
 
 
-def test_run_directories_are_found_in_results_directories_once_each(runs: list[Run], tmp_path: Path) -> None:
+def test_run_directories_are_found_in_results_directories_once_each(
+    runs: list[Run], tmp_path: Path
+) -> None:
     # GIVEN the fixtures directory and one of its runs named again
     one = Path(runs[0].path)
     # THEN each run is found once
@@ -164,16 +206,29 @@ def test_run_directories_are_found_in_results_directories_once_each(runs: list[R
         report.find_run_dirs([tmp_path / "missing"])
 
 
-def test_the_report_files_are_written_with_every_figure_as_png(written: render.ReportFiles) -> None:
+def test_the_report_files_are_written_with_every_figure_as_png(
+    written: render.ReportFiles,
+) -> None:
     # THEN the figures are PNG files, the headline and the seed's three plots among them
     names = {p.name for p in written.figures}
-    assert {"memory.png", "samples.png", "seed_runs.png", "seed_means.png", "seed_time.png", "speed.png"} <= names
+    assert {
+        "memory.png",
+        "samples.png",
+        "seed_runs.png",
+        "seed_means.png",
+        "seed_time.png",
+        "speed.png",
+    } <= names
     for path in written.figures:
         assert path.read_bytes().startswith(PNG_SIGNATURE)
-        assert 5_000 < path.stat().st_size < 400_000  # a drawn figure, small enough to commit
+        assert (
+            5_000 < path.stat().st_size < 400_000
+        )  # a drawn figure, small enough to commit
 
 
-def test_the_html_report_is_self_contained_with_the_figures_inlined(written: render.ReportFiles) -> None:
+def test_the_html_report_is_self_contained_with_the_figures_inlined(
+    written: render.ReportFiles,
+) -> None:
     # GIVEN the HTML report
     html = written.html.read_text()
     # THEN it refers to nothing outside itself
@@ -181,19 +236,30 @@ def test_the_html_report_is_self_contained_with_the_figures_inlined(written: ren
     # AND each figure is an inlined PNG identical to its file
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(images) == len(written.figures)
-    assert sorted(base64.b64decode(i) for i in images) == sorted(p.read_bytes() for p in written.figures)
+    assert sorted(base64.b64decode(i) for i in images) == sorted(
+        p.read_bytes() for p in written.figures
+    )
 
 
 def test_markdown_and_html_carry_the_same_tables(written: render.ReportFiles) -> None:
     # GIVEN both reports
     markdown, html = written.markdown.read_text(), written.html.read_text()
-    md_rows = [line for line in markdown.splitlines() if line.startswith("| ") and not line.startswith("|---")]
+    md_rows = [
+        line
+        for line in markdown.splitlines()
+        if line.startswith("| ") and not line.startswith("|---")
+    ]
     html_rows = re.findall(r"<tr>(.*?)</tr>", html)
     # THEN every table row of one is a row of the other, cell for cell
     assert len(md_rows) == len(html_rows) > 20
     for md_row, html_row in zip(md_rows, html_rows):
-        md_cells = [c.strip().replace("\\|", "|") for c in md_row.strip("|").split(" | ")]
-        html_cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<t[hd]>(.*?)</t[hd]>", html_row)]
+        md_cells = [
+            c.strip().replace("\\|", "|") for c in md_row.strip("|").split(" | ")
+        ]
+        html_cells = [
+            re.sub(r"<[^>]+>", "", c)
+            for c in re.findall(r"<t[hd]>(.*?)</t[hd]>", html_row)
+        ]
         import html as html_module
 
         assert md_cells == [html_module.unescape(c) for c in html_cells]
@@ -202,14 +268,48 @@ def test_markdown_and_html_carry_the_same_tables(written: render.ReportFiles) ->
         assert f"]({name})" in markdown
 
 
-def test_the_report_command_writes_the_report_and_refuses_a_bad_path(tmp_path: Path) -> None:
+def test_the_report_command_writes_the_report_and_refuses_a_bad_path(
+    tmp_path: Path,
+) -> None:
     # WHEN the CLI reports on the fixtures THEN it prints the two files it wrote
-    done = subprocess.run([sys.executable, "-m", "harness", "report", str(FIXTURES), "--out", str(tmp_path / "r")],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "report",
+            str(FIXTURES),
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == [str(tmp_path / "r" / "report.html"), str(tmp_path / "r" / "report.md")]
+    assert done.stdout.split() == [
+        str(tmp_path / "r" / "report.html"),
+        str(tmp_path / "r" / "report.md"),
+    ]
     # WHEN it is given a path that holds no runs THEN one line on stderr, exit 2
-    bad = subprocess.run([sys.executable, "-m", "harness", "report", str(tmp_path / "nothing"), "--out", str(tmp_path)],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "report",
+            str(tmp_path / "nothing"),
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2
-    assert bad.stderr.strip().count("\n") == 0 and "not a run directory or a results directory" in bad.stderr
+    assert (
+        bad.stderr.strip().count("\n") == 0
+        and "not a run directory or a results directory" in bad.stderr
+    )

@@ -24,10 +24,19 @@ from harness import render, report
 FIXTURES = Path(__file__).parent / "fixtures" / "runs"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install chromium); the report is not opened in a browser"
+    CHROMIUM is None,
+    reason="Chromium is not installed (Debian: apt-get install chromium); the report is not opened in a browser",
 )
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # matplotlib's tab:red, tab:blue and tab:orange: leaky runs, fixed runs (and CNN), fully-connected-only.
 # Only the figures use them; the page's text and tables are black and grey.
 RED, BLUE, ORANGE = (0.839, 0.153, 0.157), (0.122, 0.467, 0.706), (1.0, 0.498, 0.055)
@@ -47,8 +56,14 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess[str]:
     """Run headless Chromium with a throwaway profile; fail the test with its stderr if it fails."""
-    done = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert CHROMIUM is not None
+    done = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done
 
@@ -60,12 +75,16 @@ def png_width(data: bytes) -> int:
 
 def broken(html: str) -> str:
     """The page with every image's data cut, so nothing can decode: the control."""
-    return re.sub(r'src="data:image/png;base64,[^"]+"', 'src="data:image/png;base64,AAAA"', html)
+    return re.sub(
+        r'src="data:image/png;base64,[^"]+"', 'src="data:image/png;base64,AAAA"', html
+    )
 
 
 def decoded_widths(page: Path, profile: Path) -> list[int]:
     """Each <img>'s natural width after load, as the probe script wrote it into the dumped DOM."""
-    dom = chromium(["--virtual-time-budget=5000", "--dump-dom", page.as_uri()], profile).stdout
+    dom = chromium(
+        ["--virtual-time-budget=5000", "--dump-dom", page.as_uri()], profile
+    ).stdout
     match = re.search(r'data-decoded="([^"]*)"', dom)
     assert match, "the probe script did not run"
     return [int(w) for w in match.group(1).split(",")]
@@ -89,7 +108,9 @@ def test_every_figure_decodes_in_the_browser(report_dir: Path, tmp_path: Path) -
 
 def render_order(report_dir: Path, html: str) -> list[Path]:
     """The figure files in the order the page shows them (each <figure> has the file's stem as id)."""
-    return [report_dir / f"{name}.png" for name in re.findall(r'<figure id="([^"]+)"', html)]
+    return [
+        report_dir / f"{name}.png" for name in re.findall(r'<figure id="([^"]+)"', html)
+    ]
 
 
 def colour_share(image: np.ndarray, colour: tuple[float, float, float]) -> float:
@@ -100,7 +121,14 @@ def colour_share(image: np.ndarray, colour: tuple[float, float, float]) -> float
 def test_the_screenshot_shows_the_figures(report_dir: Path, tmp_path: Path) -> None:
     # WHEN Chromium takes a screenshot of the top 3000 px of the report
     shot = tmp_path / "shot.png"
-    chromium([f"--screenshot={shot}", "--window-size=1200,3000", (report_dir / "report.html").as_uri()], tmp_path / "p1")
+    chromium(
+        [
+            f"--screenshot={shot}",
+            "--window-size=1200,3000",
+            (report_dir / "report.html").as_uri(),
+        ],
+        tmp_path / "p1",
+    )
     image = imread(shot)
     # THEN the page is not blank, and the figures' colours are on it: the leak's red line (thin, so a
     # few hundred pixels), the fixed runs' blue and the fc-only orange (lines and bars, thousands)
@@ -113,7 +141,15 @@ def test_the_screenshot_shows_the_figures(report_dir: Path, tmp_path: Path) -> N
     control = tmp_path / "control.html"
     control.write_text(broken((report_dir / "report.html").read_text()))
     control_shot = tmp_path / "control.png"
-    chromium([f"--screenshot={control_shot}", "--window-size=1200,3000", control.as_uri()], tmp_path / "p2")
+    chromium(
+        [f"--screenshot={control_shot}", "--window-size=1200,3000", control.as_uri()],
+        tmp_path / "p2",
+    )
     control_image = imread(control_shot)
-    assert float((control_image[..., :3] < 0.95).any(axis=-1).mean()) > 0.01  # the text did render
-    assert max(colour_share(control_image, colour) for colour in (RED, BLUE, ORANGE)) < 0.00001
+    assert (
+        float((control_image[..., :3] < 0.95).any(axis=-1).mean()) > 0.01
+    )  # the text did render
+    assert (
+        max(colour_share(control_image, colour) for colour in (RED, BLUE, ORANGE))
+        < 0.00001
+    )

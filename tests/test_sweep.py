@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import subprocess
 import sys
@@ -46,40 +47,85 @@ class FakeRunner:
 
     def __call__(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
         self.calls.append(argv)
-        options = dict(zip(argv, argv[1:]))
+        options = dict(itertools.pairwise(argv))
         results = Path(options["--results"])
         run_dir = results / f"run-{len(self.calls)}"
-        write_meta(run_dir, options["--variant"], options.get("--leak"), int(options["--seed"]),
-                   int(options["--epochs"]), "--fc-only" in argv, "--trace" in argv, self.status)  # fmt: skip
-        return subprocess.CompletedProcess(argv, self.exit_code, f"growth: flat\n{run_dir}\n", "")
+        write_meta(
+            run_dir,
+            options["--variant"],
+            options.get("--leak"),
+            int(options["--seed"]),
+            int(options["--epochs"]),
+            "--fc-only" in argv,
+            "--trace" in argv,
+            self.status,
+        )
+        return subprocess.CompletedProcess(
+            argv, self.exit_code, f"growth: flat\n{run_dir}\n", ""
+        )
 
 
-def write_meta(run_dir: Path, variant: str, leak: str | None, seed: int, epochs: int, fc_only: bool = False,
-               trace: bool = False, status: str = "completed", cap: int = 2**30) -> None:  # fmt: skip
+def write_meta(
+    run_dir: Path,
+    variant: str,
+    leak: str | None,
+    seed: int,
+    epochs: int,
+    fc_only: bool = False,
+    trace: bool = False,
+    status: str = "completed",
+    cap: int = 2**30,
+) -> None:
     """A run directory holding only the meta.json keys a sweep reads."""
     run_dir.mkdir(parents=True)
-    config = {"seed": seed, "epochs": epochs, "leak": leak, "options": {"fc_only": True} if fc_only else {}}
-    meta = {"schema_version": 1, "variant": variant, "leak": leak, "seed": seed, "epochs_planned": epochs,
-            "status": status, "trace": trace, "config": config, "memory_cap_bytes": cap}  # fmt: skip
+    config = {
+        "seed": seed,
+        "epochs": epochs,
+        "leak": leak,
+        "options": {"fc_only": True} if fc_only else {},
+    }
+    meta = {
+        "schema_version": 1,
+        "variant": variant,
+        "leak": leak,
+        "seed": seed,
+        "epochs_planned": epochs,
+        "status": status,
+        "trace": trace,
+        "config": config,
+        "memory_cap_bytes": cap,
+    }
     (run_dir / "meta.json").write_text(json.dumps(meta))
 
 
 def test_a_spec_expands_to_the_product_of_its_lists() -> None:
     # GIVEN a group with 2 leaks x 2 models x 3 seeds
-    spec = spec_of('[[runs]]\nvariants = ["numpy"]\nleaks = ["none", "history"]\nfc_only = [false, true]\n'
-                   'seeds = [4, 5, 6]\nepochs = 7\nmemory_cap = "300MiB"\n')  # fmt: skip
+    spec = spec_of(
+        '[[runs]]\nvariants = ["numpy"]\nleaks = ["none", "history"]\nfc_only = [false, true]\n'
+        'seeds = [4, 5, 6]\nepochs = 7\nmemory_cap = "300MiB"\n'
+    )
     # WHEN it is parsed THEN there are 12 runs, each with the group's settings
     assert len(spec.runs) == 12
     assert {(r.leak, r.fc_only, r.seed) for r in spec.runs} == {
-        (leak, fc, seed) for leak in (None, "history") for fc in (False, True) for seed in (4, 5, 6)
+        (leak, fc, seed)
+        for leak in (None, "history")
+        for fc in (False, True)
+        for seed in (4, 5, 6)
     }
-    assert all(r.epochs == 7 and r.memory_cap == "300MiB" and r.variant == "numpy" for r in spec.runs)
+    assert all(
+        r.epochs == 7 and r.memory_cap == "300MiB" and r.variant == "numpy"
+        for r in spec.runs
+    )
     assert spec.name == "test"
 
 
-def test_seeds_as_a_count_mean_zero_to_n_minus_one_and_repeated_runs_are_run_once() -> None:
+def test_seeds_as_a_count_mean_zero_to_n_minus_one_and_repeated_runs_are_run_once() -> (
+    None
+):
     # GIVEN the same group twice, with seeds as a count
-    spec = spec_of('[[runs]]\nvariants = ["lists"]\nseeds = 3\n[[runs]]\nvariants = ["lists"]\nseeds = [2]\n')
+    spec = spec_of(
+        '[[runs]]\nvariants = ["lists"]\nseeds = 3\n[[runs]]\nvariants = ["lists"]\nseeds = [2]\n'
+    )
     # THEN seeds 0, 1, 2 appear once each
     assert [r.seed for r in spec.runs] == [0, 1, 2]
 
@@ -89,17 +135,27 @@ def test_seeds_as_a_count_mean_zero_to_n_minus_one_and_repeated_runs_are_run_onc
     [
         ('[[runs]]\nvariants = ["numpy"]\nepoch = 5\n', "unknown keys epoch"),
         ('[[runs]]\nvariants = ["numpy"]\nseeds = -1\n', "seeds must be"),
-        ('[[runs]]\nvariants = ["numpy"]\nepochs = 0\n', "epochs must be a positive integer"),
-        ('[[runs]]\nvariants = ["numpy"]\nmemory_cap = "lots"\n', "invalid size 'lots'"),
+        (
+            '[[runs]]\nvariants = ["numpy"]\nepochs = 0\n',
+            "epochs must be a positive integer",
+        ),
+        (
+            '[[runs]]\nvariants = ["numpy"]\nmemory_cap = "lots"\n',
+            "invalid size 'lots'",
+        ),
         ('[[runs]]\nleaks = ["history"]\n', "variants is required"),
         ('[[runs]]\nvariants = ["numpy"]\nfc_only = "yes"\n', "fc_only must be"),
         ('title = "x"\n[[runs]]\nvariants = ["numpy"]\n', "unknown keys title"),
         ('name = "x"\n', "at least one [[runs]]"),
     ],
 )
-def test_a_bad_spec_is_refused_with_one_line_naming_the_problem(text: str, message: str) -> None:
+def test_a_bad_spec_is_refused_with_one_line_naming_the_problem(
+    text: str, message: str
+) -> None:
     # WHEN a spec with a mistake is parsed THEN a UsageError names it
-    with pytest.raises(UsageError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        UsageError, match=message.replace("[", r"\[").replace("]", r"\]")
+    ):
         spec_of(text)
 
 
@@ -115,7 +171,11 @@ def test_the_bundled_seed_spec_reproduces_the_seed_and_every_leak() -> None:
     runs = spec.runs
     # THEN the seed's table: numpy, 10 seeds each of CNN and fc-only, 500 epochs, no leak
     for fc_only in (False, True):
-        table_runs = [r for r in runs if r.variant == "numpy" and r.epochs == 500 and r.fc_only == fc_only]
+        table_runs = [
+            r
+            for r in runs
+            if r.variant == "numpy" and r.epochs == 500 and r.fc_only == fc_only
+        ]
         assert sorted(r.seed for r in table_runs) == list(range(10))
         assert all(r.leak is None for r in table_runs)
     # AND every available variant runs with each of its leaks and without, the leak runs under a memory cap
@@ -124,7 +184,9 @@ def test_the_bundled_seed_spec_reproduces_the_seed_and_every_leak() -> None:
             continue
         mine = [r for r in runs if r.variant == name and not r.fc_only and not r.trace]
         leaks = {r.leak for r in mine}
-        assert None in leaks and leaks - {None} == set(class_leaks(resolve_class(name))), name
+        assert None in leaks and leaks - {None} == set(
+            class_leaks(resolve_class(name))
+        ), name
         assert all(r.memory_cap for r in mine if r.leak), name
         # AND a leak run and its fixed partner have the same length, so the headline sets them side by side
         assert len({r.epochs for r in mine if r.epochs != 500}) == 1, name
@@ -137,12 +199,24 @@ def test_argv_runs_the_harness_quietly_in_this_interpreter(tmp_path: Path) -> No
     argv = run.argv(tmp_path)
     assert argv[:4] == [sys.executable, "-m", "harness", "run"]
     text = " ".join(argv[4:])
-    for part in ("--variant numpy", "--leak history", "--seed 3", "--epochs 20", "--fc-only", "--memory-cap 1GiB",
-                 "--timeout 60", "--trace", "--quiet", f"--results {tmp_path}"):  # fmt: skip
+    for part in (
+        "--variant numpy",
+        "--leak history",
+        "--seed 3",
+        "--epochs 20",
+        "--fc-only",
+        "--memory-cap 1GiB",
+        "--timeout 60",
+        "--trace",
+        "--quiet",
+        f"--results {tmp_path}",
+    ):
         assert part in text
 
 
-def test_a_sweep_runs_everything_once_and_a_second_sweep_repeats_nothing(tmp_path: Path) -> None:
+def test_a_sweep_runs_everything_once_and_a_second_sweep_repeats_nothing(
+    tmp_path: Path,
+) -> None:
     # GIVEN the tiny spec and a fake runner
     spec, runner, log = spec_of(TINY_SPEC), FakeRunner(), io.StringIO()
     # WHEN it is swept
@@ -154,7 +228,11 @@ def test_a_sweep_runs_everything_once_and_a_second_sweep_repeats_nothing(tmp_pat
     assert all("ETA" in line for line in lines)
     # AND a manifest lists the runs and their directories
     manifest = json.loads((tmp_path / "sweep-tiny.json").read_text())
-    assert [entry["run_dir"] for entry in manifest["runs"]] == ["run-1", "run-2", "run-3"]
+    assert [entry["run_dir"] for entry in manifest["runs"]] == [
+        "run-1",
+        "run-2",
+        "run-3",
+    ]
     # WHEN the same sweep runs again THEN nothing is repeated and each run is named as already done
     again, log2 = FakeRunner(), io.StringIO()
     outcomes2 = sweep.run_sweep(spec, tmp_path, log=log2, runner=again)
@@ -170,32 +248,51 @@ def test_a_resumed_sweep_redoes_failed_and_missing_runs_only(tmp_path: Path) -> 
     write_meta(tmp_path / "capped", "numpy", "history", 0, 20, status="memory_cap")
     # AND runs with other parameters that must not count: other epochs, another memory cap than the spec's
     write_meta(tmp_path / "other", "numpy", None, 1, 21)
-    write_meta(tmp_path / "other-cap", "numpy", "history", 0, 20, status="memory_cap", cap=2**29)
+    write_meta(
+        tmp_path / "other-cap",
+        "numpy",
+        "history",
+        0,
+        20,
+        status="memory_cap",
+        cap=2**29,
+    )
     runner = FakeRunner()
     # WHEN the tiny spec is swept into it
-    outcomes = sweep.run_sweep(spec_of(TINY_SPEC), tmp_path, log=io.StringIO(), runner=runner)
+    outcomes = sweep.run_sweep(
+        spec_of(TINY_SPEC), tmp_path, log=io.StringIO(), runner=runner
+    )
     # THEN only seed 1 is run again (a memory_cap ending is a finished leak run)
     assert len(runner.calls) == 1 and "--seed" in runner.calls[0]
     assert runner.calls[0][runner.calls[0].index("--seed") + 1] == "1"
     assert [o.status for o in outcomes] == ["skipped", "completed", "skipped"]
-    assert outcomes[0].run_dir == tmp_path / "done" and outcomes[2].run_dir == tmp_path / "capped"
+    assert (
+        outcomes[0].run_dir == tmp_path / "done"
+        and outcomes[2].run_dir == tmp_path / "capped"
+    )
 
 
 def test_a_failed_run_is_reported_and_the_sweep_goes_on(tmp_path: Path) -> None:
     # GIVEN a runner whose runs fail (exit 5)
     runner = FakeRunner(status="failed", exit_code=5)
     # WHEN swept THEN every run was tried and each outcome says failed
-    outcomes = sweep.run_sweep(spec_of(TINY_SPEC), tmp_path, log=io.StringIO(), runner=runner)
+    outcomes = sweep.run_sweep(
+        spec_of(TINY_SPEC), tmp_path, log=io.StringIO(), runner=runner
+    )
     assert len(runner.calls) == 3 and {o.status for o in outcomes} == {"failed"}
 
 
 def test_a_usage_error_stops_the_sweep_at_once(tmp_path: Path) -> None:
     # GIVEN a runner that refuses its arguments (exit 2, as for a leak a variant does not have)
     def refuse(argv: list[str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.CompletedProcess(argv, 2, "", "leakbench: error: unknown leak 'x'\n")
+        return subprocess.CompletedProcess(
+            argv, 2, "", "leakbench: error: unknown leak 'x'\n"
+        )
 
     # WHEN swept THEN it stops after the first run, whose message is kept
-    outcomes = sweep.run_sweep(spec_of(TINY_SPEC), tmp_path, log=io.StringIO(), runner=refuse)
+    outcomes = sweep.run_sweep(
+        spec_of(TINY_SPEC), tmp_path, log=io.StringIO(), runner=refuse
+    )
     assert len(outcomes) == 1 and outcomes[0].status == "error"
     assert "unknown leak" in outcomes[0].message
 
@@ -205,10 +302,18 @@ def test_the_eta_uses_seconds_per_epoch_measured_per_variant() -> None:
     eta = sweep.Eta()
     eta.record(sweep.PlannedRun("numpy", None, 0, 20, False), 10.0)
     # THEN 40 more numpy epochs (either model) take 20 s, and an unmeasured variant is named as such
-    numpy_runs = [sweep.PlannedRun("numpy", None, 1, 20, False), sweep.PlannedRun("numpy", None, 1, 20, True)]
+    numpy_runs = [
+        sweep.PlannedRun("numpy", None, 1, 20, False),
+        sweep.PlannedRun("numpy", None, 1, 20, True),
+    ]
     assert eta.remaining(numpy_runs) == (20.0, [])
-    assert eta.describe(numpy_runs + [sweep.PlannedRun("lists", None, 0, 12, False)]) == "ETA 0:20 + lists (not timed yet)"
-    assert sweep.format_duration(3725) == "1:02:05" and sweep.format_duration(65) == "1:05"
+    assert (
+        eta.describe(numpy_runs + [sweep.PlannedRun("lists", None, 0, 12, False)])
+        == "ETA 0:20 + lists (not timed yet)"
+    )
+    assert (
+        sweep.format_duration(3725) == "1:02:05" and sweep.format_duration(65) == "1:05"
+    )
 
 
 @pytest.mark.slow
@@ -216,25 +321,65 @@ def test_a_real_sweep_end_to_end_then_resumed_then_reported(tmp_path: Path) -> N
     # GIVEN a tiny spec: numpy, 2 seeds, 20 epochs, and a numpy history-leak run
     spec = tmp_path / "tiny.toml"
     spec.write_text(TINY_SPEC)
-    command = [sys.executable, "-m", "harness", "sweep", str(spec), "--results", "runs", "--report", "report"]
+    command = [
+        sys.executable,
+        "-m",
+        "harness",
+        "sweep",
+        str(spec),
+        "--results",
+        "runs",
+        "--report",
+        "report",
+    ]
     # WHEN it is swept the way a user does, in a subprocess
-    first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    first = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, check=False, text=True, timeout=300
+    )
     # THEN every run finished, the report was written, and the leak run was judged a leak
     assert first.returncode == 0, first.stderr
     assert "[3/3] numpy history s0, 20 epochs: completed" in first.stderr
     table = run_table(load_runs([tmp_path / "runs"]))
-    assert sorted(zip(table["leak"], table["verdict"])) == [("history", "leak"), ("none", "flat"), ("none", "flat")]
-    assert (tmp_path / "report" / "report.html").is_file() and (tmp_path / "report" / "memory.png").is_file()
-    assert "| numpy | CNN | history | 0 | 20/20 | completed | leak |" in (tmp_path / "report" / "report.md").read_text()
+    assert sorted(zip(table["leak"], table["verdict"])) == [
+        ("history", "leak"),
+        ("none", "flat"),
+        ("none", "flat"),
+    ]
+    assert (tmp_path / "report" / "report.html").is_file() and (
+        tmp_path / "report" / "memory.png"
+    ).is_file()
+    assert (
+        "| numpy | CNN | history | 0 | 20/20 | completed | leak |"
+        in (tmp_path / "report" / "report.md").read_text()
+    )
     # WHEN the same command runs again THEN nothing is repeated
-    second = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    second = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, check=False, text=True, timeout=120
+    )
     assert second.returncode == 0, second.stderr
     assert second.stderr.count("already done") == 3
     assert len(list((tmp_path / "runs").glob("*/meta.json"))) == 3
     # WHEN compare sets the leak run against a fixed one with --fail-on-regression THEN it fails on growth
     fixed = next(p.parent for p in (tmp_path / "runs").glob("*noleak-s0*/meta.json"))
     leaky = next(p.parent for p in (tmp_path / "runs").glob("*history*/meta.json"))
-    compared = subprocess.run([sys.executable, "-m", "harness", "compare", str(fixed), str(leaky), "--fail-on-regression"],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
+    compared = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "compare",
+            str(fixed),
+            str(leaky),
+            "--fail-on-regression",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=60,
+    )
     assert compared.returncode == 1, compared.stderr
-    assert "regression: numpy CNN none -> numpy CNN history: growth per epoch" in compared.stdout
+    assert (
+        "regression: numpy CNN none -> numpy CNN history: growth per epoch"
+        in compared.stdout
+    )

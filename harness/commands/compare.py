@@ -24,11 +24,26 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's arguments: the two sides and the regression switch."""
-    parser.add_argument("baseline", type=Path, metavar="BASELINE", help="a run directory or a directory of runs")
-    parser.add_argument("candidate", type=Path, metavar="CANDIDATE", help="a run directory or a directory of runs")
-    parser.add_argument("--fail-on-regression", action="store_true",
-                        help="exit 1 when the candidate is worse than the baseline beyond the noise")  # fmt: skip
-    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument(
+        "baseline",
+        type=Path,
+        metavar="BASELINE",
+        help="a run directory or a directory of runs",
+    )
+    parser.add_argument(
+        "candidate",
+        type=Path,
+        metavar="CANDIDATE",
+        help="a run directory or a directory of runs",
+    )
+    parser.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit 1 when the candidate is worse than the baseline beyond the noise",
+    )
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the table as Markdown"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,11 +63,18 @@ def run(args: argparse.Namespace) -> int:
     table = compare.comparison_table(changes)
     for group, rows in table.groupby("group", sort=False):
         rows = rows.drop(columns="group")
-        print(f"\n{group}\n" + (markdown_table(rows) if args.markdown else text_table(rows)))
+        print(
+            f"\n{group}\n"
+            + (markdown_table(rows) if args.markdown else text_table(rows))
+        )
     print("\n" + compare.NOISE_LEGEND)
     worse = compare.regressions(changes)
     better = [c for c in changes if c.beyond_noise and not c.worse]
-    print(f"\n{len(worse)} worse and {len(better)} better beyond the noise; {len(changes) - len(worse) - len(better)} within it.")
+    print(
+        f"\n{len(worse)} worse and {len(better)} better beyond the noise; {len(changes) - len(worse) - len(better)} within it."
+    )
     for change in worse:
-        print(f"regression: {change.group}: {change.metric.name} {compare.describe(change)}")
+        print(
+            f"regression: {change.group}: {change.metric.name} {compare.describe(change)}"
+        )
     return 1 if args.fail_on_regression and worse else 0

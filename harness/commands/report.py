@@ -16,14 +16,30 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's arguments: what to report on and where to write it."""
-    parser.add_argument("paths", nargs="+", metavar="RUN_DIR_OR_RESULTS_DIR",
-                        help="run directories, or directories holding run directories (e.g. results/seed)")  # fmt: skip
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
-                        help="where to write report.html, report.md and the figures (created if missing)")  # fmt: skip
-    parser.add_argument("--samples-run", metavar="RUN_ID",
-                        help="the run whose timed memory samples are plotted (default: the first leaky run)")  # fmt: skip
-    parser.add_argument("--seed-variant", default="numpy", metavar="NAME",
-                        help="the variant whose leak-free runs fill the seed's table and plots (default: numpy)")  # fmt: skip
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="RUN_DIR_OR_RESULTS_DIR",
+        help="run directories, or directories holding run directories (e.g. results/seed)",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="where to write report.html, report.md and the figures (created if missing)",
+    )
+    parser.add_argument(
+        "--samples-run",
+        metavar="RUN_ID",
+        help="the run whose timed memory samples are plotted (default: the first leaky run)",
+    )
+    parser.add_argument(
+        "--seed-variant",
+        default="numpy",
+        metavar="NAME",
+        help="the variant whose leak-free runs fill the seed's table and plots (default: numpy)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
     from harness.report import load_runs
 
     runs = load_runs(args.paths)
-    files = write_report(runs, args.out, samples_run=args.samples_run, seed_variant=args.seed_variant)
+    files = write_report(
+        runs, args.out, samples_run=args.samples_run, seed_variant=args.seed_variant
+    )
     print(files.html)
     print(files.markdown)
     return 0

@@ -23,12 +23,28 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's arguments: the spec, where the runs go, and an optional report."""
-    parser.add_argument("spec", metavar="SPEC", help="a sweep spec file (.toml) or a bundled spec name (seed)")
-    parser.add_argument("--results", type=Path, metavar="DIR",
-                        help="where the run directories go (default: results/<spec name>)")  # fmt: skip
-    parser.add_argument("--report", type=Path, metavar="DIR",
-                        help="when done, write the report of the sweep's runs to DIR")  # fmt: skip
-    parser.add_argument("--dry-run", action="store_true", help="list the planned runs and which are done; run nothing")
+    parser.add_argument(
+        "spec",
+        metavar="SPEC",
+        help="a sweep spec file (.toml) or a bundled spec name (seed)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        metavar="DIR",
+        help="where the run directories go (default: results/<spec name>)",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="when done, write the report of the sweep's runs to DIR",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the planned runs and which are done; run nothing",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,19 +57,28 @@ def run(args: argparse.Namespace) -> int:
         finished = sweep.finished_runs(results)
         for index, planned in enumerate(spec.runs, start=1):
             done = sweep.already_done(planned, finished)
-            print(f"[{index}/{len(spec.runs)}] {planned.describe()}: {'done, ' + done.name if done else 'to run'}")
+            print(
+                f"[{index}/{len(spec.runs)}] {planned.describe()}: {'done, ' + done.name if done else 'to run'}"
+            )
         return 0
     try:
         outcomes = sweep.run_sweep(spec, results)
     except KeyboardInterrupt:
-        print(f"sweep interrupted; run the same command again to resume (finished runs are kept in {results})",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"sweep interrupted; run the same command again to resume (finished runs are kept in {results})",
+            file=sys.stderr,
+        )
         return 130
     failed = [o for o in outcomes if o.status not in sweep.FINISHED + ("skipped",)]
     stopped_early = len(outcomes) < len(spec.runs)
-    print(f"sweep {spec.name}: {len(outcomes) - len(failed)} of {len(spec.runs)} runs finished, in {results}")
+    print(
+        f"sweep {spec.name}: {len(outcomes) - len(failed)} of {len(spec.runs)} runs finished, in {results}"
+    )
     for outcome in failed:
-        print(f"not finished: {outcome.run.describe()}: {outcome.status} {outcome.message}".rstrip(), file=sys.stderr)
+        print(
+            f"not finished: {outcome.run.describe()}: {outcome.status} {outcome.message}".rstrip(),
+            file=sys.stderr,
+        )
     if args.report is not None:
         from harness.render import write_report
         from harness.report import load_runs
