@@ -226,6 +226,12 @@ def _trace_blocks(runs: Sequence[Run]) -> list[Block]:
             )
         )
         blocks.append(Table(report.trace_table(run)))
+        types = report.growing_types(run)
+        if types:
+            blocks.append(Paragraph(f"Live objects that grew most: {types}."))
+        note = (run.meta.get("growth") or {}).get("note")
+        if note:
+            blocks.append(Paragraph(str(note)))
     return blocks
 
 

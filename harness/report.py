@@ -439,6 +439,17 @@ def trace_table(run: Run, top: int = 10) -> pd.DataFrame:
     )
 
 
+def growing_types(run: Run, top: int = 5) -> str:
+    """The object types whose live counts grew most: ``"list +2,355, tuple +396"`` (empty if none grew)."""
+    types = (run.trace or {}).get("types") or []
+    grown = sorted(
+        (t for t in types if t.get("count_diff", 0) > 0),
+        key=lambda t: t["count_diff"],
+        reverse=True,
+    )
+    return ", ".join(f"{t['type']} {int(t['count_diff']):+,d}" for t in grown[:top])
+
+
 def traced_runs(runs: Sequence[Run]) -> list[Run]:
     """The runs that carry a trace.json with allocation sites."""
     return [r for r in runs if r.trace and r.trace.get("sites")]

@@ -70,9 +70,12 @@ def test_the_seed_table_matches_its_golden_text(runs: list[Run]) -> None:
 
 
 def test_the_trace_table_matches_its_golden_text(runs: list[Run]) -> None:
+    # GIVEN the traced runs WHEN their top sites and growing types are tabulated THEN as reviewed
     traced = report.traced_runs(runs)
+    assert traced, "the fixtures need a traced run"
     text = "\n\n".join(
-        f"{r.meta['run_id']}\n{render.markdown_table(report.trace_table(r))}"
+        f"{r.meta['run_id']}\n{render.markdown_table(report.trace_table(r))}\n"
+        f"types: {report.growing_types(r)}"
         for r in traced
     )
     golden("trace_tables.md", text + "\n")
