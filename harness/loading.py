@@ -19,9 +19,10 @@ import importlib
 import importlib.util
 import sys
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from harness.errors import UsageError
 
@@ -30,7 +31,9 @@ FORMS = "a registered variant name ({names}), package.module:Class, or path/to/f
 
 def registered_variants() -> dict[str, str]:
     """The registry: name -> "module:Class" import path."""
-    from variants.registry import VARIANTS  # read at call time so late additions are seen
+    from variants.registry import (
+        VARIANTS,  # read at call time so late additions are seen
+    )
 
     return dict(VARIANTS)
 
@@ -53,7 +56,7 @@ def _import_module(name: str, label: str, suggest: bool) -> Any:
         if suggest and exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
             raise UsageError(f"cannot import {label}: no module named {exc.name!r}; expected {accepted_forms()}") from None
         raise UsageError(f"cannot import {label}: {_exception_line(exc)}") from None
-    except Exception as exc:  # the module's own top-level code failed
+    except Exception as exc:  # noqa: BLE001 -- the module's own top-level code failed: any error is the user's
         raise UsageError(f"cannot import {label}: {_exception_line(exc)}") from None
 
 
@@ -75,7 +78,7 @@ def _import_file(path_text: str, label: str) -> Any:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- the file's top-level code failed: any error is the user's
         del sys.modules[module_name]
         raise UsageError(f"cannot load {label}: {_exception_line(exc)}") from None
     return module

@@ -5,7 +5,8 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from typing import Mapping, TextIO
+from collections.abc import Mapping
+from typing import TextIO
 
 from harness.records import EpochRecord, Sample
 from harness.sizes import format_size
@@ -15,12 +16,12 @@ REDRAW_S = 0.1  # at most ten redraws a second: a fast loop must not spend its t
 
 def format_duration(seconds: float) -> str:
     """"42s", "3m05s", "2h07m"."""
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    whole = max(0, round(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
 def format_progress(

@@ -11,8 +11,9 @@ Schema history (bump SCHEMA_VERSION and add a line on every incompatible change)
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 SCHEMA_VERSION = 1
 
@@ -59,11 +60,11 @@ def _check_seconds(name: str, value: Any) -> None:
 
 
 def check_metrics(metrics: Any) -> dict[str, float]:
-    """The loop's metrics as ``{name: float}``; ValueError naming the bad entry."""
+    """The loop's metrics as ``{name: float}``; TypeError or ValueError naming the bad entry."""
     if metrics is None:
         return {}
     if not isinstance(metrics, Mapping):
-        raise ValueError(f"train_epoch must return a mapping of metric names to numbers, got {type(metrics).__name__}")
+        raise TypeError(f"train_epoch must return a mapping of metric names to numbers, got {type(metrics).__name__}")
     checked: dict[str, float] = {}
     for name, value in metrics.items():
         if not isinstance(name, str) or not name:
@@ -73,9 +74,9 @@ def check_metrics(metrics: Any) -> dict[str, float]:
         try:
             checked[name] = float(value)  # also accepts NumPy scalars and 0-d arrays
         except (TypeError, ValueError):
-            raise ValueError(f"metric {name!r} must be a number, got {value!r}") from None
+            raise TypeError(f"metric {name!r} must be a number, got {value!r}") from None
         if isinstance(value, bool):
-            raise ValueError(f"metric {name!r} must be a number, got {value!r}")
+            raise TypeError(f"metric {name!r} must be a number, got {value!r}")
     return checked
 
 
@@ -107,7 +108,7 @@ class EpochRecord:
         return asdict(self) | {"metrics": dict(self.metrics)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "EpochRecord":
+    def from_dict(cls, data: Mapping[str, Any]) -> EpochRecord:
         """Build from :meth:`to_dict` output; ValueError on missing or unknown keys."""
         names = set(EPOCH_COLUMNS) | {"metrics"}
         missing, unknown = names - set(data), set(data) - names
@@ -221,9 +222,10 @@ class RunMeta:
         return {key: data[key] for key in META_KEYS}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RunMeta":
+    def from_dict(cls, data: Mapping[str, Any]) -> RunMeta:
         """Check a meta.json dict; ValueError naming missing keys (unknown keys are kept out)."""
         missing = [key for key in META_KEYS if key not in data and key not in ("growth", "stop", "memory_limit_bytes")]
         if missing:
             raise ValueError(f"meta.json lacks {', '.join(missing)}")
-        return cls(**{key: data.get(key) for key in META_KEYS})
+        fields: dict[str, Any] = {key: data.get(key) for key in META_KEYS}
+        return cls(**fields)

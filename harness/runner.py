@@ -30,13 +30,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 
-from harness import records, storage, sysinfo
+from harness import records, storage, sysinfo, tracing
 from harness.errors import UsageError
 from harness.growth import format_growth, summarise_growth
 from harness.interface import RunConfig
@@ -71,6 +72,7 @@ class RunRequest:
     timeout_s: float | None = None
     sample_interval_s: float = DEFAULT_SAMPLE_INTERVAL_S
     trace: bool = False
+    trace_frames: int = tracing.FRAMES
 
     def __post_init__(self) -> None:
         if not isinstance(self.variant, str) or not self.variant:
@@ -85,6 +87,9 @@ class RunRequest:
         interval = self.sample_interval_s
         if not isinstance(interval, (int, float)) or not math.isfinite(interval) or not 0.001 <= interval <= 60:
             raise UsageError(f"sample interval must be between 0.001 and 60 seconds, got {interval!r}")
+        frames = self.trace_frames
+        if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= tracing.MAX_FRAMES:
+            raise UsageError(f"trace frames must be a whole number from 1 to {tracing.MAX_FRAMES}, got {frames!r}")
         object.__setattr__(self, "results_dir", Path(self.results_dir))
 
 
@@ -415,7 +420,7 @@ def execute(
 
     UsageError before anything is written when the request cannot run;
     KeyboardInterrupt when SIGINT/SIGTERM came before the run directory existed.
-    ``on_start`` is called with the run directory once it exists.  With
+    ``on_start`` is called with the run directory once its first meta.json is written.  With
     ``handle_signals`` (and in the main thread) SIGINT and SIGTERM stop the run
     as ``interrupted`` instead of raising; the previous handlers are restored after.
     """
@@ -428,14 +433,18 @@ def execute(
         if flag.count:
             raise KeyboardInterrupt  # nothing written yet: leave like any interrupted command
         run_dir = storage.create_run_dir(request.results_dir, request.variant, request.config.leak, request.config.seed)
-        if on_start is not None:
-            on_start(run_dir)
-        return _record(request, run_dir, progress, flag)
+        return _record(request, run_dir, progress, flag, on_start)
     finally:
         flag.restore()
 
 
-def _record(request: RunRequest, run_dir: Path, progress: Progress | None, flag: _SignalFlag) -> RunOutcome:
+def _record(
+    request: RunRequest,
+    run_dir: Path,
+    progress: Progress | None,
+    flag: _SignalFlag,
+    on_start: Callable[[Path], None] | None,
+) -> RunOutcome:
     """Run the worker into ``run_dir``; meta.json ends with a final status even if the parent fails."""
     cap = request.memory_cap_bytes if request.memory_cap_bytes is not None else default_memory_cap()
     limit = memory_limit_for(cap)
@@ -462,11 +471,14 @@ def _record(request: RunRequest, run_dir: Path, progress: Progress | None, flag:
         git_commit=sysinfo.git_commit(),
     ).to_dict()
     storage.write_meta(run_dir, meta)
+    if on_start is not None:
+        on_start(run_dir)
 
     job = {
         "variant": request.variant,
         "config": request.config.to_dict(),
         "trace_path": str((run_dir / storage.TRACE).absolute()) if request.trace else None,
+        "trace_frames": request.trace_frames,
         "memory_limit_bytes": limit,
     }
     session = _Session(request, cap, run_dir, progress, flag)

@@ -48,10 +48,10 @@ def parse_size(text: str | int) -> int:
     value = number * UNITS[unit]
     if not math.isfinite(value):
         raise UsageError(f"invalid size {text!r}: too large")
-    return int(round(value))
+    return round(value)
 
 
-def format_size(n: int | float) -> str:
+def format_size(n: float) -> str:
     """``n`` bytes for people: "512 B", "3.1 MiB", "-2.0 GiB" (1024-based, one decimal)."""
     sign = "-" if n < 0 else ""
     size = abs(float(n))

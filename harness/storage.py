@@ -14,10 +14,11 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -36,12 +37,12 @@ _INTEGER_COLUMNS = ("epoch", "rss_bytes", "peak_rss_bytes", "heap_bytes", "py_bl
 
 def utc_now() -> datetime:
     """The current time in UTC (one place, so the format is the same everywhere)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso(moment: datetime) -> str:
     """ISO 8601 in UTC to the millisecond: 2025-01-31T12:00:00.123Z."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -53,7 +54,7 @@ def slug(text: str, limit: int = 40) -> str:
 
 def new_run_id(variant: str, leak: str | None, seed: int, moment: datetime | None = None) -> str:
     """"<UTC yyyymmddTHHMMSS>-<variant>-<leak or noleak>-s<seed>-<6 hex>", unique with high probability."""
-    stamp = (moment or utc_now()).astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = (moment or utc_now()).astimezone(UTC).strftime("%Y%m%dT%H%M%S")
     return f"{stamp}-{slug(variant)}-{slug(leak) if leak else 'noleak'}-s{seed}-{secrets.token_hex(3)}"
 
 
@@ -102,7 +103,7 @@ class CsvAppender:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.header: tuple[str, ...] | None = None
-        self._file = open(path, "a", newline="", encoding="utf-8")
+        self._file = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 -- open for the whole run; close()
         self._writer = csv.writer(self._file, lineterminator="\n")
 
     def write(self, header: tuple[str, ...], rows: list[list[Any]]) -> None:

@@ -45,7 +45,7 @@ import psutil
 from harness import loading, records, sysinfo
 from harness.errors import UsageError
 from harness.interface import RunConfig
-from harness.tracing import Tracer
+from harness.tracing import FRAMES, Tracer
 
 PR_SET_PDEATHSIG = 1
 TRACEBACK_LINES = 12  # lines of a training error's traceback sent to the parent
@@ -156,7 +156,7 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
     _limit_memory(job.get("memory_limit_bytes"))
     config = RunConfig.from_dict(job["config"])
     trace_path = job.get("trace_path")
-    tracer = Tracer(Path(trace_path), config.epochs) if trace_path else None
+    tracer = Tracer(Path(trace_path), config.epochs, job.get("trace_frames", FRAMES)) if trace_path else None
     if tracer is not None:
         tracer.start()  # before the import, so building the loop is traced too
 
@@ -168,7 +168,7 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
     except UsageError as exc:
         channel.send("error", phase=phase, exception=str(exc), traceback=[], memory_error=False)
         return records.USAGE_EXIT_CODE
-    except BaseException as exc:  # anything the user's code raises, SystemExit included
+    except BaseException as exc:  # noqa: BLE001 -- anything the user's code raises, SystemExit included
         traceback.print_exc()
         channel.send("error", **_error_fields(phase, exc))
         return 1
@@ -190,7 +190,7 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
             ended = time.monotonic()
             try:
                 metrics = records.check_metrics(metrics)
-            except ValueError as exc:
+            except (TypeError, ValueError) as exc:
                 print(f"leakbench: epoch {epoch}: {exc}", file=sys.stderr)
                 channel.send("error", phase=f"epoch {epoch}", exception=str(exc), traceback=[], memory_error=False)
                 return 1
@@ -226,7 +226,7 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
         stop.in_epoch = False
         if tracer is not None:
             tracer.write(epoch - 1 if epoch else 0, final=True)
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 -- reported to the parent as the run's failure
         stop.in_epoch = False
         traceback.print_exc()
         channel.send("error", **_error_fields(phase, exc))

@@ -24,9 +24,14 @@ import math
 import sys
 from pathlib import Path
 
-from harness import runner
+from harness import runner, tracing
 from harness.errors import UsageError
-from harness.interface import SEED_BATCH_SIZE, SEED_EPOCHS, SEED_LEARNING_RATE, RunConfig
+from harness.interface import (
+    SEED_BATCH_SIZE,
+    SEED_EPOCHS,
+    SEED_LEARNING_RATE,
+    RunConfig,
+)
 from harness.progress import Progress
 from harness.records import COMPLETED, FAILED
 from harness.sizes import ACCEPTED, parse_size
@@ -67,6 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"seconds between RSS samples (default {runner.DEFAULT_SAMPLE_INTERVAL_S})")  # fmt: skip
     parser.add_argument("--results", type=Path, default=Path("results"), metavar="DIR", help="where run directories go (default ./results)")
     parser.add_argument("--trace", action="store_true", help="trace allocations (tracemalloc; slower) and write trace.json")
+    parser.add_argument("--trace-frames", type=_int, default=tracing.FRAMES, metavar="N",
+                        help=f"frames kept per traced allocation (default {tracing.FRAMES}); fewer is faster, "
+                        "1 suits loops that allocate in their own code")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress line and no summary: print only the run directory")
 
 
@@ -95,6 +103,7 @@ def request_from_args(args: argparse.Namespace) -> runner.RunRequest:
         timeout_s=args.timeout,
         sample_interval_s=args.sample_interval,
         trace=args.trace,
+        trace_frames=args.trace_frames,
     )
 
 

@@ -1,0 +1,84 @@
+"""Sizes as users write them, and as we print them."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.errors import UsageError
+from harness.sizes import format_size, parse_size
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("4096", 4096),
+        ("0", 0),
+        ("512B", 512),
+        ("512 b", 512),
+        ("1KiB", 1024),
+        ("300MiB", 300 * 1024**2),
+        ("300 mib", 300 * 1024**2),
+        ("1.5 GiB", 3 * 1024**3 // 2),
+        ("2GB", 2_000_000_000),
+        ("1 kb", 1000),
+        ("0.5MB", 500_000),
+        (".5 KiB", 512),
+        ("  7 MiB  ", 7 * 1024**2),
+        ("1TiB", 1024**4),
+        (1234, 1234),
+    ],
+)
+def test_parse_size_accepts_bytes_binary_and_decimal_units(text: str | int, expected: int) -> None:
+    # GIVEN a size as a user writes it WHEN it is parsed THEN it is that many bytes
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("", "invalid size ''"),
+        ("abc", "invalid size 'abc'"),
+        ("12XB", "unknown unit 'XB'"),
+        ("-5MiB", "invalid size '-5MiB'"),
+        ("1.5", "whole number"),
+        ("1.5 B", "whole number"),
+        ("5 MiB extra", "invalid size '5 MiB extra'"),
+        ("1e3", "invalid size '1e3'"),
+        (-1, "cannot be negative"),
+        (True, "invalid size True"),
+    ],
+)
+def test_parse_size_refuses_bad_input_quoting_it_and_naming_what_is_accepted(text: str | int, fragment: str) -> None:
+    # GIVEN a malformed size WHEN it is parsed THEN a UsageError quotes it
+    with pytest.raises(UsageError) as caught:
+        parse_size(text)
+    message = str(caught.value)
+    assert fragment in message
+    assert "\n" not in message
+    if "whole number" not in fragment and "negative" not in fragment:
+        assert "KiB" in message and "MB" in message  # says what is accepted
+
+
+@pytest.mark.parametrize(
+    ("n", "expected"),
+    [
+        (0, "0 B"),
+        (512, "512 B"),
+        (1023, "1023 B"),
+        (1024, "1.0 KiB"),
+        (int(3.1 * 1024**2), "3.1 MiB"),
+        (-2 * 1024**3, "-2.0 GiB"),
+        (5 * 1024**4, "5.0 TiB"),
+        (1536.0, "1.5 KiB"),
+    ],
+)
+def test_format_size_uses_binary_units_with_one_decimal(n: float, expected: str) -> None:
+    # GIVEN a byte count WHEN it is formatted THEN people read it in KiB/MiB/GiB
+    assert format_size(n) == expected
+
+
+def test_format_then_parse_round_trips_within_the_printed_precision() -> None:
+    # GIVEN sizes across the units WHEN formatted and parsed back THEN they agree to the printed decimal
+    for n in (1, 999, 4096, 12_345_678, 3 * 1024**3 + 17):
+        back = parse_size(format_size(n))
+        assert abs(back - n) <= max(0.05 * n, 1)

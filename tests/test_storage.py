@@ -1,0 +1,225 @@
+"""Run directories: ids, exclusive creation, appending rows, loading back (also after a crash), and records."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from harness import records, storage
+from harness.errors import UsageError
+
+
+def meta_dict(run_id: str = "run-1", **changes: Any) -> dict[str, Any]:
+    """A valid meta.json dict as the runner writes it at the end of a run."""
+    meta = records.RunMeta(
+        run_id=run_id, variant="tests/fixtures/loops.py:GrowLoop", leak="grow", seed=0, epochs_planned=3,
+        epochs_done=3, status=records.COMPLETED, config={"seed": 0}, memory_cap_bytes=1 << 30,
+        memory_limit_bytes=3 << 30, timeout_s=None, trace=False, sample_interval_s=0.05,
+        started_at="2025-01-01T00:00:00.000Z", ended_at="2025-01-01T00:00:01.000Z",
+        host={"memory_total_bytes": 1 << 34}, versions={"python": "3.11"}, git_commit=None,
+    ).to_dict()  # fmt: skip
+    return meta | changes
+
+
+def epoch_record(epoch: int, rss: int, heap: int | None = None) -> records.EpochRecord:
+    return records.EpochRecord(epoch, rss, rss, heap, 1000 + epoch, 0.01, 0.01 * epoch, {"loss": 1.0 / epoch, "accuracy": 0.5})
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    """A run directory with three epochs and two samples, written the way the runner writes them."""
+    path = storage.create_run_dir(tmp_path / "results", "tests/fixtures/loops.py:GrowLoop", "grow", 0)
+    storage.write_meta(path, meta_dict(path.name))
+    writer = storage.RunWriter(path)
+    for epoch in (1, 2, 3):
+        writer.epoch(epoch_record(epoch, 1_000_000 * epoch))
+    writer.sync_epochs()
+    writer.samples([records.Sample(-0.1, 500_000, 0), records.Sample(0.05, 1_500_000, 2)])
+    writer.close()
+    return path
+
+
+def test_run_ids_follow_the_schema() -> None:
+    # GIVEN a variant given as a file path WHEN an id is made THEN it reads time-variant-leak-seed-random
+    run_id = storage.new_run_id("tests/fixtures/loops.py:GrowLoop", None, 7)
+    assert re.fullmatch(r"\d{8}T\d{6}-growloop-noleak-s7-[0-9a-f]{6}", run_id)
+    assert storage.new_run_id("lists", "recursion", 0).split("-")[1:3] == ["lists", "recursion"]
+
+
+def test_run_dirs_made_in_the_same_second_are_all_distinct(tmp_path: Path) -> None:
+    # GIVEN many runs of the same variant started at once WHEN their directories are made THEN no two share one
+    paths = {storage.create_run_dir(tmp_path, "lists", None, 0) for _ in range(50)}
+    assert len(paths) == 50 and all(path.is_dir() for path in paths)
+
+
+def test_a_clashing_id_is_replaced_not_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a random suffix that repeats once (as a simultaneous run could produce)
+    suffixes = iter(["aaaaaa", "aaaaaa", "bbbbbb"])
+    monkeypatch.setattr(storage.secrets, "token_hex", lambda n: next(suffixes))
+    first = storage.create_run_dir(tmp_path, "lists", None, 0)
+    (first / "meta.json").write_text("{}")
+    # WHEN a second directory is made THEN it gets a new suffix and the first is untouched
+    second = storage.create_run_dir(tmp_path, "lists", None, 0)
+    assert first.name.endswith("aaaaaa") and second.name.endswith("bbbbbb")
+    assert (first / "meta.json").read_text() == "{}"
+
+
+def test_results_dir_under_a_file_is_refused_without_writing(tmp_path: Path) -> None:
+    # GIVEN a results path below a regular file WHEN checked THEN a UsageError, and nothing is created
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(UsageError, match="is not a directory"):
+        storage.check_results_dir(blocker / "results")
+    storage.check_results_dir(tmp_path / "new" / "deeper")  # creatable: fine, and still not created
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+def test_written_run_loads_back_with_typed_columns(run_dir: Path) -> None:
+    # GIVEN a run written by RunWriter WHEN loaded
+    run = storage.load_run(run_dir)
+    # THEN metadata, epochs (nullable integer columns, metrics after the fixed ones) and samples come back
+    assert run.meta["status"] == "completed" and run.trace is None
+    assert list(run.epochs.columns) == [*records.EPOCH_COLUMNS, "loss", "accuracy"]
+    assert run.metric_columns == ["loss", "accuracy"]
+    assert run.epochs["rss_bytes"].tolist() == [1_000_000, 2_000_000, 3_000_000]
+    assert str(run.epochs["rss_bytes"].dtype) == "Int64"
+    assert run.epochs["heap_bytes"].isna().all()
+    assert run.epochs["loss"].tolist() == pytest.approx([1.0, 0.5, 1 / 3], rel=1e-15)
+    assert run.samples["t_s"].tolist() == [-0.1, 0.05] and run.samples["epoch"].tolist() == [0, 2]
+
+
+def test_a_last_line_cut_off_mid_write_is_dropped(run_dir: Path) -> None:
+    # GIVEN an epochs.csv whose writer died in the middle of row 4 ("4,40" could be read as rss 40)
+    with open(run_dir / storage.EPOCHS, "a") as handle:
+        handle.write("4,40")
+    with open(run_dir / storage.SAMPLES, "a") as handle:
+        handle.write("0.1,17")
+    # WHEN loaded THEN the three whole rows remain and nothing invented
+    run = storage.load_run(run_dir)
+    assert run.epochs["epoch"].tolist() == [1, 2, 3]
+    assert len(run.samples) == 2
+
+
+def test_a_run_that_died_before_its_first_epoch_loads_empty(tmp_path: Path) -> None:
+    # GIVEN a run directory with meta.json (status running) and a header cut off, no samples file
+    path = tmp_path / "r"
+    path.mkdir()
+    storage.write_meta(path, meta_dict(status="running", ended_at=None, epochs_done=0))
+    (path / storage.EPOCHS).write_text("epoch,rss_by")
+    # WHEN loaded THEN it loads, with empty tables that still have the schema's columns
+    run = storage.load_run(path)
+    assert run.epochs.empty and list(run.epochs.columns) == list(records.EPOCH_COLUMNS)
+    assert run.samples.empty and list(run.samples.columns) == list(records.SAMPLE_COLUMNS)
+
+
+@pytest.mark.parametrize(
+    ("damage", "fragment"),
+    [
+        (lambda p: (p / "meta.json").unlink(), "is not a leakbench run directory: it has no meta.json"),
+        (lambda p: (p / "meta.json").write_text("{not json"), "cannot read"),
+        (lambda p: (p / "meta.json").write_text('{"run_id": "x"}'), "has no schema_version"),
+        (lambda p: storage.write_meta(p, meta_dict(schema_version=2)), "has schema_version 2; this leakbench reads version 1: upgrade leakbench"),
+        (lambda p: storage.write_meta(p, meta_dict(status="exploded")), "not valid run metadata: status must be one of"),
+        (lambda p: (p / "epochs.csv").write_text("epoch,loss\n1,0.5\n"), "lacks the columns rss_bytes"),
+        (lambda p: (p / "epochs.csv").write_text(",".join(records.EPOCH_COLUMNS) + "\n1,lots,1,,1,0.1,0.1\n"), "column rss_bytes holds values that are not whole numbers"),
+        (lambda p: (p / "trace.json").write_text("[1,"), "cannot read"),
+    ],
+)  # fmt: skip
+def test_unreadable_runs_are_refused_with_the_reason(run_dir: Path, damage: Any, fragment: str) -> None:
+    # GIVEN a run directory damaged in one way WHEN loaded THEN a one-line UsageError says what is wrong
+    damage(run_dir)
+    with pytest.raises(UsageError) as caught:
+        storage.load_run(run_dir)
+    assert fragment in str(caught.value)
+
+
+def test_not_a_directory_is_refused(tmp_path: Path) -> None:
+    # GIVEN a path that does not exist WHEN loaded THEN the message says what a run directory is
+    with pytest.raises(UsageError, match="is not a directory; expected a run directory"):
+        storage.load_run(tmp_path / "nope")
+
+
+def test_meta_is_replaced_atomically_without_leftovers(run_dir: Path) -> None:
+    # GIVEN a run WHEN meta.json is rewritten THEN readers see the new content and no temporary file stays
+    storage.write_meta(run_dir, meta_dict(run_dir.name, epochs_done=2))
+    assert json.loads((run_dir / "meta.json").read_text())["epochs_done"] == 2
+    assert sorted(p.name for p in run_dir.iterdir()) == ["epochs.csv", "meta.json", "samples.csv"]
+
+
+def test_find_runs_lists_only_run_directories(tmp_path: Path, run_dir: Path) -> None:
+    # GIVEN a results directory with a run and an unrelated folder WHEN searched THEN only the run is found
+    (run_dir.parent / "notes").mkdir()
+    assert storage.find_runs(run_dir.parent) == [run_dir]
+    assert storage.find_runs(tmp_path / "missing") == []
+
+
+# -- records -------------------------------------------------------------------------------
+
+
+def test_epoch_records_round_trip_through_the_wire_format() -> None:
+    # GIVEN a record WHEN sent as a dict and rebuilt THEN it is equal, metrics as plain floats
+    record = records.EpochRecord(2, 10, 12, None, 5, 0.5, 1.0, {"loss": np.float64(0.25)})
+    again = records.EpochRecord.from_dict(json.loads(json.dumps(record.to_dict())))
+    assert again == record and type(again.metrics["loss"]) is float
+    assert again.row(("loss", "missing")) == [2, 10, 12, None, 5, 0.5, 1.0, 0.25, None]
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"epoch": 0}, "epoch must be an integer >= 1"),
+        ({"rss_bytes": -1}, "rss_bytes must be an integer >= 0"),
+        ({"rss_bytes": 1.5}, "rss_bytes must be an integer"),
+        ({"heap_bytes": True}, "heap_bytes must be an integer"),
+        ({"epoch_s": float("nan")}, "epoch_s must be a non-negative number"),
+        ({"metrics": {"loss": "low"}}, "metric 'loss' must be a number, got 'low'"),
+        ({"metrics": {"loss": True}}, "metric 'loss' must be a number"),
+        ({"metrics": {"rss_bytes": 1.0}}, "clashes with a column"),
+        ({"metrics": [1.0]}, "must return a mapping"),
+    ],
+)
+def test_epoch_records_refuse_bad_fields(changes: dict[str, Any], fragment: str) -> None:
+    # GIVEN a record with one bad field WHEN built THEN it refuses, naming the field
+    fields = epoch_record(1, 100).to_dict() | changes
+    with pytest.raises((TypeError, ValueError), match=re.escape(fragment)):
+        records.EpochRecord(**fields)
+
+
+def test_epoch_record_from_dict_refuses_unknown_or_missing_keys() -> None:
+    # GIVEN a wire dict with a misspelt key WHEN rebuilt THEN both the missing and the unknown key are named
+    data = epoch_record(1, 100).to_dict()
+    data["rss"] = data.pop("rss_bytes")
+    with pytest.raises(ValueError, match=r"missing \['rss_bytes'\], unknown \['rss'\]"):
+        records.EpochRecord.from_dict(data)
+
+
+def test_metrics_accept_none_and_numpy_scalars() -> None:
+    # GIVEN a loop that returns None or NumPy numbers WHEN checked THEN they become plain floats
+    assert records.check_metrics(None) == {}
+    assert records.check_metrics({"loss": np.float32(0.5), "n": 3}) == {"loss": 0.5, "n": 3.0}
+
+
+def test_samples_stop_info_and_meta_check_their_fields() -> None:
+    # GIVEN bad samples, stops and metadata WHEN built THEN each refuses
+    with pytest.raises(ValueError, match="t_s must be a finite number"):
+        records.Sample(float("inf"), 1, 0)
+    with pytest.raises(ValueError, match="stop reason must be one of"):
+        records.StopInfo("completed", 1, 1, 0)
+    with pytest.raises(ValueError, match="ended_at must be null exactly while the run is running"):
+        records.RunMeta.from_dict(meta_dict(status="running"))
+    with pytest.raises(ValueError, match="meta.json lacks run_id"):
+        records.RunMeta.from_dict({k: v for k, v in meta_dict().items() if k != "run_id"})
+    assert records.StopInfo("failed", 2, None, 1, ["a", "b"]).to_dict()["stderr_tail"] == ["a", "b"]
+
+
+def test_every_final_status_has_a_distinct_exit_code() -> None:
+    # GIVEN the statuses a run can end with THEN each maps to its own exit code, none the usage error's
+    finals = [status for status in records.STATUSES if status != records.RUNNING]
+    codes = [records.EXIT_CODES[status] for status in finals]
+    assert len(set(codes)) == len(codes) and records.USAGE_EXIT_CODE not in codes
+    assert records.EXIT_CODES[records.COMPLETED] == 0
