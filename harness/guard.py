@@ -195,7 +195,7 @@ def judge(run: Run, budget: Budget, *, strict: bool = False) -> Judgement:
     notes = []
     measure = analysed.measure
     if not failures and measure["verdict"] == "inconclusive" and not budget.expects_leak:
-        notes.append(f"inconclusive: {measure['reason']}; run more epochs for a verdict")
+        notes.append(f"{measure['reason']}; run more epochs for a verdict")
     if not failures and budget.expects_leak and status == records.MEMORY_CAP:
         notes.append(f"the leak reached the memory cap {_stop_text(analysed.meta)}")
     if analysed.growth.get("note"):

@@ -118,8 +118,9 @@ class Guard:
             lines = [f"leakbench: {judgement.label}: {failure}" for failure in judgement.failures]
             lines.append(f"  run: {judgement.run_dir}")
             pytest.fail("\n".join(lines), pytrace=False)
-        for note in judgement.notes:
-            warnings.warn(LeakbenchWarning(f"{judgement.label}: {note}"), stacklevel=2)
+        if judgement.notes:
+            text = "; ".join((judgement.summary, *judgement.notes))
+            warnings.warn(LeakbenchWarning(f"{judgement.label}: {text}"), stacklevel=2)
         return judgement
 
 

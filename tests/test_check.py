@@ -18,6 +18,7 @@ import pytest
 
 from harness import records
 from harness.cli import main
+from harness.growth import MIN_BYTES_PER_EPOCH, format_rate
 from harness.storage import load_run
 
 MIB = 1024**2
@@ -110,7 +111,7 @@ def test_without_budget_a_leak_verdict_fails(tmp_path: Path, capsys: pytest.Capt
     leaking = make_run(tmp_path, "leaking", leaking_series())
     # THEN the leak verdict alone fails it, at the verdict's threshold
     assert check(leaking) == 1
-    assert "budget 4.0 KiB/epoch (the leak threshold: no max-growth set)" in capsys.readouterr().out
+    assert f"budget {format_rate(MIN_BYTES_PER_EPOCH)} (the leak threshold: no max-growth set)" in capsys.readouterr().out
 
 
 def test_growth_within_budget_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -146,7 +146,7 @@ def test_strict(leakbench_guard):
     result.assert_outcomes(passed=1, failed=1, warnings=1)
     result.stdout.fnmatch_lines([
         "leakbench: loops.py:Flat: RSS inconclusive: * over 3 epochs; only 3 epochs*",
-        "*LeakbenchWarning: loops.py:Flat: inconclusive: only 3 epochs*run more epochs*",
+        "*LeakbenchWarning: loops.py:Flat: RSS inconclusive: * over 3 epochs; only 3 epochs*; run more epochs for a verdict",
     ])
 
 
