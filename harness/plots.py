@@ -17,7 +17,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from harness.report import SEED_FIGURES, MemoryPanel, cap_hit, format_bytes, run_label
+from harness.report import (
+    SEED_FIGURES,
+    MemoryPanel,
+    cap_hit,
+    format_bytes,
+    format_rate,
+    run_label,
+)
 from harness.storage import Run
 
 MIB = 1024 * 1024
@@ -269,7 +276,7 @@ def plot_speed(table: pd.DataFrame, path: Path, variants: Sequence[str] = ()) ->
         color=[MODEL_COLOURS.get(m, "tab:gray") for _, m in speed.index],
     )
     for y, value in enumerate(speed.to_numpy()):
-        axes.text(value, y, f" {value:.3g}", va="center", fontsize="small")
+        axes.text(value, y, f" {format_rate(value)}", va="center", fontsize="small")
     for model, figures in SEED_FIGURES.items():
         axes.axvline(
             figures["epochs_per_s"],
