@@ -19,7 +19,7 @@ CLASSES = 10
 class MyLoop:
     """Full-batch gradient descent on a linear softmax classifier."""
 
-    DESCRIPTION = "softmax regression on synthetic clusters (a user's loop; see examples/)"
+    DESCRIPTION = "softmax regression on synthetic clusters (a user's loop)"
 
     def __init__(self, config: RunConfig) -> None:
         rng = np.random.default_rng(config.seed)

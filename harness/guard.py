@@ -10,9 +10,10 @@ so page-granular noise never fails a check.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -47,7 +48,9 @@ class Judgement:
     peak_rss_bytes: int | None
     failures: tuple[str, ...]
     notes: tuple[str, ...]
-    analysis: dict[str, Any]  # the whole growth dict, as stored in meta.json (skipped warm-up included)
+    analysis: dict[
+        str, Any
+    ]  # the whole growth dict, as stored in meta.json (skipped warm-up included)
 
     @property
     def ok(self) -> bool:
@@ -71,7 +74,7 @@ class Judgement:
 
 
 def describe(measure: dict[str, Any]) -> str:
-    """"RSS flat: 1.2 KiB/epoch (95% CI 0.0-2.4 KiB) over 28 epochs after 2 warm-up"."""
+    """ "RSS flat: 1.2 KiB/epoch (95% CI 0.0-2.4 KiB) over 28 epochs after 2 warm-up"."""
     name = MEASURES.get(measure.get("measure", ""), "memory")
     if measure["bytes_per_epoch"] is None:
         return f"{name} {measure['verdict']}: {measure['reason']}"
@@ -87,7 +90,10 @@ def peak_rss(run: Run) -> int | None:
     """The highest RSS the run saw: the worker's own peak (ru_maxrss) or a timed sample, whichever is higher."""
     peaks = [
         frame[column].dropna().max()
-        for frame, column in ((run.epochs, "peak_rss_bytes"), (run.samples, "rss_bytes"))
+        for frame, column in (
+            (run.epochs, "peak_rss_bytes"),
+            (run.samples, "rss_bytes"),
+        )
         if column in frame.columns and frame[column].notna().any()
     ]
     return int(max(peaks)) if peaks else None
@@ -102,14 +108,18 @@ def analyse(run: Run, budget: Budget) -> Analysed:
         # The analysis still detects warm-up after the skipped epochs; numbering is kept.
         epochs = epochs[pd.to_numeric(epochs["epoch"], errors="coerce") > skipped]
     host = meta.get("host") or {}
-    growth = summarise_growth(epochs, meta.get("memory_cap_bytes"), host.get("memory_total_bytes"))
+    growth = summarise_growth(
+        epochs, meta.get("memory_cap_bytes"), host.get("memory_total_bytes")
+    )
     for part in (growth, growth.get("heap")):
         if part is not None:
             part["warmup_epochs"] += skipped
     measure = growth
     if budget.measure_or_default == "heap":
         if growth.get("heap") is None:
-            raise UsageError(f"{run.path}: measure = heap needs a run recorded with --trace (the Python heap was not recorded)")
+            raise UsageError(
+                f"{run.path}: measure = heap needs a run recorded with --trace (the Python heap was not recorded)"
+            )
         measure = growth["heap"]
     label = BudgetTable.key(str(meta.get("variant")), meta.get("leak"))
     return Analysed(label, meta, growth, measure, peak_rss(run))
@@ -117,7 +127,9 @@ def analyse(run: Run, budget: Budget) -> Analysed:
 
 def _stop_text(meta: dict[str, Any]) -> str:
     stop = meta.get("stop") or {}
-    where = f"after epoch {meta.get('epochs_done', 0)}/{meta.get('epochs_planned', '?')}"
+    where = (
+        f"after epoch {meta.get('epochs_done', 0)}/{meta.get('epochs_planned', '?')}"
+    )
     message = stop.get("message")
     return f"{where}: {message}" if message else where
 
@@ -140,7 +152,11 @@ def check_status(run: Analysed, budget: Budget, strict: bool) -> str | None:
 
 def check_expected_leak(run: Analysed, budget: Budget, strict: bool) -> str | None:
     """A run expected to leak must be called a leak (or have hit the memory cap)."""
-    if not budget.expects_leak or run.measure["verdict"] == "leak" or run.meta.get("status") == records.MEMORY_CAP:
+    if (
+        not budget.expects_leak
+        or run.measure["verdict"] == "leak"
+        or run.meta.get("status") == records.MEMORY_CAP
+    ):
         return None
     return f"expected a leak, but {describe(run.measure)}"
 
@@ -152,15 +168,25 @@ def check_growth(run: Analysed, budget: Budget, strict: bool) -> str | None:
     if budget.max_growth is not None:
         return exceeds_budget(run.measure, budget.max_growth)
     message = exceeds_budget(run.measure, run.measure["min_bytes_per_epoch"])
-    return None if message is None else f"{message} (the leak threshold: no max-growth set)"
+    return (
+        None
+        if message is None
+        else f"{message} (the leak threshold: no max-growth set)"
+    )
 
 
 def check_peak(run: Analysed, budget: Budget, strict: bool) -> str | None:
     """A peak RSS above ``max-peak`` fails."""
-    if budget.max_peak is None or run.peak_rss_bytes is None or run.peak_rss_bytes <= budget.max_peak:
+    if (
+        budget.max_peak is None
+        or run.peak_rss_bytes is None
+        or run.peak_rss_bytes <= budget.max_peak
+    ):
         return None
-    return (f"peak RSS {format_size(run.peak_rss_bytes)} is over the {format_size(budget.max_peak)} budget "
-            f"by {format_size(run.peak_rss_bytes - budget.max_peak)}")
+    return (
+        f"peak RSS {format_size(run.peak_rss_bytes)} is over the {format_size(budget.max_peak)} budget "
+        f"by {format_size(run.peak_rss_bytes - budget.max_peak)}"
+    )
 
 
 def check_inconclusive(run: Analysed, budget: Budget, strict: bool) -> str | None:
@@ -194,7 +220,11 @@ def judge(run: Run, budget: Budget, *, strict: bool = False) -> Judgement:
             failures.append(message)
     notes = []
     measure = analysed.measure
-    if not failures and measure["verdict"] == "inconclusive" and not budget.expects_leak:
+    if (
+        not failures
+        and measure["verdict"] == "inconclusive"
+        and not budget.expects_leak
+    ):
         notes.append(f"{measure['reason']}; run more epochs for a verdict")
     if not failures and budget.expects_leak and status == records.MEMORY_CAP:
         notes.append(f"the leak reached the memory cap {_stop_text(analysed.meta)}")
@@ -211,4 +241,3 @@ def judge(run: Run, budget: Budget, *, strict: bool = False) -> Judgement:
         notes=tuple(notes),
         analysis=analysed.growth,
     )
-

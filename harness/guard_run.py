@@ -8,8 +8,9 @@ the loop is imported and trained in the worker, never here.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from harness import records
 from harness.budgets import Budget
@@ -26,15 +27,21 @@ def loop_spec(loop: str | type) -> str:
     if isinstance(loop, str):
         return loop
     if not isinstance(loop, type):
-        raise UsageError(f"loop must be a class or a variant spec such as 'numpy' or 'my_loop.py:MyLoop', got {loop!r}")
+        raise UsageError(
+            f"loop must be a class or a variant spec such as 'numpy' or 'my_loop.py:MyLoop', got {loop!r}"
+        )
     if "." in loop.__qualname__:
-        raise UsageError(f"{loop.__qualname__} must be defined at the top level of a module for the worker to import it")
+        raise UsageError(
+            f"{loop.__qualname__} must be defined at the top level of a module for the worker to import it"
+        )
     try:
         source = inspect.getsourcefile(loop)
     except TypeError:
         source = None
     if source is None or not Path(source).is_file():
-        raise UsageError(f"cannot find the file defining {loop.__qualname__}; pass 'path/to/file.py:{loop.__qualname__}'")
+        raise UsageError(
+            f"cannot find the file defining {loop.__qualname__}; pass 'path/to/file.py:{loop.__qualname__}'"
+        )
     # The worker imports the file by its path, whatever sys.path this process was given (pytest adds test dirs);
     # relative to the working directory, which the worker shares, when it lies below it, so it reads as typed.
     path = Path(source).resolve()
@@ -56,7 +63,12 @@ def guard_loop(
     memory_cap: int | str | None = None,
 ) -> Judgement:
     """Run ``loop`` for ``budget``'s epochs in a worker (traced when measuring the heap) and judge it against ``budget``."""
-    config = RunConfig(seed=seed, epochs=budget.epochs_or_default, leak=leak, options=dict(options or {}))
+    config = RunConfig(
+        seed=seed,
+        epochs=budget.epochs_or_default,
+        leak=leak,
+        options=dict(options or {}),
+    )
     request = RunRequest(
         variant=loop_spec(loop),
         config=config,

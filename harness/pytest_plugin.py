@@ -21,12 +21,13 @@ default they go to pytest's temporary directory).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pytest
 
-from harness.budgets import Budget, BudgetTable, load_budgets
+from harness.budgets import Budget, BudgetTable, load_budgets, size_option
 from harness.errors import UsageError
 from harness.guard import Judgement
 from harness.guard_run import guard_loop, loop_spec
@@ -39,10 +40,18 @@ class LeakbenchWarning(UserWarning):
 def pytest_addoption(parser: pytest.Parser) -> None:
     """The plugin's command-line options."""
     group = parser.getgroup("leakbench", "memory growth budgets for training loops")
-    group.addoption("--leakbench-config", metavar="PATH", default=None,
-                    help="pyproject.toml whose [tool.leakbench] table holds the budgets (default: the rootdir's)")
-    group.addoption("--leakbench-results", metavar="DIR", default=None,
-                    help="keep the guarded runs' directories in DIR (default: pytest's temporary directory)")
+    group.addoption(
+        "--leakbench-config",
+        metavar="PATH",
+        default=None,
+        help="pyproject.toml whose [tool.leakbench] table holds the budgets (default: the rootdir's)",
+    )
+    group.addoption(
+        "--leakbench-results",
+        metavar="DIR",
+        default=None,
+        help="keep the guarded runs' directories in DIR (default: pytest's temporary directory)",
+    )
 
 
 def _config_path(config: pytest.Config) -> tuple[Path, bool]:
@@ -72,7 +81,9 @@ def leakbench_budgets(pytestconfig: pytest.Config) -> BudgetTable:
 
 
 @pytest.fixture(scope="session")
-def leakbench_results(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def leakbench_results(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """Where guarded runs are recorded: --leakbench-results, or a directory under pytest's basetemp."""
     given = pytestconfig.getoption("leakbench_results")
     return Path(given) if given else tmp_path_factory.mktemp("leakbench")
@@ -81,7 +92,9 @@ def leakbench_results(pytestconfig: pytest.Config, tmp_path_factory: pytest.Temp
 class Guard:
     """The callable behind the ``leakbench_guard`` fixture."""
 
-    def __init__(self, budgets: BudgetTable, results_dir: Path, node: pytest.Item) -> None:
+    def __init__(
+        self, budgets: BudgetTable, results_dir: Path, node: pytest.Item
+    ) -> None:
         self.budgets = budgets
         self.results_dir = results_dir
         self.node = node
@@ -106,16 +119,36 @@ class Guard:
         """Run ``loop`` in a worker and fail the test unless it stays within budget; returns the judgement."""
         try:
             spec = loop_spec(loop)
-            given = Budget(max_growth=max_growth, max_peak=max_peak, expect=expect, epochs=epochs,
-                           warmup=warmup, measure=measure)
+            given = Budget(
+                max_growth=size_option("max-growth", max_growth),
+                max_peak=size_option("max-peak", max_peak),
+                expect=expect,
+                epochs=epochs,
+                warmup=warmup,
+                measure=measure,
+            )
             budget = given.over(self.budgets.for_run(spec, leak))
-            judgement = guard_loop(spec, budget, results_dir=self.results_dir, leak=leak, seed=seed,
-                                   options=options, strict=strict, timeout_s=timeout, memory_cap=memory_cap)
+            judgement = guard_loop(
+                spec,
+                budget,
+                results_dir=self.results_dir,
+                leak=leak,
+                seed=seed,
+                options=options,
+                strict=strict,
+                timeout_s=timeout,
+                memory_cap=memory_cap,
+            )
         except UsageError as exc:
             pytest.fail(f"leakbench: {exc}", pytrace=False)
-        self.node.user_properties.append(("leakbench", f"{judgement.label}: {judgement.summary}"))
+        self.node.user_properties.append(
+            ("leakbench", f"{judgement.label}: {judgement.summary}")
+        )
         if judgement.failures:
-            lines = [f"leakbench: {judgement.label}: {failure}" for failure in judgement.failures]
+            lines = [
+                f"leakbench: {judgement.label}: {failure}"
+                for failure in judgement.failures
+            ]
             lines.append(f"  run: {judgement.run_dir}")
             pytest.fail("\n".join(lines), pytrace=False)
         if judgement.notes:
@@ -125,6 +158,10 @@ class Guard:
 
 
 @pytest.fixture
-def leakbench_guard(leakbench_budgets: BudgetTable, leakbench_results: Path, request: pytest.FixtureRequest) -> Guard:
+def leakbench_guard(
+    leakbench_budgets: BudgetTable,
+    leakbench_results: Path,
+    request: pytest.FixtureRequest,
+) -> Guard:
     """Call with a loop (class, "pkg.mod:Class", "file.py:Class" or a registered name) and budget keywords."""
     return Guard(leakbench_budgets, leakbench_results, request.node)

@@ -53,7 +53,9 @@ def make_run(
         top = 0
         for epoch, value in enumerate(rss, start=1):
             top = max(top, value, peak or 0)
-            writer.writerow([epoch, value, top, "", "", 0.01, 0.01 * epoch, 1.0 / epoch])
+            writer.writerow(
+                [epoch, value, top, "", "", 0.01, 0.01 * epoch, 1.0 / epoch]
+            )
     return run_dir
 
 
@@ -64,7 +66,9 @@ def flat_series(epochs: int = 30) -> list[int]:
 
 def leaking_series(epochs: int = 30, per_epoch: int = MIB) -> list[int]:
     """RSS that climbs ``per_epoch`` every epoch, with a page of jitter."""
-    return [BASE_RSS + per_epoch * epoch + 4096 * (epoch % 2) for epoch in range(epochs)]
+    return [
+        BASE_RSS + per_epoch * epoch + 4096 * (epoch % 2) for epoch in range(epochs)
+    ]
 
 
 def check(*args: str | Path) -> int:
@@ -89,10 +93,14 @@ def test_flat_run_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     lines = capsys.readouterr().out.splitlines()
     assert code == 0
     assert len(lines) == 1
-    assert lines[0].startswith(f"ok {run_dir} (numpy): RSS flat: ") and lines[0].endswith("; budget 64.0 KiB/epoch")
+    assert lines[0].startswith(f"ok {run_dir} (numpy): RSS flat: ") and lines[
+        0
+    ].endswith("; budget 64.0 KiB/epoch")
 
 
-def test_leaking_run_fails_with_rate_and_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_leaking_run_fails_with_rate_and_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # GIVEN a flat run and a run growing 1 MiB per epoch
     flat = make_run(tmp_path, "flat", flat_series())
     leaking = make_run(tmp_path, "leaking", leaking_series(), leak="history")
@@ -102,27 +110,40 @@ def test_leaking_run_fails_with_rate_and_budget(tmp_path: Path, capsys: pytest.C
     lines = capsys.readouterr().out.splitlines()
     assert code == 1
     assert len(lines) == 2 and lines[0].startswith(f"ok {flat} ")
-    assert lines[1] == (f"FAIL {leaking} (numpy:history): RSS grew 1.0 MiB/epoch over 30 epochs "
-                        "(95% CI 1.0-1.0 MiB); budget 64.0 KiB/epoch")
+    assert lines[1] == (
+        f"FAIL {leaking} (numpy:history): RSS grew 1.0 MiB/epoch over 30 epochs "
+        "(95% CI 1.0-1.0 MiB); budget 64.0 KiB/epoch"
+    )
 
 
-def test_without_budget_a_leak_verdict_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_without_budget_a_leak_verdict_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # GIVEN a leaking run and no budget at all
     leaking = make_run(tmp_path, "leaking", leaking_series())
     # THEN the leak verdict alone fails it, at the verdict's threshold
     assert check(leaking) == 1
-    assert f"budget {format_rate(MIN_BYTES_PER_EPOCH)} (the leak threshold: no max-growth set)" in capsys.readouterr().out
+    assert (
+        f"budget {format_rate(MIN_BYTES_PER_EPOCH)} (the leak threshold: no max-growth set)"
+        in capsys.readouterr().out
+    )
 
 
-def test_growth_within_budget_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_growth_within_budget_passes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # GIVEN a run growing 1 MiB per epoch and a budget of 2 MiB per epoch
     leaking = make_run(tmp_path, "leaking", leaking_series())
     # THEN it passes: known growth within budget is allowed
     assert check(leaking, "--max-growth", "2MiB") == 0
-    assert capsys.readouterr().out.startswith(f"ok {leaking} (numpy): RSS leak: 1.0 MiB/epoch")
+    assert capsys.readouterr().out.startswith(
+        f"ok {leaking} (numpy): RSS leak: 1.0 MiB/epoch"
+    )
 
 
-def test_inconclusive_is_reported_and_fails_only_when_strict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_inconclusive_is_reported_and_fails_only_when_strict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # GIVEN a run with too few epochs for a verdict
     short = make_run(tmp_path, "short", flat_series(4))
     # WHEN checked without and with --strict
@@ -132,9 +153,15 @@ def test_inconclusive_is_reported_and_fails_only_when_strict(tmp_path: Path, cap
     strict_out = capsys.readouterr().out
     # THEN it is reported as inconclusive either way, and fails only with --strict
     assert lenient == 0
-    assert lenient_out.startswith(f"inconclusive {short} (numpy): ") and "only 4 epochs" in lenient_out
+    assert (
+        lenient_out.startswith(f"inconclusive {short} (numpy): ")
+        and "only 4 epochs" in lenient_out
+    )
     assert strict == 1
-    assert strict_out.startswith(f"FAIL {short} (numpy): RSS inconclusive: ") and "only 4 epochs" in strict_out
+    assert (
+        strict_out.startswith(f"FAIL {short} (numpy): RSS inconclusive: ")
+        and "only 4 epochs" in strict_out
+    )
 
 
 def test_peak_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -142,14 +169,20 @@ def test_peak_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     run_dir = make_run(tmp_path, "peaky", flat_series(), peak=300 * MIB)
     # THEN a 256 MiB peak budget fails by 44 MiB, and a 512 MiB one passes
     assert check(run_dir, "--max-peak", "256MiB") == 1
-    assert capsys.readouterr().out.strip().endswith("peak RSS 300.0 MiB is over the 256.0 MiB budget by 44.0 MiB")
+    assert (
+        capsys.readouterr()
+        .out.strip()
+        .endswith("peak RSS 300.0 MiB is over the 256.0 MiB budget by 44.0 MiB")
+    )
     assert check(run_dir, "--max-peak", "512MiB") == 0
 
 
-def test_budgets_per_variant_and_leak_from_pyproject(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_budgets_per_variant_and_leak_from_pyproject(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # GIVEN a pyproject.toml with a budget for numpy and an expected leak for numpy:history
     config = tmp_path / "pyproject.toml"
-    config.write_text('''
+    config.write_text("""
 [tool.leakbench]
 max-growth = "8 KiB"
 
@@ -158,7 +191,7 @@ max-growth = "2 MiB"
 
 [tool.leakbench.budgets."numpy:history"]
 expect = "leak"
-''')
+""")
     grows = make_run(tmp_path, "grows", leaking_series())
     caught = make_run(tmp_path, "caught", leaking_series(), leak="history")
     missed = make_run(tmp_path, "missed", flat_series(), leak="history")
@@ -168,15 +201,28 @@ expect = "leak"
     lines = capsys.readouterr().out.splitlines()
     # THEN numpy's own budget, the expected leak, and the default budget each apply to their runs
     assert code == 1
-    assert lines[0].startswith(f"ok {grows} (numpy): ") and lines[0].endswith("budget 2.0 MiB/epoch")
-    assert lines[1].startswith(f"ok {caught} (numpy:history): RSS leak: ") and "a leak was expected" in lines[1]
-    assert lines[2].startswith(f"FAIL {missed} (numpy:history): expected a leak, but RSS flat: ")
-    assert lines[3].startswith(f"FAIL {other} (lists): ") and lines[3].endswith("budget 8.0 KiB/epoch")
+    assert lines[0].startswith(f"ok {grows} (numpy): ") and lines[0].endswith(
+        "budget 2.0 MiB/epoch"
+    )
+    assert (
+        lines[1].startswith(f"ok {caught} (numpy:history): RSS leak: ")
+        and "a leak was expected" in lines[1]
+    )
+    assert lines[2].startswith(
+        f"FAIL {missed} (numpy:history): expected a leak, but RSS flat: "
+    )
+    assert lines[3].startswith(f"FAIL {other} (lists): ") and lines[3].endswith(
+        "budget 8.0 KiB/epoch"
+    )
 
 
-def test_pyproject_in_the_working_directory_is_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pyproject_in_the_working_directory_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # GIVEN ./pyproject.toml allowing numpy 2 MiB/epoch, and a run growing 1 MiB/epoch
-    Path("pyproject.toml").write_text('[tool.leakbench.budgets.numpy]\nmax-growth = "2 MiB"\n')
+    Path("pyproject.toml").write_text(
+        '[tool.leakbench.budgets.numpy]\nmax-growth = "2 MiB"\n'
+    )
     grows = make_run(tmp_path, "grows", leaking_series())
     # THEN it is within budget without --config, and --max-growth overrides the file
     assert check(grows) == 0
@@ -184,13 +230,35 @@ def test_pyproject_in_the_working_directory_is_read(tmp_path: Path, capsys: pyte
     assert capsys.readouterr().out.splitlines()[-1].endswith("budget 512.0 KiB/epoch")
 
 
-def test_unfinished_runs_fail_unless_a_leak_hit_the_cap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unfinished_runs_fail_unless_a_leak_hit_the_cap(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # GIVEN a run whose worker failed and a leak run stopped by the memory cap
-    stop = {"reason": records.FAILED, "epoch": 3, "rss_bytes": None, "exit_code": 1, "stderr_tail": [],
-            "message": "training: ValueError: boom"}
-    failed = make_run(tmp_path, "failed", flat_series(3), status=records.FAILED, stop=stop)
-    capped = make_run(tmp_path, "capped", leaking_series(8, 300 * MIB), leak="history", status=records.MEMORY_CAP,
-                      stop={**stop, "reason": records.MEMORY_CAP, "epoch": 8, "rss_bytes": 4200 * MIB, "message": ""})
+    stop = {
+        "reason": records.FAILED,
+        "epoch": 3,
+        "rss_bytes": None,
+        "exit_code": 1,
+        "stderr_tail": [],
+        "message": "training: ValueError: boom",
+    }
+    failed = make_run(
+        tmp_path, "failed", flat_series(3), status=records.FAILED, stop=stop
+    )
+    capped = make_run(
+        tmp_path,
+        "capped",
+        leaking_series(8, 300 * MIB),
+        leak="history",
+        status=records.MEMORY_CAP,
+        stop={
+            **stop,
+            "reason": records.MEMORY_CAP,
+            "epoch": 8,
+            "rss_bytes": 4200 * MIB,
+            "message": "",
+        },
+    )
     config = tmp_path / "pyproject.toml"
     config.write_text('[tool.leakbench.budgets."numpy:history"]\nexpect = "leak"\n')
     # WHEN each is checked
@@ -201,10 +269,19 @@ def test_unfinished_runs_fail_unless_a_leak_hit_the_cap(tmp_path: Path, capsys: 
     capped_out = capsys.readouterr().out.splitlines()
     # THEN the failed run fails saying why; the capped leak passes when expected and fails against a budget
     assert failed_code == 1
-    assert failed_out.strip() == f"FAIL {failed} (numpy): the run failed after epoch 3/3: training: ValueError: boom"
-    assert capped_expected == 0 and "the leak reached the memory cap after epoch 8/8" in capped_out[0]
+    assert (
+        failed_out.strip()
+        == f"FAIL {failed} (numpy): the run failed after epoch 3/3: training: ValueError: boom"
+    )
+    assert (
+        capped_expected == 0
+        and "the leak reached the memory cap after epoch 8/8" in capped_out[0]
+    )
     assert capped_budgeted == 1
-    assert "stopped by the 4.0 GiB memory cap at RSS 4.1 GiB after epoch 8/8" in capped_out[1]
+    assert (
+        "stopped by the 4.0 GiB memory cap at RSS 4.1 GiB after epoch 8/8"
+        in capped_out[1]
+    )
 
 
 def test_growth_is_stored_when_the_run_has_none(tmp_path: Path) -> None:
@@ -231,7 +308,10 @@ def test_growth_is_stored_when_the_run_has_none(tmp_path: Path) -> None:
     ids=["missing", "no-meta", "bad-json", "future-schema", "incomplete-meta"],
 )
 def test_missing_or_malformed_run_dirs_are_usage_errors(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], meta_text: str | None, message: str
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    meta_text: str | None,
+    message: str,
 ) -> None:
     # GIVEN a good run listed before a directory that cannot be read
     good = make_run(tmp_path, "good", flat_series())
@@ -259,7 +339,9 @@ def test_missing_or_malformed_run_dirs_are_usage_errors(
     ],
     ids=["bad-growth", "bad-peak", "missing-config"],
 )
-def test_bad_options_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+def test_bad_options_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
     # GIVEN a good run and a bad option
     good = make_run(tmp_path, "good", flat_series())
     # THEN the exit code is 2 and the one line quotes the bad input
@@ -267,14 +349,21 @@ def test_bad_options_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixt
     assert message in capsys.readouterr().err
 
 
-def test_bad_budget_table_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_budget_table_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # GIVEN a configuration with an unreadable size
     config = tmp_path / "pyproject.toml"
-    config.write_text('[tool.leakbench.budgets.numpy]\nmax-growth = "16 KB per epoch"\n')
+    config.write_text(
+        '[tool.leakbench.budgets.numpy]\nmax-growth = "16 KB per epoch"\n'
+    )
     # THEN check names the file, the entry, the key and the bad value
     assert check(make_run(tmp_path, "good", flat_series()), "--config", config) == 2
     err = capsys.readouterr().err
-    assert '[tool.leakbench.budgets."numpy"]: max-growth: invalid size \'16 KB per epoch\'' in err
+    assert (
+        "[tool.leakbench.budgets.\"numpy\"]: max-growth: invalid size '16 KB per epoch'"
+        in err
+    )
 
 
 def test_run_then_check_end_to_end(tmp_path: Path) -> None:
@@ -305,7 +394,9 @@ def test_run_then_check_end_to_end(tmp_path: Path) -> None:
     within = check_cli("--max-growth", "4MiB")
     # THEN the first fails (exit 1) with the rate, the second passes (exit 0)
     assert over.returncode == 1, over.stderr
-    assert over.stdout.startswith(f"FAIL {run_dir} ({loop}:GrowLoop): RSS grew 1.0 MiB/epoch over ")
+    assert over.stdout.startswith(
+        f"FAIL {run_dir} ({loop}:GrowLoop): RSS grew 1.0 MiB/epoch over "
+    )
     assert over.stdout.rstrip().endswith("budget 64.0 KiB/epoch")
     assert within.returncode == 0, within.stderr
     assert within.stdout.startswith(f"ok {run_dir} ")

@@ -13,8 +13,6 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-import pytest
-
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 LEAK_LINE = "        # self.history.append(predictions)\n"
 
@@ -32,7 +30,9 @@ def test_plugin_is_installed_as_a_pytest11_entry_point() -> None:
 def user_project(root: Path, leak: bool) -> Path:
     """A user's project: examples/my_loop.py (its leak line uncommented when ``leak``) and its test."""
     source = (EXAMPLES / "my_loop.py").read_text()
-    assert LEAK_LINE in source, "examples/my_loop.py lost its commented-out leak line, which the README shows"
+    assert LEAK_LINE in source, (
+        "examples/my_loop.py lost its commented-out leak line, which the README shows"
+    )
     if leak:
         source = source.replace(LEAK_LINE, LEAK_LINE.replace("# ", "", 1))
     root.mkdir()
@@ -43,7 +43,9 @@ def user_project(root: Path, leak: bool) -> Path:
 
 def run_pytest(project: Path) -> subprocess.CompletedProcess[str]:
     """``python -m pytest`` in the project, as the user runs it, with no leakbench options from our environment."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")
+    }
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False,
@@ -68,6 +70,11 @@ def test_user_loop_with_its_leak_fails_with_the_readme_message(tmp_path: Path) -
     # THEN the test fails with the rate, its CI and the budget, as the README shows
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    message = next((line for line in lines if line.startswith("leakbench: my_loop.py:MyLoop: ")), "")
-    assert message.startswith("leakbench: my_loop.py:MyLoop: RSS grew 320."), result.stdout
+    message = next(
+        (line for line in lines if line.startswith("leakbench: my_loop.py:MyLoop: ")),
+        "",
+    )
+    assert message.startswith("leakbench: my_loop.py:MyLoop: RSS grew 320."), (
+        result.stdout
+    )
     assert message.endswith(" KiB); budget 64.0 KiB/epoch"), message

@@ -26,7 +26,11 @@ def _marks(variant: str) -> list[pytest.MarkDecorator]:
     marks = [pytest.mark.slow] if variant in SLOW_VARIANTS else []
     needed = OPTIONAL.get(variant)
     if needed is not None and importlib.util.find_spec(needed) is None:
-        marks.append(pytest.mark.skip(reason=f"{variant} needs {needed}: pip install '.[{needed}]'"))
+        marks.append(
+            pytest.mark.skip(
+                reason=f"{variant} needs {needed}: pip install '.[{needed}]'"
+            )
+        )
     return marks
 
 
@@ -39,11 +43,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for key in config_budgets(metafunc.config).entries:
         variant, _, leak = key.partition(":")
         if variant in names:
-            cases.append(pytest.param(variant, leak or None, marks=_marks(variant), id=key))
+            cases.append(
+                pytest.param(variant, leak or None, marks=_marks(variant), id=key)
+            )
     metafunc.parametrize(("guarded", "leak"), cases)
 
 
-def test_variant_is_within_budget_or_its_leak_is_caught(leakbench_guard, guarded: str, leak: str | None) -> None:
+def test_variant_is_within_budget_or_its_leak_is_caught(
+    leakbench_guard, guarded: str, leak: str | None
+) -> None:
     # GIVEN a variant, with or without one of its leaks, and its entry in [tool.leakbench.budgets]
     # WHEN the plugin runs it in a worker for the entry's epochs
     judgement = leakbench_guard(guarded, leak=leak)
@@ -53,16 +61,31 @@ def test_variant_is_within_budget_or_its_leak_is_caught(leakbench_guard, guarded
         assert judgement.verdict == "leak" or judgement.status == "memory_cap"
 
 
-@pytest.mark.parametrize("variant", [pytest.param(name, marks=_marks(name)) for name in registered_variants()])
-def test_every_variant_and_leak_has_a_budget(leakbench_budgets: BudgetTable, variant: str) -> None:
+@pytest.mark.parametrize(
+    "variant",
+    [pytest.param(name, marks=_marks(name)) for name in registered_variants()],
+)
+def test_every_variant_and_leak_has_a_budget(
+    leakbench_budgets: BudgetTable, variant: str
+) -> None:
     # GIVEN a registered variant and the leaks it declares
     info = describe_variant(variant, registered_variants()[variant])
     assert info.available, info.error
     # THEN the table holds a growth budget for the fixed variant and expects each leak to be caught
     source = leakbench_budgets.source or "pyproject.toml"
-    missing = [key for key in [variant, *(f"{variant}:{name}" for name in info.leaks)] if key not in leakbench_budgets.entries]
-    assert not missing, f"{source} has no [tool.leakbench.budgets] entry for {', '.join(missing)}"
+    missing = [
+        key
+        for key in [variant, *(f"{variant}:{name}" for name in info.leaks)]
+        if key not in leakbench_budgets.entries
+    ]
+    assert not missing, (
+        f"{source} has no [tool.leakbench.budgets] entry for {', '.join(missing)}"
+    )
     fixed = leakbench_budgets.for_run(variant, None)
-    assert not fixed.expects_leak and fixed.max_growth is not None, f"{variant}: a fixed variant needs a max-growth"
+    assert not fixed.expects_leak and fixed.max_growth is not None, (
+        f"{variant}: a fixed variant needs a max-growth"
+    )
     for name in info.leaks:
-        assert leakbench_budgets.for_run(variant, name).expects_leak, f'{variant}:{name}: expected expect = "leak"'
+        assert leakbench_budgets.for_run(variant, name).expects_leak, (
+            f'{variant}:{name}: expected expect = "leak"'
+        )

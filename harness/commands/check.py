@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.budgets import Budget, BudgetTable, load_budgets
+from harness.budgets import Budget, BudgetTable, load_budgets, size_option
 from harness.growth import format_rate
 from harness.guard import Judgement, judge
 from harness.records import RUNNING
@@ -47,12 +47,32 @@ DEFAULT_CONFIG = Path("pyproject.toml")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``check``."""
-    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories, e.g. results/<run-id>")
-    parser.add_argument("--max-growth", metavar="SIZE", help="growth budget per epoch for every run, e.g. 64KiB (overrides the config)")
-    parser.add_argument("--max-peak", metavar="SIZE", help="peak RSS budget for every run, e.g. 500MiB (overrides the config)")
-    parser.add_argument("--strict", action="store_true", help="fail runs whose verdict is inconclusive")
-    parser.add_argument("--config", type=Path, metavar="PATH",
-                        help="pyproject.toml holding [tool.leakbench] budgets (default: ./pyproject.toml when present)")
+    parser.add_argument(
+        "run_dirs",
+        nargs="+",
+        type=Path,
+        metavar="RUN_DIR",
+        help="run directories, e.g. results/<run-id>",
+    )
+    parser.add_argument(
+        "--max-growth",
+        metavar="SIZE",
+        help="growth budget per epoch for every run, e.g. 64KiB (overrides the config)",
+    )
+    parser.add_argument(
+        "--max-peak",
+        metavar="SIZE",
+        help="peak RSS budget for every run, e.g. 500MiB (overrides the config)",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="fail runs whose verdict is inconclusive"
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help="pyproject.toml holding [tool.leakbench] budgets (default: ./pyproject.toml when present)",
+    )
 
 
 def budget_for(run: Run, table: BudgetTable, overrides: Budget) -> Budget:
@@ -73,7 +93,9 @@ def line(shown: str, judgement: Judgement, budget: Budget) -> str:
     if budget.max_growth is not None:
         limits.append(f"budget {format_rate(budget.max_growth)}")
     if budget.max_peak is not None and judgement.peak_rss_bytes is not None:
-        limits.append(f"peak {format_size(judgement.peak_rss_bytes)} of {format_size(budget.max_peak)}")
+        limits.append(
+            f"peak {format_size(judgement.peak_rss_bytes)} of {format_size(budget.max_peak)}"
+        )
     extra = "".join(f"; {text}" for text in (*limits, *judgement.notes))
     return f"{tag} {where}: {judgement.summary}{extra}"
 
@@ -83,12 +105,18 @@ def _store_growth(run: Run, growth: dict[str, Any]) -> None:
     try:
         write_meta(run.path, {**run.meta, "growth": growth})
     except OSError as exc:
-        print(f"note: growth not stored in {run.path / 'meta.json'}: {exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"note: growth not stored in {run.path / 'meta.json'}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
 
 
 def run(args: argparse.Namespace) -> int:
     """Judge every run and print a line each; 0 when all are within budget, 1 otherwise."""
-    overrides = Budget(max_growth=args.max_growth, max_peak=args.max_peak)
+    overrides = Budget(
+        max_growth=size_option("max-growth", args.max_growth),
+        max_peak=size_option("max-peak", args.max_peak),
+    )
     if args.config is not None:
         table = load_budgets(args.config, required=True)
     else:
@@ -99,7 +127,10 @@ def run(args: argparse.Namespace) -> int:
     judgements = [judge(run, budget, strict=args.strict) for run, budget in judged]
     for path, (run, budget), judgement in zip(args.run_dirs, judged, judgements):
         print(line(str(path), judgement, budget))
-        if run.meta.get("growth") is None and budget.warmup is None and run.meta.get("status") != RUNNING:
+        if (
+            run.meta.get("growth") is None
+            and budget.warmup is None
+            and run.meta.get("status") != RUNNING
+        ):
             _store_growth(run, judgement.analysis)
     return 1 if any(judgement.failures for judgement in judgements) else 0
-
