@@ -14,7 +14,8 @@ How the noise is judged, per metric (the ``noise`` column says which rule applie
   in the table, because one run says nothing about its own spread.
 
 Under every rule a change must also reach the metric's floor (``FLOOR``), the
-smallest change that matters: one 4 KiB page per epoch, 1 MiB of peak RSS, 5 % of
+smallest change that matters: the growth analysis's leak threshold per epoch
+(:data:`harness.growth.MIN_BYTES_PER_EPOCH`), 1 MiB of peak RSS, 5 % of
 speed; without it a set of identical repeats (spread zero) would flag any change.
 """
 
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from harness.growth import MIN_BYTES_PER_EPOCH
 from harness.report import format_bytes, format_percent, format_rate
 
 MIB = 1024 * 1024
@@ -55,7 +57,7 @@ METRICS: tuple[Metric, ...] = (
 
 # Smallest change that matters: absolute, and relative to the baseline (the larger of the two applies).
 FLOOR_ABSOLUTE = {
-    "bytes_per_epoch": 4096.0,
+    "bytes_per_epoch": float(MIN_BYTES_PER_EPOCH),
     "peak_rss_bytes": 1.0 * MIB,
     "epochs_per_s": 0.0,
     "accuracy": 1e-9,
@@ -71,7 +73,8 @@ DEFAULT_TOLERANCE = {"peak_rss_bytes": 0.05, "epochs_per_s": 0.10}
 NOISE_LEGEND = (
     "noise from: '2 s.e., n+m runs' = twice the standard error of the difference of the means of repeated runs; "
     "'trend CIs' = the two runs' 95% growth intervals; 'assumed N%' = a tolerance for single runs; "
-    "'exact' = metrics of one seed are deterministic. Changes below 4 KiB/epoch, 1 MiB peak RSS or 5% speed never count."
+    "'exact' = metrics of one seed are deterministic. Changes below "
+    f"{MIN_BYTES_PER_EPOCH // 1024} KiB/epoch (the leak threshold), 1 MiB peak RSS or 5% speed never count."
 )
 COLUMNS = [
     "group",

@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 
 from harness import compare, render, report
+from harness.growth import MIN_BYTES_PER_EPOCH
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runs"
 GOLDEN = Path(__file__).parent / "golden"
-MIB = 1024 * 1024
+KIB, MIB = 1024, 1024 * 1024
 
 
 def fixture(part: str) -> Path:
@@ -90,26 +91,53 @@ def test_a_single_run_borrows_the_spread_of_the_repeated_side() -> None:
 def test_a_change_smaller_than_the_floor_never_counts_even_against_zero_spread() -> (
     None
 ):
-    # GIVEN identical repeats (spread zero) and 100 KiB more peak RSS, 1 KiB more growth per epoch
+    # GIVEN identical repeats (spread zero), 100 KiB more peak RSS and 1 KiB more growth per epoch
     baseline = table(3)
     candidate = table(
         3, peak_rss_bytes=[50.0 * MIB + 100 * 1024] * 3, bytes_per_epoch=[1024.0] * 3
     )
     changes = compare.compare(baseline, candidate)
-    # THEN both are within the noise: under 1 MiB and under one page per epoch
+    # THEN both are within the noise: under 1 MiB, and under the leak threshold per epoch
     assert change_of(changes, "peak_rss_bytes").judgement == "within noise"
     assert change_of(changes, "bytes_per_epoch").judgement == "within noise"
     assert compare.regressions(changes) == []
 
 
 def test_single_runs_judge_growth_by_the_two_trend_intervals() -> None:
-    # GIVEN one run a side: growth 0 +/- 3 KiB against 20 KiB +/- 4 KiB
-    baseline = table(1, bytes_per_epoch=[0.0], ci_low=[-3072.0], ci_high=[3072.0])
-    candidate = table(1, bytes_per_epoch=[20480.0], ci_low=[16384.0], ci_high=[24576.0])
+    # GIVEN one run a side: growth 0 +/- 300 KiB against 2 MiB +/- 400 KiB
+    baseline = table(
+        1, bytes_per_epoch=[0.0], ci_low=[-300.0 * KIB], ci_high=[300.0 * KIB]
+    )
+    candidate = table(
+        1,
+        bytes_per_epoch=[2.0 * MIB],
+        ci_low=[2.0 * MIB - 400 * KIB],
+        ci_high=[2.0 * MIB + 400 * KIB],
+    )
     growth = change_of(compare.compare(baseline, candidate), "bytes_per_epoch")
-    # THEN the noise is sqrt(3^2 + 4^2) = 5 KiB, and 20 KiB more per epoch is a regression
-    assert growth.noise == pytest.approx(5 * 1024) and growth.noise_rule == "trend CIs"
+    # THEN the noise is sqrt(300^2 + 400^2) = 500 KiB, and 2 MiB more per epoch is a regression
+    assert growth.noise == pytest.approx(500 * KIB) and growth.noise_rule == "trend CIs"
     assert growth.regression
+    # AND a change inside those intervals is not
+    within = table(
+        1, bytes_per_epoch=[400.0 * KIB], ci_low=[0.0], ci_high=[800.0 * KIB]
+    )
+    assert (
+        change_of(compare.compare(baseline, within), "bytes_per_epoch").judgement
+        == "within noise"
+    )
+
+
+def test_the_growth_floor_is_the_growth_analysis_leak_threshold() -> None:
+    # GIVEN identical repeats (spread zero) WHEN growth rises by just under, then just over, the leak threshold
+    under = table(3, bytes_per_epoch=[0.9 * MIN_BYTES_PER_EPOCH] * 3)
+    over = table(3, bytes_per_epoch=[1.1 * MIN_BYTES_PER_EPOCH] * 3)
+    # THEN only the second counts: a change the verdict could not call a leak is not a regression either
+    assert (
+        change_of(compare.compare(table(3), under), "bytes_per_epoch").judgement
+        == "within noise"
+    )
+    assert change_of(compare.compare(table(3), over), "bytes_per_epoch").regression
 
 
 def test_single_runs_use_stated_tolerances_for_speed_and_exactness_for_metrics() -> (

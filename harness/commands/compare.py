@@ -10,8 +10,8 @@ Noise: with repeated runs on a side, twice the standard error of the difference
 of the means (a side with one run borrows the other side's spread); with one run
 on each side, the two growth trends' 95% intervals for growth, an assumed 5%
 (peak RSS) or 10% (epochs/s) otherwise, and exact equality for the metrics of one
-seed.  Changes under one 4 KiB page per epoch, 1 MiB of peak RSS or 5% of speed
-never count.
+seed.  Changes under the growth analysis's leak threshold per epoch, 1 MiB of peak RSS or
+5% of speed never count.
 
 Exit status: 0; with --fail-on-regression, 1 when any change is worse beyond the noise.
 """
