@@ -80,15 +80,18 @@ def build_blocks(
 
     blocks += [Heading("Memory: leaky against fixed")]
     panels = report.memory_panels(runs)
-    blocks.append(
-        _figure(
-            plots.plot_memory_panels(panels, out_dir / "memory.png"),
-            "memory",
-            "Resident memory per epoch, leaky against fixed",
-            "Resident set size (RSS) of the worker after each epoch. Red: the variant with its leak on; "
-            "blue: the fixed default. A cross and a dashed line mark where the memory cap stopped a run.",
+    if not panels:
+        blocks.append(Paragraph("No run has finished an epoch yet: nothing to draw."))
+    else:
+        blocks.append(
+            _figure(
+                plots.plot_memory_panels(panels, out_dir / "memory.png"),
+                "memory",
+                "Resident memory per epoch, leaky against fixed",
+                "Resident set size (RSS) of the worker after each epoch. Red: the variant with its leak on; "
+                "blue: the fixed default. A cross and a dashed line mark where the memory cap stopped a run.",
+            )
         )
-    )
     chosen = report.pick_run(runs, samples_run)
     if chosen is not None:
         blocks.append(
@@ -106,7 +109,8 @@ def build_blocks(
         Paragraph(RUN_TABLE_NOTE),
         Table(report.format_run_table(table)),
     ]
-    if len(table):
+    timed = table[(table["leak"] == report.NO_LEAK) & table["epochs_per_s"].notna()]
+    if len(timed):
         blocks.append(
             _figure(
                 plots.plot_speed(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import json
 import re
 import statistics
 import subprocess
@@ -19,6 +20,7 @@ from harness.storage import Run
 FIXTURES = Path(__file__).parent / "fixtures" / "runs"
 GOLDEN = Path(__file__).parent / "golden"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+LISTS_FIXED = "20261127T181754-lists-noleak-s0-fedb87"
 
 
 @pytest.fixture(scope="module")
@@ -316,3 +318,20 @@ def test_the_report_command_writes_the_report_and_refuses_a_bad_path(
         bad.stderr.strip().count("\n") == 0
         and "not a run directory or a results directory" in bad.stderr
     )
+
+
+def test_a_run_with_no_epoch_yet_is_listed_without_figures(tmp_path: Path) -> None:
+    # GIVEN a run that has started but not finished an epoch (meta.json only, status running)
+    run_dir = tmp_path / "runs" / "starting"
+    run_dir.mkdir(parents=True)
+    meta = json.loads((FIXTURES / LISTS_FIXED / "meta.json").read_text())
+    meta.update(
+        run_id="starting", status="running", epochs_done=0, ended_at=None, growth=None
+    )
+    (run_dir / "meta.json").write_text(json.dumps(meta))
+    # WHEN reported
+    files = render.write_report(report.load_runs([run_dir]), tmp_path / "out")
+    # THEN it has a row saying so, and no figure is drawn from nothing
+    markdown = files.markdown.read_text()
+    assert "| lists | CNN | none | 0 | 0/12 | running | inconclusive | - |" in markdown
+    assert "nothing to draw" in markdown and files.figures == []
