@@ -64,9 +64,27 @@ def find_run_dirs(paths: Iterable[Path | str]) -> list[Path]:
     return sorted(unique.values(), key=lambda p: p.name)
 
 
-def load_runs(paths: Iterable[Path | str]) -> list[Run]:
-    """Load every run found under ``paths`` (see :func:`find_run_dirs`)."""
-    return [load_run(p) for p in find_run_dirs(paths)]
+def load_runs(
+    paths: Iterable[Path | str], skipped: list[str] | None = None
+) -> list[Run]:
+    """Load every run found under ``paths`` (see :func:`find_run_dirs`).
+
+    A run named directly must load (UsageError otherwise).  One found inside a
+    results directory that cannot be read (another schema version, a damaged
+    meta.json) is left out and its reason appended to ``skipped`` when given, so
+    one bad directory does not hide the report of all the others.
+    """
+    given = [Path(p) for p in paths]
+    named = {p.resolve() for p in given if (p / "meta.json").is_file()}
+    runs = []
+    for run_dir in find_run_dirs(given):
+        try:
+            runs.append(load_run(run_dir))
+        except UsageError as exc:
+            if run_dir.resolve() in named or skipped is None:
+                raise
+            skipped.append(str(exc))
+    return runs
 
 
 def model_of(run: Run) -> str:

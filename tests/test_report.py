@@ -6,6 +6,7 @@ import base64
 import csv
 import json
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -335,3 +336,23 @@ def test_a_run_with_no_epoch_yet_is_listed_without_figures(tmp_path: Path) -> No
     markdown = files.markdown.read_text()
     assert "| lists | CNN | none | 0 | 0/12 | running | inconclusive | - |" in markdown
     assert "nothing to draw" in markdown and files.figures == []
+
+
+def test_an_unreadable_run_in_a_results_directory_is_left_out_with_its_reason(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a results directory with a good run and one written by a future schema
+    shutil.copytree(FIXTURES / LISTS_FIXED, tmp_path / "good")
+    shutil.copytree(FIXTURES / LISTS_FIXED, tmp_path / "future")
+    meta = json.loads((tmp_path / "future" / "meta.json").read_text())
+    (tmp_path / "future" / "meta.json").write_text(
+        json.dumps(meta | {"schema_version": 99})
+    )
+    # WHEN the results directory is loaded THEN the good run is there and the other is named as left out
+    skipped: list[str] = []
+    runs = report.load_runs([tmp_path], skipped)
+    assert [Path(r.path).name for r in runs] == ["good"]
+    assert len(skipped) == 1 and "schema_version 99" in skipped[0]
+    # AND named directly, the unreadable run is an error
+    with pytest.raises(UsageError, match="schema_version 99"):
+        report.load_runs([tmp_path / "future"], [])

@@ -11,6 +11,7 @@ plots, and the allocation sites that grew most in traced runs.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -48,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
     from harness.render import write_report
     from harness.report import load_runs
 
-    runs = load_runs(args.paths)
+    skipped: list[str] = []
+    runs = load_runs(args.paths, skipped)
+    for reason in skipped:
+        print(f"leakbench: note: left out: {reason}", file=sys.stderr)
     files = write_report(
         runs, args.out, samples_run=args.samples_run, seed_variant=args.seed_variant
     )
