@@ -16,6 +16,11 @@ from typing import Protocol
 COMMAND_NAMES: tuple[str, ...] = (
     "run",
     "list",
+    "explain",
+    "check",
+    "sweep",
+    "report",
+    "compare",
 )
 
 
