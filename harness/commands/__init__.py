@@ -21,6 +21,7 @@ COMMAND_NAMES: tuple[str, ...] = (
     "sweep",
     "report",
     "compare",
+    "bench",
 )
 
 

@@ -1,0 +1,369 @@
+"""`python -m harness bench`: the plan's order, the arithmetic, the table, and the command in a subprocess.
+
+Speed is never asserted here: only that figures follow from the measured times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import bench
+from harness.bench import LOOP, MATMUL, RUN, Job, Outcome, Overhead, Report, Row, Spread
+from harness.bench_worker import time_epochs
+from harness.errors import UsageError
+from harness.interface import RunConfig
+
+REGISTERED = ("lists", "generators", "numpy", "torch")
+
+
+def plan_of(variants: list[str], **choices: object) -> bench.Plan:
+    return bench.make_plan(variants, REGISTERED, **choices)  # type: ignore[arg-type]
+
+
+def loop_outcome(job: Job, rate: float) -> Outcome:
+    """A loop job whose warm-up epochs took 1 s each and whose measured epochs ran at ``rate``."""
+    epoch_s = [1.0] * job.warmup + [1.0 / rate] * job.epochs
+    ends, total = [], 0.0
+    for seconds in epoch_s:
+        total += seconds
+        ends.append(total)
+    return Outcome(job, epoch_s=tuple(epoch_s), ends_s=tuple(ends))
+
+
+# -- the plan ----------------------------------------------------------------------------------
+
+
+def test_jobs_interleave_the_variants_round_by_round_with_the_overhead_next_to_bare_numpy() -> None:
+    # GIVEN numpy and lists over two rounds, with the overhead measured
+    plan = plan_of(["numpy", "lists"], repeat=2)
+    # WHEN the plan is laid out
+    order = [(job.round, job.label) for job in plan.jobs()]
+    # THEN each round runs every measurement once, A B A B, the run beside the bare loop, matmul last
+    assert order == [
+        (1, "numpy"), (1, "numpy in run"), (1, "lists"), (1, "matmul"),
+        (2, "numpy"), (2, "numpy in run"), (2, "lists"), (2, "matmul"),
+    ]  # fmt: skip
+
+
+def test_default_epochs_keep_pure_python_short_and_overhead_follows_numpy() -> None:
+    # GIVEN no --epochs, --warmup or --overhead
+    with_numpy = plan_of(["lists", "numpy", "torch"])
+    without = plan_of(["lists", "generators"])
+    # THEN pure Python gets a few epochs, numpy and torch hundreds; overhead is on only with numpy
+    assert with_numpy.epochs == {"lists": 3, "numpy": 500, "torch": 300}
+    assert with_numpy.warmup == {"lists": 1, "numpy": 50, "torch": 20}
+    assert with_numpy.overhead and not without.overhead
+    # AND the baseline is numpy when benchmarked, else the first variant
+    assert with_numpy.baseline == "numpy" and without.baseline == "lists"
+    # AND --epochs/--warmup apply to every variant
+    assert plan_of(["lists", "numpy"], epochs=7, warmup=0).epochs == {"lists": 7, "numpy": 7}
+
+
+def test_loop_config_trains_warmup_plus_measured_epochs_and_only_torch_gets_the_thread_option() -> None:
+    # GIVEN a plan on 2 threads, fc_only
+    plan = plan_of(["numpy", "torch"], epochs=10, warmup=3, threads=2, fc_only=True)
+    numpy_job, torch_job = (job for job in plan.jobs() if job.kind == LOOP and job.round == 1)
+    # THEN both train 13 epochs fc_only; torch also sets its own threads
+    assert plan.config(numpy_job) == RunConfig(epochs=13, options={"fc_only": True})
+    assert plan.config(torch_job) == RunConfig(epochs=13, options={"fc_only": True, "threads": 2})
+
+
+def test_child_environment_pins_every_thread_variable_and_leaves_openblas_tuning_alone() -> None:
+    # GIVEN an environment with an OpenBLAS core type and a user's thread setting
+    base = {"OPENBLAS_CORETYPE": "Haswell", "OMP_NUM_THREADS": "8", "HOME": "/h"}
+    # WHEN the children's environment is made for 1 thread
+    environment = bench.child_environment(1, base)
+    # THEN all three thread variables say 1 and the rest is untouched
+    assert environment == base | {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    assert base["OMP_NUM_THREADS"] == "8"  # the caller's mapping is not modified
+
+
+@pytest.mark.parametrize(
+    ("variants", "choices", "message"),
+    [
+        (["numpy", "tensorflow"], {}, "unknown variant 'tensorflow'; accepted: lists, generators, numpy, torch"),
+        (["numpy", "numpy"], {}, "variant 'numpy' is given more than once"),
+        (["numpy"], {"epochs": 0}, "--epochs must be a positive whole number, got 0"),
+        (["numpy"], {"repeat": -2}, "--repeat must be a positive whole number, got -2"),
+        (["numpy"], {"threads": 0}, "--threads must be a positive whole number, got 0"),
+        (["numpy"], {"warmup": -1}, "--warmup must be 0 or more epochs, got -1"),
+        (["numpy", "lists"], {"baseline": "torch"}, "baseline 'torch' is not benchmarked; choose one of: numpy, lists"),
+        (["lists"], {"overhead": True}, "--overhead measures numpy under `run`: add numpy to --variants"),
+    ],
+)
+def test_bad_choices_are_one_line_usage_errors(variants: list[str], choices: dict[str, object], message: str) -> None:
+    # WHEN the plan is made from a bad choice THEN a UsageError names it
+    with pytest.raises(UsageError) as error:
+        plan_of(variants, **choices)
+    assert str(error.value) == message and error.value.exit_code == 2
+
+
+# -- arithmetic ----------------------------------------------------------------------------------
+
+
+def test_loop_rate_counts_only_the_epochs_after_the_warmup() -> None:
+    # GIVEN a slow first epoch, then epochs of 0.5, 0.25 and 0.25 s
+    epoch_s = [5.0, 0.5, 0.25, 0.25]
+    # THEN after one warm-up epoch: 3 epochs in 1 s; without warm-up: 4 in 6 s
+    assert bench.loop_rate(epoch_s, 1) == pytest.approx(3.0)
+    assert bench.loop_rate(epoch_s, 0) == pytest.approx(4 / 6)
+    with pytest.raises(ValueError):
+        bench.loop_rate(epoch_s, 4)
+
+
+def test_span_rate_includes_the_time_between_epochs() -> None:
+    # GIVEN epochs ending at 1, 2, 2.5 and 3 s from the first epoch's start
+    ends = [1.0, 2.0, 2.5, 3.0]
+    # THEN after one warm-up epoch: 3 epochs from t=1 to t=3; without: 4 epochs in 3 s
+    assert bench.span_rate(ends, 1) == pytest.approx(1.5)
+    assert bench.span_rate(ends, 0) == pytest.approx(4 / 3)
+
+
+def test_spread_ratio_and_share() -> None:
+    # GIVEN four rates THEN the median of an even count is the mean of the middle two, the range min-max
+    assert Spread.of([3.0, 1.0, 10.0, 2.0]) == Spread(2.5, 1.0, 10.0)
+    assert Spread.of([7.0]) == Spread(7.0, 7.0, 7.0)
+    # AND 250 epochs/s against 1000 is a quarter; 1 MFLOP per epoch at 500 epochs/s on 1 GFLOP/s is half
+    assert bench.ratio(250.0, 1000.0) == 0.25
+    assert bench.share(1_000_000, 500.0, 1e9) == pytest.approx(0.5)
+
+
+def test_summarise_takes_medians_over_rounds_and_relates_them_to_the_baseline_and_the_limit() -> None:
+    # GIVEN three rounds of numpy (100, 400, 200 epochs/s), lists (1, 2, 4), numpy under run at 80% of bare,
+    # and matmul rates 8, 10 and 9 GFLOP/s; 10 MFLOP per epoch
+    plan = plan_of(["numpy", "lists"], repeat=3, epochs=4, warmup=1)
+    rates = {"numpy": [100.0, 400.0, 200.0], "lists": [1.0, 2.0, 4.0]}
+    limit = [8e9, 10e9, 9e9]
+    outcomes = []
+    for job in plan.jobs():
+        if job.kind == MATMUL:
+            outcomes.append(Outcome(job, flops_per_s=limit[job.round - 1]))
+        elif job.kind == RUN:
+            outcomes.append(loop_outcome(job, 0.8 * rates["numpy"][job.round - 1]))
+        else:
+            outcomes.append(loop_outcome(job, rates[str(job.variant)][job.round - 1]))
+    # WHEN summarised
+    report = bench.summarise(plan, outcomes, flops=10_000_000, load_average=(1.0, 2.0))
+    numpy_row, lists_row = report.rows
+    # THEN each row has its rounds' rates and their median
+    assert numpy_row.rates == pytest.approx((100.0, 400.0, 200.0))
+    assert numpy_row.spread == Spread(200.0, 100.0, 400.0)
+    assert lists_row.spread is not None and lists_row.spread.median == pytest.approx(2.0)
+    # AND the ratio of medians to numpy's, GFLOP/s = 10 MFLOP x median, share against the median 9 GFLOP/s
+    assert numpy_row.ratio == pytest.approx(1.0) and lists_row.ratio == pytest.approx(2.0 / 200.0)
+    assert numpy_row.gflops == pytest.approx(2.0) and lists_row.gflops == pytest.approx(0.02)
+    assert numpy_row.share == pytest.approx(2.0 / 9.0) and lists_row.share == pytest.approx(0.02 / 9.0)
+    assert report.limit_spread == Spread(9e9, 8e9, 10e9)
+    # AND the overhead pairs each round's run with its bare loop: 0.8 every round
+    assert report.overhead is not None
+    overhead = report.overhead.ratio
+    assert (overhead.median, overhead.low, overhead.high) == pytest.approx((0.8, 0.8, 0.8))
+    # AND the bare span rate includes nothing but the epochs here (no gaps in the fake)
+    assert report.overhead.bare == pytest.approx((100.0, 400.0, 200.0))
+
+
+def test_a_variant_that_cannot_be_imported_is_tried_once_and_reported_as_skipped() -> None:
+    # GIVEN torch missing: its first measurement says skipped
+    plan = plan_of(["numpy", "torch"], repeat=3, epochs=2, warmup=0, overhead=False)
+    started: list[str] = []
+
+    def measure(job: Job) -> Outcome:
+        started.append(job.label)
+        if job.variant == "torch":
+            return Outcome(job, skipped="no module named 'torch'")
+        if job.kind == MATMUL:
+            return Outcome(job, flops_per_s=1e9)
+        return loop_outcome(job, 100.0)
+
+    seen: list[tuple[int, int]] = []
+    # WHEN the plan runs
+    outcomes = bench.execute_plan(plan, measure, lambda index, total, outcome: seen.append((index, total)))
+    report = bench.summarise(plan, outcomes, flops=1000)
+    # THEN torch is started once, the others every round, and progress hears of every job
+    assert started.count("torch") == 1 and started.count("numpy") == 3 and started.count("matmul") == 3
+    assert seen == [(index, 9) for index in range(1, 10)]
+    # AND its row carries the reason and no figures
+    torch_row = report.rows[1]
+    assert torch_row.skipped == "no module named 'torch'" and torch_row.rates == () and torch_row.ratio is None
+    assert re.search(r"^torch +skipped: no module named 'torch'$", bench.format_table(report), re.MULTILINE)
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+
+GOLDEN_TABLE = """\
+variant     epochs  epochs/s      min-max   vs numpy  GFLOP/s  of limit
+numpy       50+500     1,050  1,000-1,100      1.00x       21       42%
+torch       20+300     130.3  125.5-140.0     0.124x      2.6      5.2%
+lists          1+3     0.825     0.8-0.85  0.000786x   0.0171   0.0342%
+generators  skipped: cannot import X
+FLOPs per epoch: 20,000,000 (matrix products counted from the layer shapes, the same for every variant)
+machine limit: float64 1024x1024 matmul on 1 thread: 50 GFLOP/s (min-max 48-52), 2,500 epochs/s at 100%
+harness overhead: numpy under `run` 990.0 epochs/s vs bare 1,050: 0.900x (min-max 0.900-1.000; \
+wall time after the warm-up, recording included)
+epochs = warm-up+measured; epochs/s = measured epochs / their train_epoch time, median of 3 interleaved rounds, \
+each in a fresh process; 1 thread; load average (1 min) at start/end 2.50/3.25"""
+
+
+def test_table_matches_the_golden_text() -> None:
+    # GIVEN a report with a fast, a medium, a slow and a skipped variant
+    report = Report(
+        rows=(
+            Row("numpy", 50, 500, (1000.0, 1100.0, 1050.0), ratio=1.0, gflops=21.0, share=0.42),
+            Row("torch", 20, 300, (140.0, 125.5, 130.3), ratio=0.124, gflops=2.6, share=0.052),
+            Row("lists", 1, 3, (0.85, 0.8), ratio=0.000786, gflops=0.0171, share=0.000342),
+            Row("generators", 1, 3, skipped="cannot import X"),
+        ),
+        baseline="numpy",
+        threads=1,
+        repeat=3,
+        fc_only=False,
+        flops_per_epoch=20_000_000,
+        limit=(50e9, 48e9, 52e9),
+        overhead=Overhead(bare=(1000.0, 1100.0, 1050.0), in_run=(900.0, 990.0, 1050.0)),
+        load_average=(2.5, 3.25),
+    )
+    # WHEN formatted THEN it is exactly the golden text
+    assert bench.format_table(report) == GOLDEN_TABLE
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1162.54, "1,163x"),
+        (11.49, "11.5x"),
+        (7.434, "7.43x"),
+        (1.0, "1.00x"),
+        (0.1342, "0.134x"),
+        (0.001354, "0.00135x"),
+    ],
+)
+def test_ratios_keep_three_significant_figures_and_no_false_precision(value: float, text: str) -> None:
+    # WHEN a ratio is formatted THEN small ones keep 3 significant figures, large ones drop decimals
+    assert bench.format_times(value) == text
+
+
+def test_report_json_carries_a_schema_version_and_every_rounds_figures() -> None:
+    # GIVEN a one-row report WHEN made JSON-ready
+    report = Report(
+        rows=(Row("numpy", 5, 10, (10.0, 30.0, 20.0), ratio=1.0, gflops=0.2, share=0.1),),
+        baseline="numpy", threads=1, repeat=3, fc_only=False, flops_per_epoch=10**7, limit=(2e9, 2e9, 2e9),
+    )  # fmt: skip
+    data = json.loads(json.dumps(bench.report_to_dict(report)))
+    # THEN it keeps the per-round rates, their median and range, and says which schema it is
+    assert data["schema_version"] == bench.SCHEMA_VERSION
+    assert (data["variants"][0]["median"], data["variants"][0]["min"], data["variants"][0]["max"]) == (20.0, 10.0, 30.0)
+    assert data["variants"][0]["epochs_per_s"] == [10.0, 30.0, 20.0] and data["overhead"] is None
+
+
+def test_the_worker_times_each_epoch_and_its_end_from_the_first_start() -> None:
+    # GIVEN a loop whose epochs take 1, 2 and 3 ticks of a fake clock whose every reading takes half a tick
+    now = [0.0]
+
+    class Loop:
+        def __init__(self, config: RunConfig) -> None: ...
+
+        def train_epoch(self, epoch: int) -> dict[str, float]:
+            now[0] += epoch
+            return {}
+
+    def clock() -> float:
+        now[0] += 0.5
+        return now[0]
+
+    # WHEN three epochs are timed
+    epoch_s, ends_s = time_epochs(Loop(RunConfig()), 3, clock)
+    # THEN each epoch's time includes one reading; the ends count from the first reading (t=0.5),
+    # so the reading between one epoch's end and the next one's start shows in the ends only
+    assert epoch_s == [1.5, 2.5, 3.5]
+    assert ends_s == [2.0, 5.0, 9.0]
+
+
+def test_a_failing_child_is_one_measurement_error_naming_the_job(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # GIVEN a matmul size the child cannot use
+    monkeypatch.setattr(bench, "MATMUL_SIZE", -1)
+    measurer = bench.Measurer(plan_of(["lists"], repeat=1), tmp_path)
+    # WHEN it is measured THEN the child's exception comes back as one line naming the job
+    with pytest.raises(bench.MeasurementError, match=r"^matmul \(round 1\) failed: ValueError: .*negative"):
+        measurer(Job(MATMUL, 1))
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def harness(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+
+
+def test_bench_prints_the_table_and_skips_a_missing_torch(tmp_path: Path) -> None:
+    # GIVEN an environment where importing torch fails, as on an install without the torch extra
+    fake = tmp_path / "site" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('No module named torch (test double)')\n")
+    env = os.environ | {"PYTHONPATH": str(tmp_path / "site")}
+    # WHEN numpy, torch and lists are benchmarked for 1 epoch after 1 warm-up, twice, saving JSON
+    done = harness(
+        "bench", "--variants", "numpy", "torch", "lists", "--epochs", "1", "--warmup", "1", "--repeat", "2",
+        "--json", "bench.json", cwd=tmp_path, env=env,
+    )  # fmt: skip
+    # THEN it exits 0 with no progress (stderr is not a terminal)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    lines = done.stdout.splitlines()
+    # AND the table has its header, one row of 7 columns per measured variant, torch skipped with the reason
+    assert re.split(r"\s{2,}", lines[0]) == [
+        "variant",
+        "epochs",
+        "epochs/s",
+        "min-max",
+        "vs numpy",
+        "GFLOP/s",
+        "of limit",
+    ]
+    for line, name in zip(lines[1:3], ["numpy", "lists"], strict=True):
+        cells = re.split(r"\s{2,}", line)
+        assert cells[0] == name and cells[1] == "1+1" and len(cells) == 7
+        assert re.fullmatch(r"[\d.,]+%", cells[6])
+    assert re.match(r"torch +skipped: cannot import variant 'torch'", lines[3])
+    assert "pip install '.[torch]'" in lines[3]
+    # AND the notes: FLOPs, the limit on 1 thread, the overhead of `run`, the method
+    assert lines[4].startswith("FLOPs per epoch: ")
+    assert lines[5].startswith("machine limit: float64 1024x1024 matmul on 1 thread: ")
+    assert lines[6].startswith("harness overhead: numpy under `run` ")
+    assert lines[7].startswith("epochs = warm-up+measured;") and len(lines) == 8
+    # AND the JSON holds both rounds of each measured variant
+    data = json.loads((tmp_path / "bench.json").read_text())
+    rates = {row["variant"]: row["epochs_per_s"] for row in data["variants"]}
+    assert len(rates["numpy"]) == len(rates["lists"]) == 2 and rates["torch"] == []
+    assert len(data["limit_flops_per_s"]) == 2 and len(data["overhead"]["run_epochs_per_s"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--variants", "numpy", "nope"], "unknown variant 'nope'"),
+        (["--epochs", "0"], "--epochs must be a positive whole number, got 0"),
+        (["--repeat", "0"], "--repeat must be a positive whole number, got 0"),
+        (["--epochs", "ten"], "expected a whole number, got 'ten'"),
+        (["--json", "no/such/dir/x.json"], "directory 'no/such/dir' does not exist"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    # WHEN bench is given a bad option
+    done = harness("bench", *args, cwd=tmp_path)
+    # THEN it exits 2 with one line naming it, before measuring anything
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1 and message in done.stderr
