@@ -105,7 +105,17 @@ class EpochRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the worker's wire format); :meth:`from_dict` reverses it."""
-        return asdict(self) | {"metrics": dict(self.metrics)}
+        # By hand: dataclasses.asdict deep-copies, and this runs once per epoch in the worker.
+        return {
+            "epoch": self.epoch,
+            "rss_bytes": self.rss_bytes,
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "heap_bytes": self.heap_bytes,
+            "py_blocks": self.py_blocks,
+            "epoch_s": self.epoch_s,
+            "elapsed_s": self.elapsed_s,
+            "metrics": dict(self.metrics),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EpochRecord:

@@ -10,8 +10,8 @@ The parent never imports or runs training code.  It
    the parent, which then decides), with stdout and stderr in worker.log and
    the records on a pipe of their own (``pass_fds``);
 4. polls that pipe with a timeout equal to the time left until the next
-   memory sample: each record is appended to epochs.csv and fsync'ed as soon
-   as it is read; each sample (psutil RSS of the worker) goes to samples.csv
+   memory sample: each record is appended to epochs.csv and flushed as soon
+   as it is read (fsync'ed at most every 0.5 s); each sample (psutil RSS of the worker) goes to samples.csv
    and is checked against the memory cap, over which the worker is killed at
    once (SIGKILL);
 5. on timeout, SIGINT or SIGTERM sends the worker SIGTERM (it finishes
@@ -46,6 +46,7 @@ from harness.sizes import format_size
 
 DEFAULT_SAMPLE_INTERVAL_S = 0.05
 MAX_DEFAULT_CAP = 4 * 1024**3
+READ_BATCH_S = 0.01  # records wait at most this long before they are written
 GRACE_S = 5.0  # a stopped worker gets this long to write its last records and trace before SIGKILL
 CHECK_TIMEOUT_S = 120.0  # resolving a variant imports it: torch alone takes seconds
 STDERR_TAIL_LINES = 20
@@ -264,7 +265,7 @@ class _Session:
             except (ValueError, KeyError, TypeError) as exc:
                 # Only our own worker writes here: a bad record is a harness bug, not the user's.
                 self._end(records.FAILED, f"bad record from the worker ({exc}): {line[:200]!r}", kill=True)
-        self.writer.sync_epochs()  # one fsync per read, however many epochs arrived together
+        self.writer.sync_epochs()
         return True
 
     # -- memory samples --------------------------------------------------------------------
@@ -364,13 +365,21 @@ class _Session:
         poller.register(read_fd, select.POLLIN | select.POLLHUP)
         buffer = bytearray()
         next_sample = time.monotonic()
+        read_after = 0.0
         while True:
             now = time.monotonic()
             wait = max(0.0, next_sample - now)
             if deadline is not None and self.status is None:
                 wait = min(wait, max(0.0, deadline - now))
-            if poller.poll(math.ceil(wait * 1000)) and not self._read(read_fd, buffer):
-                break  # end of file: the worker has exited (or closed the pipe)
+            if poller.poll(math.ceil(wait * 1000)):
+                # A fast loop sends hundreds of records a second: let them gather for a few
+                # milliseconds and handle them in one go, so this process does not steal the
+                # worker's CPU by waking up for each one.
+                if time.monotonic() < read_after:
+                    time.sleep(max(0.0, min(read_after, next_sample) - time.monotonic()))
+                if not self._read(read_fd, buffer):
+                    break  # end of file: the worker has exited (or closed the pipe)
+                read_after = time.monotonic() + READ_BATCH_S
             now = time.monotonic()
             if now >= next_sample:
                 if not self.killed:

@@ -15,7 +15,8 @@ state against that baseline and writes ``trace.json``:
 
 Attribution: an allocation is charged to the most recent frame of its traceback
 that is the user's or variant's code, that is neither in the Python standard
-library, nor in site-packages, nor in the harness.  When no such frame was
+library, nor in site-packages (our own ``variants`` package excepted, wherever
+it is installed), nor in the harness.  When no such frame was
 recorded (the traceback holds :data:`FRAMES` frames), the most recent frame
 outside the stdlib and the harness is used, then the most recent frame.  This
 is ``Snapshot.compare_to(..., "lineno")`` with the key moved from the allocating
@@ -51,6 +52,9 @@ BUDGET = 10.0  # and at least BUDGET times what the last trace took
 TRACE_SCHEMA_VERSION = 1
 
 _HARNESS_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# Our variants are installed beside the harness, in site-packages after a plain `pip install .`:
+# they count as the user's code, not as a third-party library.
+_VARIANTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "variants") + os.sep
 _STDLIB_DIRS = tuple(
     os.path.abspath(p) + os.sep for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}
 )
@@ -72,7 +76,7 @@ def _is_stdlib(filename: str) -> bool:
 
 
 def _is_third_party(filename: str) -> bool:
-    return any(marker in filename for marker in _THIRD_PARTY_MARKERS)
+    return any(marker in filename for marker in _THIRD_PARTY_MARKERS) and not filename.startswith(_VARIANTS_DIR)
 
 
 def _is_harness(filename: str) -> bool:

@@ -118,21 +118,29 @@ def _error_fields(phase: str, exc: BaseException) -> dict[str, Any]:
     }
 
 
-def _peak_rss_bytes() -> int:
-    """The worker's high-water RSS (VmHWM).
+def memory_now() -> tuple[int, int]:
+    """(RSS, high-water RSS) of this process in bytes, from one read of /proc/self/status (about 20 us).
 
-    Not ru_maxrss: Linux carries that over from the parent across fork and exec,
-    so it would start at the parent's size.  About 20 us per call.
+    The high-water mark is VmHWM, not ru_maxrss: Linux carries ru_maxrss over
+    from the parent across fork and exec, so it would start at the parent's size.
+    Elsewhere: psutil's RSS and ru_maxrss.
     """
+    rss = peak = -1
     try:
         with open("/proc/self/status", "rb") as status:
             for line in status:
                 if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) * 1024  # reported in kB
+                    peak = int(line.split()[1]) * 1024  # reported in kB
+                elif line.startswith(b"VmRSS:"):
+                    rss = int(line.split()[1]) * 1024
+                    break  # VmRSS follows VmHWM
     except OSError:
         pass
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return maxrss if sys.platform == "darwin" else maxrss * 1024  # bytes on macOS, KiB elsewhere
+    if rss < 0 or peak < 0:
+        rss = psutil.Process().memory_info().rss
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = max(rss, maxrss if sys.platform == "darwin" else maxrss * 1024)  # bytes on macOS, KiB elsewhere
+    return rss, peak
 
 
 def check(channel: Channel, variant: str, leak: str | None) -> int:
@@ -173,7 +181,6 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
         channel.send("error", **_error_fields(phase, exc))
         return 1
 
-    process = psutil.Process()
     metric_names: tuple[str, ...] | None = None
     epoch = 0
     t0 = time.monotonic()
@@ -188,6 +195,7 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
             metrics = loop.train_epoch(epoch)
             stop.in_epoch = False
             ended = time.monotonic()
+            rss, peak = memory_now()
             try:
                 metrics = records.check_metrics(metrics)
             except (TypeError, ValueError) as exc:
@@ -196,8 +204,8 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
                 return 1
             record = records.EpochRecord(
                 epoch=epoch,
-                rss_bytes=process.memory_info().rss,
-                peak_rss_bytes=_peak_rss_bytes(),
+                rss_bytes=rss,
+                peak_rss_bytes=peak,
                 heap_bytes=tracer.heap_bytes() if tracer is not None else None,
                 # Blocks held by Python's small-object allocator: every live float, int, list, dict...
                 # It walks the allocator's pools, about 15 us per 100 MiB of small objects.

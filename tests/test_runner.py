@@ -114,6 +114,14 @@ def test_allocations_are_charged_to_the_most_recent_user_frame() -> None:
     assert tracing.attribute([frames[0], ("<frozen importlib._bootstrap>", 1)]) == frames[0]
 
 
+def test_our_variants_count_as_user_code_even_when_installed_in_site_packages() -> None:
+    # GIVEN NumPy called from one of our variants, both under site-packages after a plain `pip install .`
+    variant = (tracing._VARIANTS_DIR + "buffers.py", 12)
+    frames = [("/venv/lib/python3.11/site-packages/numpy/lib/shape_base.py", 5), variant]
+    # WHEN attributed THEN the variant's line is charged, not NumPy's
+    assert tracing.attribute(frames) == variant
+
+
 def test_compare_keeps_growing_sites_and_types_largest_first() -> None:
     # GIVEN a baseline and a later state where one site grew a lot, one a little, one shrank
     a, b, c = ("/p/a.py", 1), ("/p/b.py", 2), ("/p/c.py", 3)
