@@ -437,8 +437,8 @@ def execute(
     if handle_signals:
         flag.install()
     try:
-        check_variant(request.variant, request.config.leak)
         storage.check_results_dir(request.results_dir)
+        check_variant(request.variant, request.config.leak)
         if flag.count:
             raise KeyboardInterrupt  # nothing written yet: leave like any interrupted command
         run_dir = storage.create_run_dir(request.results_dir, request.variant, request.config.leak, request.config.seed)

@@ -20,8 +20,10 @@ it is installed), nor in the harness.  When no such frame was
 recorded (the traceback holds :data:`FRAMES` frames), the most recent frame
 outside the stdlib and the harness is used, then the most recent frame.  This
 is ``Snapshot.compare_to(..., "lineno")`` with the key moved from the allocating
-line inside NumPy or ``list.append``'s caller's caller to the line in the loop
-that asked for it.  Allocations made by the tracer itself are filtered out.
+line inside NumPy or the stdlib to the line in the loop that asked for it.
+Allocations whose traceback holds a harness frame and otherwise only stdlib
+frames are the harness's own bookkeeping (the tracer's baseline, the last record
+sent) and are left out.
 """
 
 from __future__ import annotations
@@ -59,7 +61,6 @@ _STDLIB_DIRS = tuple(
     os.path.abspath(p) + os.sep for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}
 )
 _THIRD_PARTY_MARKERS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
-_OWN_FILES = (os.path.abspath(__file__), tracemalloc.__file__)
 
 
 def baseline_epoch(epochs: int) -> int:
@@ -94,6 +95,16 @@ def attribute(frames: Iterable[tuple[str, int]]) -> tuple[str, int]:
         if not _is_stdlib(frame[0]) and not _is_harness(frame[0]):
             return frame
     return frames[0] if frames else ("<unknown>", 0)
+
+
+def is_bookkeeping(frames: Iterable[tuple[str, int]]) -> bool:
+    """True for the harness's own allocations: a harness frame, and nothing but the stdlib besides.
+
+    A traceback of stdlib frames alone is kept: it may be the user's call into the
+    stdlib, cut off at the frame limit before it reached the user's code.
+    """
+    names = [frame[0] for frame in frames]
+    return any(_is_harness(name) for name in names) and all(_is_harness(name) or _is_stdlib(name) for name in names)
 
 
 def _type_name(cls: type) -> str:
@@ -171,8 +182,8 @@ def take_state(epoch: int, baseline: HeapState | None = None) -> HeapState:
     stacks: dict[tuple[str, int], tuple[tuple[str, int], ...]] = {}
     largest: dict[tuple[str, int], int] = {}
     for frames, size, count in _group_tracebacks(snapshot):
-        if any(name in _OWN_FILES for name, _ in frames):
-            continue  # the tracer's own bookkeeping, including the baseline it keeps
+        if is_bookkeeping(frames):
+            continue  # the worker's and the tracer's own (the baseline, the last record sent)
         site = attribute(frames)
         entry = sites.setdefault(site, [0, 0])
         entry[0] += size

@@ -255,6 +255,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point of ``python -m harness.worker``."""
     args = _parse(argv)
+    # Whole lines reach worker.log at once, so a worker killed at the memory cap leaves its last words.
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     job = json.loads(args.check if args.check is not None else args.job)
     _die_with_parent(job.get("parent_pid"))
     channel = Channel(args.fd)

@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
+import harness
 from harness import storage
 from harness.loading import VariantInfo, list_variants, registered_variants
 
@@ -132,6 +133,8 @@ def test_trace_points_at_the_line_that_keeps_the_memory(tmp_path: Path) -> None:
     top = trace["sites"][0]
     assert (Path(top["file"]), top["line"]) == (LOOPS, line)
     assert top["count_diff"] >= 6 * 20_000 and top["size_diff"] >= 6 * 20_000 * 24
+    harness_dir = str(Path(harness.__file__).parent)
+    assert not any(site["file"].startswith(harness_dir) for site in trace["sites"])  # not the harness's own
     assert {"type": "list", "count_diff": 6} in [{k: t[k] for k in ("type", "count_diff")} for t in trace["types"]]
     assert run.meta["trace"] is True
 

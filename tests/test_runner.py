@@ -114,6 +114,18 @@ def test_allocations_are_charged_to_the_most_recent_user_frame() -> None:
     assert tracing.attribute([frames[0], ("<frozen importlib._bootstrap>", 1)]) == frames[0]
 
 
+def test_the_harness_own_allocations_are_told_apart_from_the_loop() -> None:
+    # GIVEN tracebacks (most recent first) of the worker's json encoding, of a loop's call into
+    # the stdlib, and of a stdlib call chain cut off at the frame limit
+    worker = (tracing._HARNESS_DIR + "worker.py", 67)
+    encoder = (f"{STDLIB}json/encoder.py", 200)
+    user = ("/home/me/project/loop.py", 30)
+    # WHEN classified THEN only the first is the harness's bookkeeping
+    assert tracing.is_bookkeeping([encoder, worker])
+    assert not tracing.is_bookkeeping([encoder, user, worker])
+    assert not tracing.is_bookkeeping([encoder, encoder])
+
+
 def test_our_variants_count_as_user_code_even_when_installed_in_site_packages() -> None:
     # GIVEN NumPy called from one of our variants, both under site-packages after a plain `pip install .`
     variant = (tracing._VARIANTS_DIR + "buffers.py", 12)
