@@ -119,11 +119,22 @@ def _worker_command(fd: int, mode: str, payload: dict[str, Any]) -> list[str]:
     return [sys.executable, "-m", "harness.worker", "--fd", str(fd), mode, json.dumps(payload)]
 
 
-def check_variant(variant: str, leak: str | None, timeout_s: float = CHECK_TIMEOUT_S) -> VariantCheck:
-    """Resolve the variant and leak in a throw-away worker; UsageError naming what is wrong."""
+def check_variant(
+    variant: str,
+    leak: str | None,
+    timeout_s: float = CHECK_TIMEOUT_S,
+    memory_limit_bytes: int | None = None,
+) -> VariantCheck:
+    """Resolve the variant and leak in a throw-away worker; UsageError naming what is wrong.
+
+    Importing runs the module's top-level code: the check gets the run's RLIMIT_DATA
+    backstop (default: that of the default cap) and ``timeout_s``.
+    """
+    limit = memory_limit_bytes if memory_limit_bytes is not None else memory_limit_for(default_memory_cap())
+    payload = {"variant": variant, "leak": leak, "parent_pid": os.getpid(), "memory_limit_bytes": limit}
     read_fd, write_fd = os.pipe()
     try:
-        command = _worker_command(write_fd, "--check", {"variant": variant, "leak": leak, "parent_pid": os.getpid()})
+        command = _worker_command(write_fd, "--check", payload)
         try:
             # A session of its own: a terminal's Ctrl-C reaches only the parent, which decides.
             done = subprocess.run(
@@ -438,11 +449,12 @@ def execute(
         flag.install()
     try:
         storage.check_results_dir(request.results_dir)
-        check_variant(request.variant, request.config.leak)
+        cap = request.memory_cap_bytes if request.memory_cap_bytes is not None else default_memory_cap()
+        check_variant(request.variant, request.config.leak, memory_limit_bytes=memory_limit_for(cap))
         if flag.count:
             raise KeyboardInterrupt  # nothing written yet: leave like any interrupted command
         run_dir = storage.create_run_dir(request.results_dir, request.variant, request.config.leak, request.config.seed)
-        return _record(request, run_dir, progress, flag, on_start)
+        return _record(request, run_dir, cap, progress, flag, on_start)
     finally:
         flag.restore()
 
@@ -450,12 +462,12 @@ def execute(
 def _record(
     request: RunRequest,
     run_dir: Path,
+    cap: int,
     progress: Progress | None,
     flag: _SignalFlag,
     on_start: Callable[[Path], None] | None,
 ) -> RunOutcome:
     """Run the worker into ``run_dir``; meta.json ends with a final status even if the parent fails."""
-    cap = request.memory_cap_bytes if request.memory_cap_bytes is not None else default_memory_cap()
     limit = memory_limit_for(cap)
     leak = request.config.leak
     host = sysinfo.host_info()

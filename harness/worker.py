@@ -2,8 +2,9 @@
 
 Started by the parent (:mod:`harness.runner`) as::
 
-    python -m harness.worker --fd N --check '{"variant": ..., "leak": ...}'
-    python -m harness.worker --fd N --job '{"variant": ..., "config": {...}, "trace_path": ..., ...}'
+    python -m harness.worker --fd N --check '{"variant": ..., "leak": ..., "memory_limit_bytes": ...}'
+    python -m harness.worker --fd N --job '{"variant": ..., "config": {...}, "trace_path": ..., "trace_frames": ...,
+                                            "memory_limit_bytes": ..., "parent_pid": ...}'
 
 It writes JSON lines to file descriptor N, a pipe the parent reads; its stdout
 and stderr go wherever the parent pointed them (worker.log), so whatever the
@@ -161,7 +162,6 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
     stop = _StopFlag()
     signal.signal(signal.SIGTERM, stop.handler)
     signal.signal(signal.SIGINT, stop.handler)  # same as SIGTERM: the parent decides, not the terminal
-    _limit_memory(job.get("memory_limit_bytes"))
     config = RunConfig.from_dict(job["config"])
     trace_path = job.get("trace_path")
     tracer = Tracer(Path(trace_path), config.epochs, job.get("trace_frames", FRAMES)) if trace_path else None
@@ -260,6 +260,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     job = json.loads(args.check if args.check is not None else args.job)
     _die_with_parent(job.get("parent_pid"))
     channel = Channel(args.fd)
+    _limit_memory(job.get("memory_limit_bytes"))
     if args.check is not None:
         code = check(channel, job["variant"], job.get("leak"))
     else:
