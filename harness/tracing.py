@@ -28,6 +28,7 @@ sent) and are left out.
 
 from __future__ import annotations
 
+import dis
 import gc
 import itertools
 import json
@@ -36,6 +37,7 @@ import os
 import sysconfig
 import time
 import tracemalloc
+import types
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -195,6 +197,129 @@ def take_state(epoch: int, baseline: HeapState | None = None) -> HeapState:
     return HeapState(epoch, heap, sites, stacks, types)
 
 
+# -- who keeps the growth: referrer chains from a grown object up to what holds it --------------
+
+KEEPER_SITES = 3  # the largest growing sites whose keepers are looked for
+KEEPER_SCAN = 200_000  # live containers examined to find an object allocated at those sites
+KEEPER_HOPS = 30  # referrer hops per chain (each hop is one gc.get_referrers scan of the heap)
+_TERMINALS = (types.FrameType, types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType, types.FunctionType, types.ModuleType)
+
+
+def _assigned_line(code: types.CodeType, name: str) -> int | None:
+    """The first line of ``code`` that stores to the variable ``name``."""
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in ("STORE_FAST", "STORE_DEREF", "STORE_NAME") and instruction.argval == name:
+            return instruction.positions.lineno if instruction.positions else None
+    return None
+
+
+def _name_in(namespace: dict[str, Any], child: object) -> str | None:
+    return next((name for name, value in namespace.items() if value is child), None)
+
+
+def _holder(holder: object, child: object) -> dict[str, Any]:
+    """Where ``holder`` keeps ``child``: a function's local (with the line assigning it), a global, a closure."""
+    frame = holder if isinstance(holder, types.FrameType) else getattr(holder, "gi_frame", None) or getattr(holder, "cr_frame", None)
+    if frame is not None:
+        name = _name_in(frame.f_locals, child)
+        code = frame.f_code
+        return {
+            "kind": "local" if name else "frame", "file": code.co_filename, "function": code.co_qualname, "name": name,
+            "line": (_assigned_line(code, name) if name else None) or frame.f_lineno, "suspended_at": frame.f_lineno,
+        }  # fmt: skip
+    if isinstance(holder, types.ModuleType):
+        return {"kind": "global", "file": getattr(holder, "__file__", None), "function": None,
+                "name": _name_in(vars(holder), child), "line": None, "suspended_at": None}  # fmt: skip
+    code = getattr(holder, "__code__", None)
+    return {"kind": "closure", "file": getattr(code, "co_filename", None), "function": getattr(holder, "__qualname__", None),
+            "name": None, "line": getattr(code, "co_firstlineno", None), "suspended_at": None}  # fmt: skip
+
+
+def _step(holder: object, child: object) -> str:
+    """One link of a chain: "list[3]", "dict['key']", "variants.lists.ListsCNN.snapshots"."""
+    kind = _type_name(type(holder))
+    if isinstance(holder, (list, tuple)):
+        index = next((i for i, item in enumerate(holder) if item is child), None)
+        return f"{kind}[{index}]" if index is not None else kind
+    if isinstance(holder, dict):
+        key = next((k for k, v in holder.items() if v is child), None)
+        return f"{kind}[{key!r}]"[:80] if key is not None else kind
+    attributes = getattr(holder, "__dict__", None)
+    name = _name_in(attributes, child) if isinstance(attributes, dict) else None
+    return f"{kind}.{name}" if name else kind
+
+
+def _referrers(obj: object, ignore: set[int]) -> list[object]:
+    """Containers referring to ``obj``, less the tracer's own (its frames and bookkeeping)."""
+    return [
+        ref for ref in gc.get_referrers(obj)
+        if id(ref) not in ignore and not (isinstance(ref, types.FrameType) and ref.f_code.co_filename == __file__)
+    ]  # fmt: skip
+
+
+def _chain(target: object, ignore: set[int]) -> dict[str, Any]:
+    """Follow referrers from ``target`` until a frame, generator, function or module holds it.
+
+    "chain" lists the objects from the target outwards, each as the container and
+    where in it the previous one sits; "holder" is what keeps the last of them
+    (None when the chain ends at an object nothing visible to the gc refers to,
+    such as the loop object the worker holds, or when the hops ran out).
+    """
+    steps = [_type_name(type(target))]
+    seen = {id(target)}
+    current = target
+    for _ in range(KEEPER_HOPS):
+        # get_referrers scans the whole heap: the list holding the previous step must be gone by then.
+        referrers = [ref for ref in _referrers(current, ignore) if id(ref) not in seen]
+        terminal = next((ref for ref in referrers if isinstance(ref, _TERMINALS)), None)
+        following = referrers[0] if referrers and terminal is None else None
+        del referrers
+        if terminal is not None:
+            code = getattr(terminal, "f_code", None) or getattr(terminal, "gi_code", None)
+            if code is not None and code.co_filename.startswith(_HARNESS_DIR):
+                return {"holder": None, "chain": steps}  # the worker's own reference to the loop
+            return {"holder": _holder(terminal, current), "chain": steps}
+        if following is None:
+            return {"holder": None, "chain": steps}
+        steps.append(_step(following, current))
+        seen.add(id(following))
+        current = following
+        del following
+    return {"holder": None, "chain": steps}
+
+
+def _allocated_at(sites: set[tuple[str, int]]) -> dict[tuple[str, int], object]:
+    """One live container allocated at each site, newest first, scanning at most KEEPER_SCAN."""
+    found: dict[tuple[str, int], object] = {}
+    # The newest containers sit at the end: the last promoted to the old generation, then the young.
+    for obj in itertools.islice(reversed(gc.get_objects()), KEEPER_SCAN):
+        allocated = tracemalloc.get_object_traceback(obj)
+        if allocated is None:
+            continue
+        site = attribute((frame.filename, frame.lineno) for frame in reversed(allocated))
+        if site in sites and site not in found:
+            found[site] = obj
+            if len(found) == len(sites):
+                break
+    return found
+
+
+def find_keepers(sites: list[tuple[str, int]]) -> list[dict[str, Any]]:
+    """For each site, one live container allocated there and the chain of referrers that keeps it alive.
+
+    Cost: a scan of up to KEEPER_SCAN live containers (newest first) and up to
+    KEEPER_HOPS full referrer scans per site.  Sites that allocate only objects
+    the gc does not track (floats, NumPy buffers) get no chain.
+    """
+    found = _allocated_at(set(sites))
+    keepers: list[dict[str, Any]] = []
+    ignore = {id(found)}
+    for site in sites:
+        if site in found:
+            keepers.append({"file": site[0], "line": site[1], **_chain(found[site], ignore)})
+    return keepers
+
+
 def compare(baseline: HeapState, final: HeapState, *, final_run: bool, top: int = TOP) -> dict[str, Any]:
     """The trace.json dict: top growing sites and object types between two states."""
     site_rows: list[dict[str, Any]] = []
@@ -281,8 +406,9 @@ class Tracer:
         if self.baseline is None:
             return False
         started = time.monotonic()
-        state = take_state(epoch, self.baseline)
-        write_json_atomic(self.path, compare(self.baseline, state, final_run=final))
+        trace = compare(self.baseline, take_state(epoch, self.baseline), final_run=final)
+        trace["keepers"] = find_keepers([(site["file"], site["line"]) for site in trace["sites"][:KEEPER_SITES]])
+        write_json_atomic(self.path, trace)
         self._last_end = time.monotonic()
         self._last_cost = self._last_end - started
         return True

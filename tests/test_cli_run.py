@@ -135,8 +135,24 @@ def test_trace_points_at_the_line_that_keeps_the_memory(tmp_path: Path) -> None:
     assert top["count_diff"] >= 6 * 20_000 and top["size_diff"] >= 6 * 20_000 * 24
     harness_dir = str(Path(harness.__file__).parent)
     assert not any(site["file"].startswith(harness_dir) for site in trace["sites"])  # not the harness's own
+    assert trace["keepers"][0]["chain"][-1].endswith("ListLeak.kept")  # kept in the loop's attribute
     assert {"type": "list", "count_diff": 6} in [{k: t[k] for k in ("type", "count_diff")} for t in trace["types"]]
     assert run.meta["trace"] is True
+
+
+def test_trace_names_what_keeps_the_growth(tmp_path: Path) -> None:
+    # GIVEN the seed's leak in miniature: one suspended generator per epoch, each keeping its work in a local
+    line = next(n for n, text in enumerate(LOOPS.read_text().splitlines(), 1) if "# KEEPER" in text)
+    # WHEN traced
+    done = cli("run", "--variant", loop("GeneratorLeak"), "--leak", "recursion", "--epochs", "6", "--trace", cwd=tmp_path)
+    # THEN the top site's keeper is that local, at the line that assigns it, in the generator's function
+    assert done.returncode == 0, done.stderr
+    trace = storage.load_run(run_dir_of(done, tmp_path)).trace
+    assert trace is not None
+    keeper = trace["keepers"][0]
+    assert (keeper["file"], keeper["line"]) == (trace["sites"][0]["file"], trace["sites"][0]["line"])
+    holder = keeper["holder"]
+    assert (Path(holder["file"]), holder["line"], holder["function"], holder["name"]) == (LOOPS, line, "GeneratorLeak._from", "work")
 
 
 def test_progress_line_is_drawn_on_a_terminal(tmp_path: Path) -> None:

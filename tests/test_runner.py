@@ -6,7 +6,9 @@ import io
 import json
 import os
 import sys
+import tracemalloc
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -146,6 +148,31 @@ def test_compare_keeps_growing_sites_and_types_largest_first() -> None:
     assert trace["sites"][0]["stack"] == ["/p/a.py:1"]
     assert [(t["type"], t["count_diff"], t["count"]) for t in trace["types"]] == [("list", 40, 50), ("Node", 3, 3)]
     assert (trace["baseline_epoch"], trace["final_epoch"], trace["heap_final_bytes"], trace["final"]) == (2, 9, 5000, True)
+
+
+def _held_by_a_generator() -> Iterator[list[list[float]]]:
+    kept = [[float(i)] for i in range(2000)]  # more lists than Python's free list holds: most are new
+    yield kept
+
+
+def test_keepers_name_the_variable_that_holds_what_grew() -> None:
+    # GIVEN a suspended generator whose local keeps lists allocated under tracemalloc
+    tracemalloc.start(5)
+    try:
+        generator = _held_by_a_generator()
+        next(generator)
+        code = _held_by_a_generator.__code__
+        site = (code.co_filename, code.co_firstlineno + 1)
+        # WHEN the keepers of that allocation site are looked for
+        keepers = tracing.find_keepers([site])
+    finally:
+        tracemalloc.stop()
+    # THEN the chain leads from an inner list to the generator's local, with the line that assigns it
+    assert len(keepers) == 1
+    holder = keepers[0]["holder"]
+    assert (holder["kind"], holder["name"], holder["function"]) == ("local", "kept", "_held_by_a_generator")
+    assert holder["line"] == code.co_firstlineno + 1 and holder["suspended_at"] == code.co_firstlineno + 2
+    assert keepers[0]["chain"][0] == "list" and keepers[0]["chain"][-1].startswith("list[")
 
 
 @pytest.mark.parametrize(("epochs", "expected"), [(1, 1), (4, 1), (8, 2), (12, 3), (500, 3)])
