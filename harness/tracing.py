@@ -291,12 +291,22 @@ def _chain(target: object, ignore: set[int]) -> dict[str, Any]:
 def _allocated_at(sites: set[tuple[str, int]]) -> dict[tuple[str, int], object]:
     """One live container allocated at each site, newest first, scanning at most KEEPER_SCAN."""
     found: dict[tuple[str, int], object] = {}
+    # The raw traceback (frames most recent first) and one attribution per distinct traceback:
+    # building Frame objects and attributing for each of 200,000 objects took seconds.
+    raw_traceback = getattr(tracemalloc, "_get_object_traceback", None)
+    attributed: dict[tuple[tuple[str, int], ...], tuple[str, int]] = {}
     # The newest containers sit at the end: the last promoted to the old generation, then the young.
     for obj in itertools.islice(reversed(gc.get_objects()), KEEPER_SCAN):
-        allocated = tracemalloc.get_object_traceback(obj)
-        if allocated is None:
+        if raw_traceback is not None:
+            frames = raw_traceback(obj)
+        else:
+            public = tracemalloc.get_object_traceback(obj)
+            frames = tuple((frame.filename, frame.lineno) for frame in reversed(public)) if public else None
+        if not frames:
             continue
-        site = attribute((frame.filename, frame.lineno) for frame in reversed(allocated))
+        site = attributed.get(frames)
+        if site is None:
+            site = attributed[frames] = attribute(frames)
         if site in sites and site not in found:
             found[site] = obj
             if len(found) == len(sites):
