@@ -162,15 +162,23 @@ class PoolRelu:
     derivative makes that delta zero wherever it would go.
     """
 
-    def __init__(self, windows: np.ndarray, out: np.ndarray, arena: Arena, name: str) -> None:
-        """``windows`` (4, K, Q) is the convolution output; ``out`` (K, Q) receives the pooled values."""
+    def __init__(
+        self, windows: np.ndarray, out: np.ndarray, arena: Arena, name: str, windows_grad: np.ndarray | None = None
+    ) -> None:
+        """``windows`` (4, K, Q) is the convolution output; ``out`` (K, Q) receives the pooled values.
+
+        ``windows_grad`` may be ``windows`` itself: :meth:`backward` reads the windows only before it
+        writes the gradient, and one buffer instead of two keeps more of an epoch in cache.
+        """
         shape = out.shape
         self.windows = windows
         self._w = tuple(windows[w] for w in range(WINDOWS))
         self.out = out
         self._first_pair = arena.array(f"{name}.first_pair", shape)
         self._second_pair = arena.array(f"{name}.second_pair", shape)
-        self.windows_grad = arena.array(f"{name}.windows_grad", windows.shape)
+        if windows_grad is None:
+            windows_grad = arena.array(f"{name}.windows_grad", windows.shape)
+        self.windows_grad = windows_grad
         # Never written, so zero in every plan: np.maximum(x, zeros) runs twice as fast as np.maximum(x, 0.0).
         self._zeros = arena.array(f"{name}.zeros", shape)
         self._flags = tuple(arena.array(f"{name}.flag{k}", shape, np.bool_) for k in range(3))

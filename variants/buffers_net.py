@@ -59,13 +59,16 @@ class BatchNet:
         conv1_in = (1, IMAGE_SIZE, IMAGE_SIZE)
         self.conv1 = Conv(params.matrix("conv1"), params.grad_matrix("conv1"), conv1_in, CONV1_SIZE, n, arena, "conv1")
         pooled1 = arena.array("pool1.out", (CONV1_KERNELS, POOLED1, POOLED1, n))
-        self.pool1 = PoolRelu(self.conv1.out, pooled1.reshape(CONV1_KERNELS, -1), arena, "pool1")
+        # Each pool's window gradient overwrites its convolution's output (no longer needed by then).
+        pooled1_flat = pooled1.reshape(CONV1_KERNELS, -1)
+        self.pool1 = PoolRelu(self.conv1.out, pooled1_flat, arena, "pool1", windows_grad=self.conv1.out)
         self.conv2 = ConvOnBuffer(
             params.matrix("conv2"), params.grad_matrix("conv2"), pooled1, CONV2_SIZE, arena, "conv2"
         )
         # Pooled conv2 output (20, 2, 2, n) is already fc1's input (80, n) in (channel, row, column) order.
         fc1_in = arena.array("fc1.in", (FLAT + 1, n))
-        self.pool2 = PoolRelu(self.conv2.out, fc1_in[:FLAT].reshape(CONV2_KERNELS, -1), arena, "pool2")
+        pooled2_flat = fc1_in[:FLAT].reshape(CONV2_KERNELS, -1)
+        self.pool2 = PoolRelu(self.conv2.out, pooled2_flat, arena, "pool2", windows_grad=self.conv2.out)
         fc2_in = arena.array("fc2.in", (HIDDEN + 1, n))
         self.fc1 = Dense(params.matrix("fc1"), params.grad_matrix("fc1"), fc1_in, fc2_in[:HIDDEN], arena, "fc1")
         self.relu = Relu(fc2_in[:HIDDEN], arena, "relu")
