@@ -21,6 +21,7 @@ def explain_text(meta: dict[str, Any], growth: dict[str, Any], trace: dict[str, 
         parts.append("No trace: re-run with --trace to see which lines and object types the growth comes from.")
     else:
         parts.append(sites_table(trace, root, top))
+        parts.append(keepers_text(trace, root))
         parts.append(types_table(trace, top))
     return "\n\n".join(part for part in parts if part) + "\n"
 
@@ -104,6 +105,29 @@ def _stack(row: dict[str, Any], root: str | None) -> str:
         file, _, line = str(frame).rpartition(":")
         lines.append("    " + _site({"file": file, "line": line}, root))
     return "\n  top site's largest traceback, most recent call first:\n" + "\n".join(lines)
+
+
+def _holder(holder: dict[str, Any] | None, root: str | None) -> str:
+    """"local `outcomes` of Loop._epochs_from at lists.py:125", or why the chain ended without one."""
+    if holder is None:
+        return "an object the worker holds (the loop itself; see the chain)"
+    where = _site({"file": holder["file"], "line": holder["line"]}, root) if holder.get("line") else holder["file"]
+    name = f" `{holder['name']}`" if holder.get("name") else ""
+    function = f" of {holder['function']}" if holder.get("function") else ""
+    return f"{holder['kind']}{name}{function} at {where}"
+
+
+def keepers_text(trace: dict[str, Any], root: str | None) -> str:
+    """What keeps each top site's objects alive: the holder and the referrer chain to it (empty when none found)."""
+    keepers = trace.get("keepers") or []
+    if not keepers:
+        return ""
+    lines = ["What keeps the growth alive (referrers from a grown object outwards):"]
+    for keeper in keepers:
+        lines.append(f"  {_site(keeper, root)}: held by {_holder(keeper.get('holder'), root)}")
+        if keeper.get("chain"):
+            lines.append("    via " + " <- ".join(keeper["chain"]))
+    return "\n".join(lines)
 
 
 def types_table(trace: dict[str, Any], top: int = TOP) -> str:

@@ -179,6 +179,12 @@ def _native(rss: dict[str, Any], heap: dict[str, Any] | None) -> tuple[bool | No
         return False, None
     if heap["verdict"] != "flat" and heap["ci_high"] >= NATIVE_SHARE * rss["bytes_per_epoch"]:
         return False, None
+    if heap["verdict"] == "leak":
+        # tracemalloc sees a real leak; heap_bytes exists only under --trace, where RSS also carries
+        # tracemalloc's own record of every traced block (several times a small object's size).
+        return False, (f"RSS grows {format_rate(rss['bytes_per_epoch'])} and the Python heap "
+                       f"{format_rate(heap['bytes_per_epoch'])}: the heap leak is real (see the sites); much of "
+                       "the rest is likely tracemalloc's own bookkeeping for the traced blocks")
     return True, (f"RSS grows {format_rate(rss['bytes_per_epoch'])} but the Python heap only "
                   f"{format_rate(heap['bytes_per_epoch'])}: the growth is native memory or allocator "
                   "fragmentation, which tracemalloc cannot see")

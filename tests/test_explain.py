@@ -189,6 +189,24 @@ def test_the_top_sites_traceback_is_shown_when_recorded(tmp_path: Path) -> None:
             "    train.py:30\n") in explain_text({}, growth, trace, root=str(tmp_path))
 
 
+def test_what_keeps_the_growth_alive_is_shown(tmp_path: Path) -> None:
+    # GIVEN a trace whose top site is held by a generator's local, and one held only through the loop object
+    top = site(str(tmp_path / "algebra.py"), 155, 8 * MiB, 10, 16 * MiB, 20)
+    held = {"kind": "local", "file": str(tmp_path / "loop.py"), "function": "Loop._epochs_from",
+            "name": "outcomes", "line": 125, "suspended_at": 126}
+    trace = {"baseline_epoch": 1, "final_epoch": 3, "sites": [top], "types": [], "keepers": [
+        {"file": top["file"], "line": 155, "holder": held, "chain": ["list", "list[149]", "tuple[1]"]},
+        {"file": str(tmp_path / "loop.py"), "line": 40, "holder": None, "chain": ["bytearray", "loop.Loop.kept"]},
+    ]}
+    growth = summarise_growth(pd.DataFrame({"epoch": [1], "rss_bytes": [1]}))
+    # WHEN rendered THEN each keeper names its holder and the chain of referrers to it
+    assert ("What keeps the growth alive (referrers from a grown object outwards):\n"
+            "  algebra.py:155: held by local `outcomes` of Loop._epochs_from at loop.py:125\n"
+            "    via list <- list[149] <- tuple[1]\n"
+            "  loop.py:40: held by an object the worker holds (the loop itself; see the chain)\n"
+            "    via bytearray <- loop.Loop.kept\n") in explain_text({}, growth, trace, root=str(tmp_path))
+
+
 def test_long_site_paths_keep_their_tail() -> None:
     deep = "/opt/" + "very-long-directory/" * 5 + "module.py"
     trace = {"baseline_epoch": 1, "final_epoch": 2, "types": [],

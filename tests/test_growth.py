@@ -327,6 +327,16 @@ def test_heap_growing_with_rss_is_not_flagged() -> None:
     assert (growth["native_growth"], growth["note"]) == (False, None)
 
 
+def test_a_heap_leak_smaller_than_rss_growth_is_not_called_native() -> None:
+    # GIVEN a traced run whose heap leaks 0.15 MiB/epoch while RSS (carrying tracemalloc's records) grows 1 MiB/epoch
+    rng = np.random.default_rng(16)
+    growth = summarise_growth(table(leaking(30, MiB, rng), heap=20 * MiB + 0.15 * MiB * np.arange(30)))
+    # THEN tracemalloc can see the leak: not flagged as native, and the note says where the rest likely is
+    assert growth["heap"]["verdict"] == "leak"
+    assert growth["native_growth"] is False
+    assert "tracemalloc's own bookkeeping" in growth["note"]
+
+
 def test_without_heap_records_there_is_no_heap_analysis() -> None:
     growth = summarise_growth(table(leaking(30, MiB, np.random.default_rng(15))))
     assert (growth["heap"], growth["native_growth"]) == (None, None)
