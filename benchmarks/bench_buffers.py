@@ -170,9 +170,9 @@ def _batch_bounds(model: BuffersCNN) -> list[tuple[int, int]]:
 def _wrap_forward(net: BatchNet, before: Callable[[Batch], None]) -> None:
     original = net.forward
 
-    def forward(batch: Batch) -> float:
+    def forward(batch: Batch, loss: bool = True) -> float:
         before(batch)
-        return original(batch)
+        return original(batch, loss)
 
     net.forward = forward  # type: ignore[method-assign]
 

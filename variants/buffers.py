@@ -75,7 +75,7 @@ class BuffersCNN:
                 if leaky:
                     snapshot.append({name: array.copy() for name, array in net.buffers().items()})
             net = self._nets[self._test.n]
-            net.forward(self._test)
+            net.forward(self._test, loss=False)
             targets = self._test.targets
             accuracy = net.loss.correct(targets) / self._test.n
             correct_prob = float(net.loss.picked.sum()) / self._test.n

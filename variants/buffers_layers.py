@@ -278,7 +278,7 @@ class SoftmaxCrossEntropy:
         """``logits`` (classes, n) is read by :meth:`forward`."""
         classes, n = logits.shape
         self.n = n
-        self._z = tuple(logits[k] for k in range(classes))
+        self._logits = logits
         self.probabilities = arena.array(f"{name}.probabilities", (classes, n))
         self._p = tuple(self.probabilities[k] for k in range(classes))
         self._scratch = arena.array(f"{name}.scratch", (classes, n))
@@ -292,25 +292,21 @@ class SoftmaxCrossEntropy:
 
     def forward(self, targets: Targets) -> float:
         """Probabilities (max subtracted first); returns the sum over the batch of -log p[label]."""
-        z, p = self._z, self._p
-        np.copyto(self._largest, z[0])
-        for row in z[1:]:
-            np.maximum(self._largest, row, out=self._largest)
-        for row, out in zip(z, p, strict=True):
-            np.subtract(row, self._largest, out=out)
-        np.exp(self.probabilities, out=self.probabilities)
-        np.copyto(self._total, p[0])
-        for row in p[1:]:
-            np.add(self._total, row, out=self._total)
-        for row in p:
-            np.divide(row, self._total, out=row)
-        # p[label] as sum over classes of p * onehot: exact, and unlike np.take it feeds no NumPy cache.
-        np.multiply(self.probabilities, targets.onehot, out=self._scratch)
-        np.copyto(self.picked, self._scratch[0])
-        for row in self._scratch[1:]:
-            np.add(self.picked, row, out=self.picked)
+        self.probabilities_and_picked(targets)
         np.log(self.picked, out=self._log)
         return -float(self._log.sum())
+
+    def probabilities_and_picked(self, targets: Targets) -> None:
+        """Probabilities (max subtracted first) and ``picked``, each sample's probability of its label."""
+        # Reductions over the class axis (axis 0) add row after row, the order of a per-sample loop.
+        np.maximum.reduce(self._logits, axis=0, out=self._largest)
+        np.subtract(self._logits, self._largest, out=self.probabilities)
+        np.exp(self.probabilities, out=self.probabilities)
+        np.add.reduce(self.probabilities, axis=0, out=self._total)
+        np.divide(self.probabilities, self._total, out=self.probabilities)
+        # p[label] as sum over classes of p * onehot: exact, and unlike np.take it feeds no NumPy cache.
+        np.multiply(self.probabilities, targets.onehot, out=self._scratch)
+        np.add.reduce(self._scratch, axis=0, out=self.picked)
 
     def backward(self, targets: Targets) -> np.ndarray:
         """logits_grad = (softmax - onehot) / n: the gradient of the batch mean loss."""

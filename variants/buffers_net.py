@@ -78,8 +78,8 @@ class BatchNet:
         self._pool2_grad = self.fc1.input_grad.reshape(CONV2_KERNELS, -1)
         self._pool1_grad = self.conv2.input_grad.reshape(CONV1_KERNELS, -1)
 
-    def forward(self, batch: Batch) -> float:
-        """Run the batch forward; returns the sum of its per-sample losses."""
+    def forward(self, batch: Batch, loss: bool = True) -> float:
+        """Run the batch forward; returns the sum of its per-sample losses (0.0 unless ``loss``)."""
         self.conv1.use_columns(batch.cols, batch.cols_t)
         self.conv1.forward()
         self.pool1.forward()
@@ -88,6 +88,9 @@ class BatchNet:
         self.fc1.forward()
         self.relu.forward()
         self.fc2.forward()
+        if not loss:  # probabilities only, for accuracy and correct_prob
+            self.loss.probabilities_and_picked(batch.targets)
+            return 0.0
         return self.loss.forward(batch.targets)
 
     def backward(self, batch: Batch, conv: bool) -> None:
