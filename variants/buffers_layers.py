@@ -128,13 +128,23 @@ class ConvOnBuffer(Conv):
         self._dcols = arena.array(f"{name}.dcols", (WINDOWS, depth, rows * columns * n))
         # Block w = (dy, dx), row (c, i, j) of the deltas goes to input rows 2Y + dy + i, columns 2X + dx + j.
         dcols = view_as(self._dcols, blocked)
-        self._col2im = [
-            (strided_positions(self.input_grad, dy + i, dx + j, rows, columns), dcols[dy, dx, :, i, j])
+        parts = {
+            (dy, dx, i, j): (strided_positions(self.input_grad, dy + i, dx + j, rows, columns), dcols[dy, dx, :, i, j])
             for dy in range(2)
             for dx in range(2)
             for i in range(kernel)
             for j in range(kernel)
-        ]
+        }
+        # The parts at offsets (0 or 1, 0 or 1) cover the first 2*rows x 2*columns positions once each:
+        # copied, not added, they replace the zero fill there (0 + x is x, so the sums are unchanged).
+        first = {}
+        for dy, dx, i, j in parts:
+            first.setdefault((dy + i, dx + j), (dy, dx, i, j))
+        copied = [first[a, b] for a in range(2) for b in range(2)]
+        self._col2im_copies = [parts[key] for key in copied]
+        self._col2im = [part for key, part in parts.items() if key not in copied]
+        # What the copies leave: the last rows, and the last columns of the other rows.
+        self._border = (self.input_grad[:, 2 * rows :], self.input_grad[:, : 2 * rows, 2 * columns :])
         self._weight_t = weight[:, :-1].T  # (C*k*k, K), a view BLAS reads as a transpose
 
     def forward(self) -> None:
@@ -146,7 +156,10 @@ class ConvOnBuffer(Conv):
     def backward_input(self, dout: np.ndarray) -> None:
         """input_grad: the transposed convolution of ``dout`` (4, K, Q), i.e. col2im of W.T @ dout."""
         np.matmul(self._weight_t, dout, out=self._dcols)
-        self.input_grad.fill(0.0)
+        for target, part in self._col2im_copies:
+            np.copyto(target, part)
+        for border in self._border:
+            border.fill(0.0)
         for target, part in self._col2im:
             np.add(target, part, out=target)
 
@@ -180,7 +193,8 @@ class PoolRelu:
             windows_grad = arena.array(f"{name}.windows_grad", windows.shape)
         self.windows_grad = windows_grad
         # Never written, so zero in every plan: np.maximum(x, zeros) runs twice as fast as np.maximum(x, 0.0).
-        self._zeros = arena.array(f"{name}.zeros", shape)
+        # One buffer for every layer (the arena hands each a view of its start): less memory to keep in cache.
+        self._zeros = arena.array("zeros", shape)
         self._flags = tuple(arena.array(f"{name}.flag{k}", shape, np.bool_) for k in range(3))
         self._selected = arena.array(f"{name}.selected", windows.shape, np.bool_)
         self._chosen = tuple(self._selected[w] for w in range(WINDOWS))
@@ -247,7 +261,7 @@ class Relu:
         self.values = values
         self._flag = arena.array(f"{name}.flag", values.shape, np.bool_)
         self._mask = arena.array(f"{name}.mask", values.shape)
-        self._zeros = arena.array(f"{name}.zeros", values.shape)  # never written
+        self._zeros = arena.array("zeros", values.shape)  # never written, shared with the pools
 
     def forward(self) -> None:
         """values = max(values, 0)."""
