@@ -126,8 +126,8 @@ def _relu_first(pool: PoolRelu) -> None:
         original_forward()
 
     def backward(dout: np.ndarray) -> None:
+        np.greater(conv_out, 0.0, out=flag)  # before the pool's gradient overwrites conv_out
         original_backward(dout)
-        np.greater(conv_out, 0.0, out=flag)
         np.copyto(mask, flag)
         np.multiply(pool.windows_grad, mask, out=pool.windows_grad)
 

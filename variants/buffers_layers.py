@@ -187,8 +187,8 @@ class PoolRelu:
         self.windows = windows
         self._w = tuple(windows[w] for w in range(WINDOWS))
         self.out = out
-        self._first_pair = arena.array(f"{name}.first_pair", shape)
-        self._second_pair = arena.array(f"{name}.second_pair", shape)
+        # The pair (2, 3)'s maxima are needed only inside forward(): one scratch buffer for every pool.
+        self._second_pair = arena.array("pool.scratch", shape)
         if windows_grad is None:
             windows_grad = arena.array(f"{name}.windows_grad", windows.shape)
         self.windows_grad = windows_grad
@@ -196,15 +196,18 @@ class PoolRelu:
         # One buffer for every layer (the arena hands each a view of its start): less memory to keep in cache.
         self._zeros = arena.array("zeros", shape)
         self._flags = tuple(arena.array(f"{name}.flag{k}", shape, np.bool_) for k in range(3))
+        self._second_wins = self._flags[1]  # written by forward(), read by backward()
         self._selected = arena.array(f"{name}.selected", windows.shape, np.bool_)
         self._chosen = tuple(self._selected[w] for w in range(WINDOWS))
 
     def forward(self) -> None:
         """out = relu(max over each window)."""
         w0, w1, w2, w3 = self._w
-        np.maximum(w0, w1, out=self._first_pair)
+        np.maximum(w0, w1, out=self.out)  # the pair (0, 1)
         np.maximum(w2, w3, out=self._second_pair)
-        np.maximum(self._first_pair, self._second_pair, out=self.out)
+        # Which pair wins, for backward(), while both maxima are at hand.
+        np.greater(self._second_pair, self.out, out=self._second_wins)
+        np.maximum(self.out, self._second_pair, out=self.out)
         np.maximum(self.out, self._zeros, out=self.out)
 
     def backward(self, dout: np.ndarray) -> None:
@@ -213,7 +216,6 @@ class PoolRelu:
         c0, c1, c2, c3 = self._chosen
         first, second, later = self._flags
         np.greater(self.out, 0.0, out=first)
-        np.greater(self._second_pair, self._first_pair, out=second)
         np.logical_and(second, first, out=second)  # positive, and the pair (2, 3) wins
         np.logical_xor(first, second, out=first)  # positive, and the pair (0, 1) wins
         np.greater(w1, w0, out=later)
