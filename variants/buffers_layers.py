@@ -137,7 +137,7 @@ class ConvOnBuffer(Conv):
         }
         # The parts at offsets (0 or 1, 0 or 1) cover the first 2*rows x 2*columns positions once each:
         # copied, not added, they replace the zero fill there (0 + x is x, so the sums are unchanged).
-        first = {}
+        first: dict[tuple[int, int], tuple[int, int, int, int]] = {}
         for dy, dx, i, j in parts:
             first.setdefault((dy + i, dx + j), (dy, dx, i, j))
         copied = [first[a, b] for a in range(2) for b in range(2)]
