@@ -295,8 +295,10 @@ def _allocated_at(sites: set[tuple[str, int]]) -> dict[tuple[str, int], object]:
     # building Frame objects and attributing for each of 200,000 objects took seconds.
     raw_traceback = getattr(tracemalloc, "_get_object_traceback", None)
     attributed: dict[tuple[tuple[str, int], ...], tuple[str, int]] = {}
-    # The newest containers sit at the end: the last promoted to the old generation, then the young.
-    for obj in itertools.islice(reversed(gc.get_objects()), KEEPER_SCAN):
+    # Newest first: the young generations (small), then the old one from its end, where the last
+    # promoted sit (a leak's objects are old by the time the trace is taken; a big heap's start is not).
+    newest_first = itertools.chain(gc.get_objects(0), gc.get_objects(1), reversed(gc.get_objects(2)))
+    for obj in itertools.islice(newest_first, KEEPER_SCAN):
         if raw_traceback is not None:
             frames = raw_traceback(obj)
         else:
