@@ -324,7 +324,7 @@ def test_satisfies_the_training_interface_and_is_registered() -> None:
 
 
 def test_unknown_leak_is_a_usage_error_naming_the_accepted_ones() -> None:
-    with pytest.raises(UsageError, match="unknown leak 'nope'.*history"):
+    with pytest.raises(UsageError, match="no leak 'nope'; accepted: history"):
         BuffersCNN(RunConfig(leak="nope"))
 
 

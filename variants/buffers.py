@@ -19,7 +19,7 @@ from typing import ClassVar, Mapping
 
 import numpy as np
 
-from harness.errors import UsageError
+from harness.loading import check_leak
 from harness.interface import RunConfig
 from variants.buffers_memory import Arena, small_ufunc_buffers
 from variants.buffers_net import Batch, BatchNet
@@ -38,8 +38,7 @@ class BuffersCNN:
     }
 
     def __init__(self, config: RunConfig) -> None:
-        if config.leak is not None and config.leak not in self.LEAKS:
-            raise UsageError(f"unknown leak {config.leak!r} for numpy; accepted: {', '.join(self.LEAKS)}")
+        check_leak(type(self), config.leak, "numpy")
         self.config = config
         self._fc_only = config.fc_only
         self._params = FlatParameters(initial_parameters(config.seed))

@@ -22,6 +22,7 @@ from typing import ClassVar, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from harness.errors import UsageError
+from harness.loading import check_leak
 from harness.interface import RunConfig
 from variants.data import initial_parameters, make_dataset
 from variants.generators_layers import (
@@ -158,9 +159,7 @@ class GeneratorsCNN:
     }
 
     def __init__(self, config: RunConfig) -> None:
-        if config.leak is not None and config.leak not in self.LEAKS:
-            accepted = ", ".join(self.LEAKS)
-            raise UsageError(f"unknown leak {config.leak!r} for variant generators; accepted: {accepted}")
+        check_leak(type(self), config.leak, "generators")
         self._config = config
         self._keep_thunks = config.leak == "thunks"
         self._names = learning_parameters(config.fc_only)

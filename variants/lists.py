@@ -21,6 +21,7 @@ from typing import ClassVar
 import numpy as np
 
 from harness.errors import UsageError
+from harness.loading import check_leak
 from harness.interface import RunConfig
 from variants.data import initial_parameters, make_dataset
 from variants.lists_algebra import Image
@@ -83,8 +84,7 @@ class ListsCNN:
     }
 
     def __init__(self, config: RunConfig) -> None:
-        if config.leak is not None and config.leak not in self.LEAKS:
-            raise UsageError(f"unknown leak {config.leak!r} for lists; accepted: {', '.join(self.LEAKS)}")
+        check_leak(type(self), config.leak, "lists")
         self.config = config
         data = make_dataset(config.seed)
         train = list(zip(data.train_images.tolist(), data.train_labels.tolist()))

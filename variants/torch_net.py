@@ -38,6 +38,7 @@ except ImportError as error:  # the variant is optional; say how to get it
     ) from error
 
 from harness.errors import UsageError
+from harness.loading import check_leak
 from harness.interface import RunConfig
 from variants.data import initial_parameters, make_dataset
 from variants.network import (
@@ -87,8 +88,7 @@ class TorchCNN:
     }
 
     def __init__(self, config: RunConfig) -> None:
-        if config.leak is not None and config.leak not in self.LEAKS:
-            raise UsageError(f"unknown leak {config.leak!r} for torch; accepted: {', '.join(self.LEAKS)}")
+        check_leak(type(self), config.leak, "torch")
         threads = config.option("threads")
         if threads is not None:
             if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
