@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -292,6 +293,7 @@ def test_a_signal_to_the_parent_stops_the_worker_and_keeps_the_files(tmp_path: P
         (["--variant", loop("GrowLoop"), "--memory-cap", "12XB"], "invalid size '12XB': unknown unit 'XB'"),
         (["--variant", loop("GrowLoop"), "--results", "blocker/results"], "is not a directory"),
         (["--epochs", "3"], "the following arguments are required: --variant"),
+        (["--variant", loop("GrowLoop"), "--option", "threads"], "expected KEY=VALUE, got 'threads'"),
     ],
 )  # fmt: skip
 def test_usage_errors_print_one_line_exit_2_and_write_nothing(tmp_path: Path, args: list[str], fragment: str) -> None:
@@ -305,6 +307,18 @@ def test_usage_errors_print_one_line_exit_2_and_write_nothing(tmp_path: Path, ar
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("leakbench: error: ")
     assert fragment in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
+
+
+def test_options_reach_the_loops_config(tmp_path: Path) -> None:
+    # GIVEN a loop that keeps `kib` KiB per epoch, given as an option, with text and JSON values
+    known = f"{Path(__file__).parent / 'fixtures' / 'known_leak.py'}:KnownLeak"
+    # WHEN run with --option twice and --fc-only
+    done = cli("run", "--variant", known, "--leak", "known", "--epochs", "2", "--quiet", "--fc-only",
+               "--option", "kib=256", "--option", "note=first try", cwd=tmp_path)  # fmt: skip
+    # THEN the config the loop was built with holds them, with their types
+    assert done.returncode == 0, done.stderr
+    meta = json.loads((run_dir_of(done, tmp_path) / "meta.json").read_text())
+    assert meta["config"]["options"] == {"kib": 256, "note": "first try", "fc_only": True}
 
 
 # -- list ------------------------------------------------------------------------------------------

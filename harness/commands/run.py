@@ -20,6 +20,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -56,6 +57,17 @@ def _float(text: str) -> float:
     return value
 
 
+def _option(text: str) -> tuple[str, object]:
+    """KEY=VALUE, VALUE as JSON when it parses (numbers, true/false, null), else the text itself."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``run``."""
     parser.add_argument("--variant", required=True, metavar="VARIANT", help="registered name, package.module:Class or file.py:Class")
@@ -63,6 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=_int, default=SEED_EPOCHS, metavar="N", help=f"epochs to train (default {SEED_EPOCHS})")
     parser.add_argument("--seed", type=_int, default=0, metavar="S", help="seed of the data and initial weights (default 0)")
     parser.add_argument("--fc-only", action="store_true", help="train only the fully connected layers (the seed's 2nd column)")
+    parser.add_argument("--option", action="append", type=_option, default=[], metavar="KEY=VALUE",
+                        help="a variant option, repeatable, e.g. --option threads=1 for torch; VALUE is read as "
+                        "JSON when it parses (1, 0.5, true), else as text")  # fmt: skip
     parser.add_argument("--learning-rate", type=_float, default=SEED_LEARNING_RATE, metavar="LR", help=f"default {SEED_LEARNING_RATE}")
     parser.add_argument("--batch-size", type=_int, default=SEED_BATCH_SIZE, metavar="B", help=f"default {SEED_BATCH_SIZE} (the whole training set)")
     parser.add_argument("--memory-cap", metavar="SIZE", help="stop the worker when its RSS passes SIZE, e.g. 300MiB "
@@ -93,7 +108,7 @@ def request_from_args(args: argparse.Namespace) -> runner.RunRequest:
         learning_rate=args.learning_rate,
         batch_size=args.batch_size,
         leak=args.leak,
-        options={"fc_only": True} if args.fc_only else {},
+        options=dict(args.option) | ({"fc_only": True} if args.fc_only else {}),
     )
     return runner.RunRequest(
         variant=args.variant,
