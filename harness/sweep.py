@@ -144,6 +144,7 @@ class Spec:
     name: str
     description: str
     runs: tuple[PlannedRun, ...]
+    unavailable: tuple[str, ...] = ()  # optional variants left out because they do not import here
 
 
 def bundled_specs() -> list[str]:
@@ -204,18 +205,20 @@ def parse_spec(
     ):
         raise UsageError(f"{origin}: needs at least one [[runs]] table")
     planned: list[PlannedRun] = []
+    unavailable: list[str] = []
     for index, group in enumerate(groups, start=1):
-        planned.extend(_expand(group, f"{origin}, [[runs]] #{index}"))
+        planned.extend(_expand(group, f"{origin}, [[runs]] #{index}", unavailable))
     # The same run listed twice in a spec is run once.
     unique = list(dict.fromkeys(planned))
     return Spec(
         str(data.get("name", default_name)),
         str(data.get("description", "")),
         tuple(unique),
+        tuple(dict.fromkeys(unavailable)),
     )
 
 
-def _expand(group: Mapping[str, Any], where: str) -> Iterator[PlannedRun]:
+def _expand(group: Mapping[str, Any], where: str, unavailable: list[str]) -> Iterator[PlannedRun]:
     """The planned runs of one [[runs]] table."""
     unknown = set(group) - RUN_KEYS
     if unknown:
@@ -254,7 +257,8 @@ def _expand(group: Mapping[str, Any], where: str) -> Iterator[PlannedRun]:
     if not isinstance(trace, bool) or not isinstance(optional, bool):
         raise UsageError(f"{where}: trace and optional must be true or false")
     if optional:
-        variants = [v for v in variants if variant_available(v)]
+        unavailable.extend(v for v in variants if not variant_available(v))
+        variants = [v for v in variants if v not in unavailable]
     label = str(group.get("label", ""))
     for variant, leak, fc, seed in itertools.product(variants, leaks, fc_values, seeds):
         yield PlannedRun(

@@ -119,6 +119,15 @@ def test_a_spec_expands_to_the_product_of_its_lists() -> None:
     assert spec.name == "test"
 
 
+def test_an_optional_variant_that_does_not_import_is_left_out_and_named(monkeypatch) -> None:
+    # GIVEN torch marked optional and (as on a machine without the extra) not importable
+    monkeypatch.setattr(sweep, "variant_available", lambda name: name != "torch")
+    spec = sweep.parse_spec({"runs": [{"variants": ["numpy", "torch"], "optional": True, "epochs": 3}]}, "t")
+    # THEN only numpy is planned and the spec says which variant it left out
+    assert [run.variant for run in spec.runs] == ["numpy"]
+    assert spec.unavailable == ("torch",)
+
+
 def test_seeds_as_a_count_mean_zero_to_n_minus_one_and_repeated_runs_are_run_once() -> (
     None
 ):

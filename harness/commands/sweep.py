@@ -53,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
 
     spec = sweep.load_spec(args.spec)
     results = args.results or Path("results") / spec.name
+    for name in spec.unavailable:
+        print(f"sweep: skipping optional variant {name}: it does not import here (`python -m harness list` says why)",
+              file=sys.stderr)
     if args.dry_run:
         finished = sweep.finished_runs(results)
         for index, planned in enumerate(spec.runs, start=1):
