@@ -22,6 +22,7 @@ Spec format (every key of a ``[[runs]]`` table but ``variants`` is optional)::
     timeout = 600                      # seconds, passed to --timeout
     trace = false                      # --trace
     optional = false                   # true: skip the group when its variant cannot be imported
+    options = { threads = 1 }          # variant options, passed as --option KEY=VALUE
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ RUN_KEYS = {
     "timeout",
     "trace",
     "optional",
+    "options",
 }
 SPEC_KEYS = {"name", "description", "runs"}
 NO_LEAK = "none"
@@ -79,6 +81,7 @@ class PlannedRun:
     timeout: float | None = None
     trace: bool = False
     label: str = ""
+    options: tuple[tuple[str, str], ...] = ()  # (key, JSON value): hashable, so repeated runs are found
 
     def argv(self, results_dir: Path) -> list[str]:
         """The command line that performs this run, with this interpreter."""
@@ -107,6 +110,8 @@ class PlannedRun:
             argv += ["--timeout", f"{self.timeout:g}"]
         if self.trace:
             argv.append("--trace")
+        for key, value in self.options:
+            argv += ["--option", f"{key}={value}"]
         return argv
 
     def describe(self) -> str:
@@ -134,6 +139,8 @@ class PlannedRun:
             and meta.get("epochs_planned") == self.epochs
             and bool(options.get("fc_only", False)) == self.fc_only
             and bool(meta.get("trace", False)) == self.trace
+            and {k: v for k, v in options.items() if k != "fc_only"}
+            == {key: json.loads(value) for key, value in self.options}
         )
 
 
@@ -260,10 +267,18 @@ def _expand(group: Mapping[str, Any], where: str, unavailable: list[str]) -> Ite
         unavailable.extend(v for v in variants if not variant_available(v))
         variants = [v for v in variants if v not in unavailable]
     label = str(group.get("label", ""))
+    options = _options(group.get("options", {}), where)
     for variant, leak, fc, seed in itertools.product(variants, leaks, fc_values, seeds):
         yield PlannedRun(
-            variant, leak, seed, epochs, fc, memory_cap, timeout, trace, label
+            variant, leak, seed, epochs, fc, memory_cap, timeout, trace, label, options
         )
+
+
+def _options(value: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """A table of variant options as sorted (key, JSON value) pairs; fc_only has its own key."""
+    if not isinstance(value, Mapping) or "fc_only" in value:
+        raise UsageError(f"{where}: options must be a table of variant options (fc_only has its own key), got {value!r}")
+    return tuple(sorted((str(key), json.dumps(item)) for key, item in value.items()))
 
 
 def _strings(value: Any, key: str, where: str, required: bool = False) -> list[str]:

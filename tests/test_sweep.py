@@ -128,6 +128,22 @@ def test_an_optional_variant_that_does_not_import_is_left_out_and_named(monkeypa
     assert spec.unavailable == ("torch",)
 
 
+def test_options_are_passed_to_run_and_take_part_in_matching(tmp_path: Path) -> None:
+    # GIVEN a group with variant options
+    spec = sweep.parse_spec({"runs": [{"variants": ["torch"], "epochs": 3, "options": {"threads": 1, "tag": "a"}}]}, "t")
+    (planned,) = spec.runs
+    # THEN they reach the command line as --option KEY=JSON
+    argv = planned.argv(tmp_path)
+    assert argv[argv.index("--option"):] == ["--option", "tag=\"a\"", "--option", "threads=1"]
+    # AND a stored run matches only with the same options
+    meta = {"variant": "torch", "leak": None, "seed": 0, "epochs_planned": 3, "trace": False,
+            "config": {"options": {"threads": 1, "tag": "a"}}}
+    assert planned.matches(meta)
+    assert not planned.matches(meta | {"config": {"options": {"threads": 2, "tag": "a"}}})
+    with pytest.raises(UsageError, match="options must be a table"):
+        sweep.parse_spec({"runs": [{"variants": ["numpy"], "options": {"fc_only": True}}]}, "t")
+
+
 def test_seeds_as_a_count_mean_zero_to_n_minus_one_and_repeated_runs_are_run_once() -> (
     None
 ):
