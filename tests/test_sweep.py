@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import sweep
+from harness import sweep, sweep_spec
 from harness.errors import UsageError
 from harness.loading import class_leaks, resolve_class
 from harness.report import load_runs, run_table
@@ -121,7 +121,8 @@ def test_a_spec_expands_to_the_product_of_its_lists() -> None:
 
 def test_an_optional_variant_that_does_not_import_is_left_out_and_named(monkeypatch) -> None:
     # GIVEN torch marked optional and (as on a machine without the extra) not importable
-    monkeypatch.setattr(sweep, "variant_available", lambda name: name != "torch")
+    # parse_spec looks variant_available up in sweep_spec, where it is defined
+    monkeypatch.setattr(sweep_spec, "variant_available", lambda name: name != "torch")
     spec = sweep.parse_spec({"runs": [{"variants": ["numpy", "torch"], "optional": True, "epochs": 3}]}, "t")
     # THEN only numpy is planned and the spec says which variant it left out
     assert [run.variant for run in spec.runs] == ["numpy"]
