@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import bench
+from harness import bench, bench_measure
 from harness.bench import LOOP, MATMUL, RUN, Job, Outcome, Overhead, Report, Row, Spread
 from harness.bench_worker import time_epochs
 from harness.errors import UsageError
@@ -290,7 +290,7 @@ def test_a_failing_child_is_one_measurement_error_naming_the_job(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # GIVEN a matmul size the child cannot use
-    monkeypatch.setattr(bench, "MATMUL_SIZE", -1)
+    monkeypatch.setattr(bench_measure, "MATMUL_SIZE", -1)  # where Measurer reads it
     measurer = bench.Measurer(plan_of(["lists"], repeat=1), tmp_path)
     # WHEN it is measured THEN the child's exception comes back as one line naming the job
     with pytest.raises(bench.MeasurementError, match=r"^matmul \(round 1\) failed: ValueError: .*negative"):
