@@ -37,7 +37,7 @@ called leaks, which is why the leak rule tests the CI against it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,7 @@ __all__ = [
     "format_growth",
     "format_rate",
     "summarise_growth",
+    "summarise_run",
     "trend",
     "verdict",
 ]
@@ -205,6 +206,12 @@ def _projection(rss: dict[str, Any], memory_cap_bytes: int | None,
 
     return {"memory_cap_bytes": memory_cap_bytes, "cap_epoch": reach(memory_cap_bytes),
             "memory_total_bytes": memory_total_bytes, "memory_total_epoch": reach(memory_total_bytes)}
+
+
+def summarise_run(epochs: pd.DataFrame, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`summarise_growth` with the memory cap and the machine's memory recorded in the run's meta.json."""
+    host = meta.get("host") or {}
+    return summarise_growth(epochs, meta.get("memory_cap_bytes"), host.get("memory_total_bytes"))
 
 
 def format_growth(growth: dict[str, Any]) -> str:

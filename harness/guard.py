@@ -20,7 +20,7 @@ import pandas as pd
 from harness import records
 from harness.budgets import Budget, BudgetTable
 from harness.errors import UsageError
-from harness.growth import MEASURES, exceeds_budget, format_rate_ci, summarise_growth
+from harness.growth import MEASURES, exceeds_budget, format_rate_ci, summarise_run
 from harness.sizes import format_size
 from harness.storage import Run
 
@@ -107,10 +107,7 @@ def analyse(run: Run, budget: Budget) -> Analysed:
     if skipped:
         # The analysis still detects warm-up after the skipped epochs; numbering is kept.
         epochs = epochs[pd.to_numeric(epochs["epoch"], errors="coerce") > skipped]
-    host = meta.get("host") or {}
-    growth = summarise_growth(
-        epochs, meta.get("memory_cap_bytes"), host.get("memory_total_bytes")
-    )
+    growth = summarise_run(epochs, meta)
     for part in (growth, growth.get("heap")):
         if part is not None:
             part["warmup_epochs"] += skipped

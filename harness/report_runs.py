@@ -97,14 +97,9 @@ def growth_of(run: Run) -> dict[str, Any]:
             "ci_high": math.nan,
         }
     # Imported here so the tables can be built for runs that were already analysed without it.
-    from harness.growth import summarise_growth
+    from harness.growth import summarise_run
 
-    host = run.meta.get("host") or {}
-    return summarise_growth(
-        run.epochs,
-        memory_cap_bytes=run.meta.get("memory_cap_bytes"),
-        memory_total_bytes=host.get("memory_total_bytes"),
-    )
+    return summarise_run(run.epochs, run.meta)
 
 
 def peak_rss_bytes(run: Run) -> float:

@@ -27,7 +27,7 @@ from typing import Any
 
 from harness import records, storage, sysinfo
 from harness.errors import UsageError
-from harness.growth import format_growth, summarise_growth
+from harness.growth import format_growth, summarise_run
 from harness.progress import Progress
 from harness.run_request import (
     DEFAULT_SAMPLE_INTERVAL_S,
@@ -238,7 +238,7 @@ def _record(
     growth = None
     if session.last_epoch >= 1:
         run = storage.load_run(run_dir)
-        growth = summarise_growth(run.epochs, cap, host["memory_total_bytes"])
+        growth = summarise_run(run.epochs, meta)
         meta["growth"] = growth
         storage.write_meta(run_dir, meta)
     return RunOutcome(run_dir, status, records.EXIT_CODES[status], session.last_epoch, stop, growth, meta)

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -97,6 +98,14 @@ def create_run_dir(results_dir: Path, variant: str, leak: str | None, seed: int)
 def write_meta(run_dir: Path, meta: Mapping[str, Any]) -> None:
     """Replace meta.json atomically (temporary file, fsync, rename): readers see the old or the new one."""
     write_json_atomic(Path(run_dir) / META, dict(meta))
+
+
+def store_growth(run_dir: Path, meta: Mapping[str, Any], growth: Mapping[str, Any]) -> None:
+    """Keep a growth analysis in meta.json; a read-only archive of runs gets a note on stderr instead."""
+    try:
+        write_meta(run_dir, {**meta, "growth": dict(growth)})
+    except OSError as exc:
+        print(f"note: growth not stored in {Path(run_dir) / META}: {exc.strerror or exc}", file=sys.stderr)
 
 
 class CsvAppender:

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from harness import storage
 from harness.commands import COMMAND_NAMES
 from harness.commands import explain as command
 from harness.errors import UsageError
@@ -238,7 +239,7 @@ def test_a_read_only_run_is_still_explained(tmp_path: Path, monkeypatch, capsys)
     def refuse(path: Path, meta: dict[str, Any]) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(command, "write_meta", refuse)
+    monkeypatch.setattr(storage, "write_meta", refuse)  # store_growth writes through it
     # WHEN explained THEN the report is printed, a note says the growth was not stored, and it succeeds
     assert explain(run_dir) == 0
     captured = capsys.readouterr()

@@ -31,16 +31,14 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-from typing import Any
 
 from harness.budgets import Budget, BudgetTable, load_budgets, size_option
 from harness.growth import format_rate
 from harness.guard import Judgement, judge
 from harness.records import RUNNING
 from harness.sizes import format_size
-from harness.storage import Run, load_run, write_meta
+from harness.storage import Run, load_run, store_growth
 
 DEFAULT_CONFIG = Path("pyproject.toml")
 
@@ -100,17 +98,6 @@ def line(shown: str, judgement: Judgement, budget: Budget) -> str:
     return f"{tag} {where}: {judgement.summary}{extra}"
 
 
-def _store_growth(run: Run, growth: dict[str, Any]) -> None:
-    """Keep the analysis in meta.json when the run had none yet (as `explain` does); a read-only archive is fine."""
-    try:
-        write_meta(run.path, {**run.meta, "growth": growth})
-    except OSError as exc:
-        print(
-            f"note: growth not stored in {run.path / 'meta.json'}: {exc.strerror or exc}",
-            file=sys.stderr,
-        )
-
-
 def run(args: argparse.Namespace) -> int:
     """Judge every run and print a line each; 0 when all are within budget, 1 otherwise."""
     overrides = Budget(
@@ -132,5 +119,5 @@ def run(args: argparse.Namespace) -> int:
             and budget.warmup is None
             and run.meta.get("status") != RUNNING
         ):
-            _store_growth(run, judgement.analysis)
+            store_growth(run.path, run.meta, judgement.analysis)
     return 1 if any(judgement.failures for judgement in judgements) else 0

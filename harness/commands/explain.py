@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from harness.explain import explain_text
-from harness.growth import summarise_growth
-from harness.storage import load_run, write_meta
+from harness.growth import summarise_run
+from harness.storage import load_run, store_growth
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,13 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Analyse, store and print; UsageError (from the loader) for a missing or unreadable run."""
     loaded = load_run(args.run_dir)
-    meta = loaded.meta
-    host = meta.get("host") or {}
-    growth = summarise_growth(loaded.epochs, meta.get("memory_cap_bytes"), host.get("memory_total_bytes"))
-    print(explain_text(meta, growth, loaded.trace, root=os.getcwd()), end="")
-    try:
-        write_meta(loaded.path, {**meta, "growth": growth})
-    except OSError as exc:
-        # The analysis is shown either way; a read-only archive of runs must still be explainable.
-        print(f"note: growth not stored in {loaded.path / 'meta.json'}: {exc.strerror or exc}", file=sys.stderr)
+    growth = summarise_run(loaded.epochs, loaded.meta)
+    print(explain_text(loaded.meta, growth, loaded.trace, root=os.getcwd()), end="")
+    # The analysis is shown either way; a read-only archive of runs must still be explainable.
+    store_growth(loaded.path, loaded.meta, growth)
     return 0
