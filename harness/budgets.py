@@ -14,6 +14,9 @@ One table serves both the pytest plugin and ``python -m harness check``::
     epochs = 12
     expect = "leak"                        # the check passes only when the leak is caught
 
+    [tool.leakbench.budgets.torch]
+    options = { threads = 1 }              # variant options for the plugin's run (check ignores them)
+
 A run of variant V with leak L takes the entry ``"V:L"`` (``"V"`` without a
 leak), and the top-level defaults fill what the entry leaves out, except that
 an entry expecting a leak inherits no growth or peak budget.  V is spelt as it
@@ -43,6 +46,7 @@ KEYS = {
     "epochs": "epochs",
     "warmup": "warmup",
     "measure": "measure",
+    "options": "options",
 }
 
 
@@ -57,6 +61,7 @@ class Budget:
     epochs: int | None = None
     warmup: int | None = None  # epochs to drop before the analysis; None: detected
     measure: str | None = None  # "rss" (default) or "heap"
+    options: Mapping[str, Any] | None = None  # the loop's RunConfig options when the plugin runs it
 
     def __post_init__(self) -> None:
         for name in ("max_growth", "max_peak"):
@@ -80,6 +85,10 @@ class Budget:
             raise UsageError(
                 f"invalid warmup {self.warmup!r}: expected a non-negative integer of epochs"
             )
+        if self.options is not None:
+            if not isinstance(self.options, Mapping) or not all(isinstance(k, str) for k in self.options):
+                raise UsageError(f"invalid options {self.options!r}: expected a table of variant options")
+            object.__setattr__(self, "options", dict(self.options))
         if self.expect == "leak" and (
             self.max_growth is not None or self.max_peak is not None
         ):

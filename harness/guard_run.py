@@ -67,7 +67,8 @@ def guard_loop(
         seed=seed,
         epochs=budget.epochs_or_default,
         leak=leak,
-        options=dict(options or {}),
+        # Options given in the call override those of the budget entry.
+        options=dict(budget.options or {}) | dict(options or {}),
     )
     request = RunRequest(
         variant=loop_spec(loop),

@@ -243,6 +243,29 @@ def test_flat(leakbench_guard):
     result.assert_outcomes(passed=2)
 
 
+def test_budget_options_reach_the_loop(project: pytest.Pytester) -> None:
+    # GIVEN a budget entry with variant options, and a call that overrides one of them
+    project.makepyprojecttoml("""
+[tool.leakbench.budgets."loops.py:Flat"]
+epochs = 7
+options = { width = 3, note = "from the table" }
+""")
+    # WHEN the loop is guarded THEN its RunConfig holds the entry's options, the call's winning
+    result = run(
+        project,
+        """
+import json
+from pathlib import Path
+
+def test_flat(leakbench_guard):
+    judgement = leakbench_guard("loops.py:Flat", options={"note": "from the call"})
+    meta = json.loads((Path(judgement.run_dir) / "meta.json").read_text())
+    assert meta["config"]["options"] == {"width": 3, "note": "from the call"}
+""",
+    )
+    result.assert_outcomes(passed=1)
+
+
 def test_malformed_pyproject_budget_names_the_key(project: pytest.Pytester) -> None:
     # GIVEN a budgets entry with a key the table does not accept
     project.makepyprojecttoml("""
