@@ -19,9 +19,9 @@ THREAD_OPTIONS = {"torch": "threads"}  # variants that also set their own thread
 OVERHEAD_VARIANT = "numpy"
 
 # Measured epochs and warm-up epochs per variant: about a second of training per job
-# (numpy ~1000 epochs/s, torch ~140, lists and generators 0.5-2 s per epoch, on one thread here).
-DEFAULT_EPOCHS = {"numpy": 500, "torch": 300, "lists": 3, "generators": 3}
-DEFAULT_WARMUP = {"numpy": 50, "torch": 20, "lists": 1, "generators": 1}
+# (numpy ~1100 epochs/s, numba ~1500, torch ~200, lists and generators 0.5-2 s per epoch, on one thread here).
+DEFAULT_EPOCHS = {"numpy": 500, "numba": 500, "torch": 300, "lists": 3, "generators": 3}
+DEFAULT_WARMUP = {"numpy": 50, "numba": 50, "torch": 20, "lists": 1, "generators": 1}
 FALLBACK_EPOCHS, FALLBACK_WARMUP = 20, 2
 MATMUL_SIZE, MATMUL_REPEATS = 1024, 5
 

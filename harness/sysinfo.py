@@ -45,7 +45,7 @@ def versions() -> dict[str, str | None]:
 def loaded_versions() -> dict[str, str]:
     """Versions of optional frameworks the training code actually imported (called in the worker)."""
     found = {}
-    for name in ("torch",):
+    for name in ("torch", "numba"):
         module = sys.modules.get(name)
         if module is not None:
             found[name] = str(getattr(module, "__version__", "unknown"))

@@ -15,7 +15,7 @@ import pytest
 
 from harness.interface import RunConfig
 from variants.data import make_dataset
-from variants.registry import VARIANTS
+from variants.registry import OPTIONAL, VARIANTS
 
 EPOCHS = 3
 TOLERANCE = 1e-9
@@ -26,8 +26,9 @@ OTHERS = [name for name in VARIANTS if name != "numpy"]
 def load_class(name: str) -> Any:
     """The variant's class, or a skip when its optional dependency is missing."""
     module_name, _, class_name = VARIANTS[name].partition(":")
-    if name == "torch":
-        pytest.importorskip("torch", reason="torch not installed: pip install '.[torch]'")
+    needed = OPTIONAL.get(name)
+    if needed is not None:
+        pytest.importorskip(needed, reason=f"{needed} not installed: pip install '.[{needed}]'")
     return getattr(importlib.import_module(module_name), class_name)
 
 

@@ -15,10 +15,10 @@ import pytest
 from harness.budgets import BudgetTable
 from harness.loading import describe_variant, registered_variants
 from harness.pytest_plugin import config_budgets
+from variants.registry import OPTIONAL
 
 # Pure Python variants take 1-3 s per epoch, and torch takes seconds to import: their runs are slow.
 SLOW_VARIANTS = {"lists", "generators", "torch"}
-OPTIONAL = {"torch": "torch"}  # variant -> the module it needs
 
 
 def _marks(variant: str) -> list[pytest.MarkDecorator]:

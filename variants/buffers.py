@@ -37,8 +37,11 @@ class BuffersCNN:
         "history": "a history across epochs that keeps copies of every epoch's activations and deltas",
     }
 
+    NAME: ClassVar[str] = "numpy"  # as registered; error messages name it
+    NET: ClassVar[type[BatchNet]] = BatchNet  # how a batch runs through the network
+
     def __init__(self, config: RunConfig) -> None:
-        check_leak(type(self), config.leak, "numpy")
+        check_leak(type(self), config.leak, self.NAME)
         self.config = config
         self._fc_only = config.fc_only
         self._params = FlatParameters(initial_parameters(config.seed))
@@ -54,7 +57,7 @@ class BuffersCNN:
         # Largest first: the arena allocates for the first plan, smaller ones view its start.
         sizes = sorted({batch.n for batch in self._batches} | {self._test.n}, reverse=True)
         self._arena = Arena()
-        self._nets = {n: BatchNet(self._params, n, self._arena) for n in sizes}
+        self._nets = {n: self.NET(self._params, n, self._arena) for n in sizes}
         self._metrics = np.zeros((config.epochs, len(METRICS)))
         self._epochs_done = 0
         self.snapshots: list[list[dict[str, np.ndarray]]] = []  # the leak's history; stays empty when fixed
@@ -107,7 +110,7 @@ class BuffersCNN:
     def loss_and_gradients(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
         """Mean loss over the samples and its gradient for all eight parameters; no update."""
         batch = Batch(images, labels)
-        net = BatchNet(self._params, batch.n, Arena())
+        net = self.NET(self._params, batch.n, Arena())
         with small_ufunc_buffers():
             loss = net.forward(batch)
             net.backward(batch, conv=True)

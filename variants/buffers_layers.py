@@ -18,6 +18,8 @@ with ``out=`` into the buffers it owns or was handed.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -81,6 +83,7 @@ class Conv:
         channels, height, width = in_shape
         self.rows, self.columns = (height - kernel + 1) // 2, (width - kernel + 1) // 2
         self.depth = channels * kernel * kernel
+        self.kernel = kernel
         q = self.rows * self.columns * n
         self.weight, self.grad = weight, grad
         self.out = arena.array(f"{name}.out", (WINDOWS, weight.shape[0], q))
@@ -162,6 +165,19 @@ class ConvOnBuffer(Conv):
             border.fill(0.0)
         for target, part in self._col2im:
             np.add(target, part, out=target)
+
+
+class Pooling(Protocol):
+    """What the network needs of a pooling layer (:class:`PoolRelu` or a compiled one)."""
+
+    out: np.ndarray
+    windows_grad: np.ndarray
+
+    def forward(self) -> None:
+        """``out`` from the window blocks."""
+
+    def backward(self, dout: np.ndarray) -> None:
+        """``windows_grad`` from the gradient ``dout`` of ``out``."""
 
 
 class PoolRelu:

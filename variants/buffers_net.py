@@ -9,12 +9,16 @@ one :class:`~variants.buffers_memory.Arena`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ClassVar
+
 import numpy as np
 
 from variants.buffers_layers import (
     Conv,
     ConvOnBuffer,
     Dense,
+    Pooling,
     PoolRelu,
     Relu,
     SoftmaxCrossEntropy,
@@ -53,6 +57,10 @@ class Batch:
 class BatchNet:
     """Forward and backward passes of the whole network for batches of ``n`` samples."""
 
+    # The two layers with element-wise work beyond a product; the numba variant swaps in compiled ones.
+    POOLING: ClassVar[Callable[..., Pooling]] = PoolRelu
+    CONV_ON_BUFFER: ClassVar[type[ConvOnBuffer]] = ConvOnBuffer
+
     def __init__(self, params: FlatParameters, n: int, arena: Arena) -> None:
         """Views of ``arena`` for ``n`` samples; weights and gradients are views of ``params``."""
         self.n = n
@@ -61,14 +69,14 @@ class BatchNet:
         pooled1 = arena.array("pool1.out", (CONV1_KERNELS, POOLED1, POOLED1, n))
         # Each pool's window gradient overwrites its convolution's output (no longer needed by then).
         pooled1_flat = pooled1.reshape(CONV1_KERNELS, -1)
-        self.pool1 = PoolRelu(self.conv1.out, pooled1_flat, arena, "pool1", windows_grad=self.conv1.out)
-        self.conv2 = ConvOnBuffer(
+        self.pool1 = self.POOLING(self.conv1.out, pooled1_flat, arena, "pool1", windows_grad=self.conv1.out)
+        self.conv2 = self.CONV_ON_BUFFER(
             params.matrix("conv2"), params.grad_matrix("conv2"), pooled1, CONV2_SIZE, arena, "conv2"
         )
         # Pooled conv2 output (20, 2, 2, n) is already fc1's input (80, n) in (channel, row, column) order.
         fc1_in = arena.array("fc1.in", (FLAT + 1, n))
         pooled2_flat = fc1_in[:FLAT].reshape(CONV2_KERNELS, -1)
-        self.pool2 = PoolRelu(self.conv2.out, pooled2_flat, arena, "pool2", windows_grad=self.conv2.out)
+        self.pool2 = self.POOLING(self.conv2.out, pooled2_flat, arena, "pool2", windows_grad=self.conv2.out)
         fc2_in = arena.array("fc2.in", (HIDDEN + 1, n))
         self.fc1 = Dense(params.matrix("fc1"), params.grad_matrix("fc1"), fc1_in, fc2_in[:HIDDEN], arena, "fc1")
         self.relu = Relu(fc2_in[:HIDDEN], arena, "relu")

@@ -13,7 +13,7 @@ of the limit: a large float64 matrix product's rate, measured in a child with
 the same threads.  With numpy benchmarked, it also compares numpy under the
 real `run` (recording every epoch, RSS sampled every 50 ms) with the bare loop.
 
-A variant whose optional dependency is missing (torch) is listed as skipped.
+A variant whose optional dependency is missing (torch, numba) is listed as skipped.
 
 Exit codes:
   0    measured
@@ -36,7 +36,7 @@ from harness.errors import UsageError
 from harness.loading import registered_variants
 
 FAILED_EXIT_CODE = 5
-DEFAULT_VARIANTS = ("numpy", "torch", "lists", "generators")
+DEFAULT_VARIANTS = ("numpy", "numba", "torch", "lists", "generators")
 
 
 def _int(text: str) -> int:

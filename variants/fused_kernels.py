@@ -1,0 +1,88 @@
+"""Compiled passes of the numba variant: each is one loop where NumPy needs several passes.
+
+NumPy's element-wise work in the numpy variant is cheap per element but costly
+per pass: max-pooling's backward alone is nine passes over boolean masks and two
+over the window blocks.  Each kernel here reads and writes every element once.
+
+Every kernel is compiled ahead for the exact layouts the layers hand it (all
+C-contiguous; the pooling winner is int8), when this module is imported, and
+cached on disk by numba, so no epoch pays for compilation and a buffer in an
+unexpected layout fails loudly ("No matching definition") instead of silently
+running slower.  No kernel allocates.  Arithmetic is plain IEEE (no fastmath):
+the pooled values are bit-for-bit NumPy's, and col2im's sums differ from
+NumPy's only in the order of their terms.
+"""
+
+from __future__ import annotations
+
+try:
+    from numba import njit
+except ImportError as error:  # the variant is optional; say how to get it
+    raise ImportError("the numba variant needs numba, which is not installed: pip install '.[numba]'") from error
+
+import numpy as np
+
+NOT_PASSED = -1  # winner of a window whose maximum ReLU closed: nothing flows back through it
+
+@njit("void(float64[:, :, ::1], float64[:, ::1], int8[:, ::1])", cache=True, nogil=True, boundscheck=False)
+def pool_relu_forward(windows: np.ndarray, out: np.ndarray, winner: np.ndarray) -> None:
+    """out = relu(max over the 4 window blocks of ``windows`` (4, K, Q)); ``winner`` = its block, or NOT_PASSED.
+
+    The first maximum in row-major window order wins: the same strict ``>``
+    scan as the numpy variant, pairs (0, 1) and (2, 3) first, then the pairs.
+    """
+    kernels, columns = out.shape
+    for k in range(kernels):
+        for q in range(columns):
+            best, index = windows[0, k, q], 0
+            value = windows[1, k, q]
+            if value > best:
+                best, index = value, 1
+            second, second_index = windows[2, k, q], 2
+            value = windows[3, k, q]
+            if value > second:
+                second, second_index = value, 3
+            if second > best:
+                best, index = second, second_index
+            if best > 0.0:
+                out[k, q] = best
+                winner[k, q] = index
+            else:
+                out[k, q] = 0.0
+                winner[k, q] = NOT_PASSED
+
+
+@njit("void(int8[:, ::1], float64[:, ::1], float64[:, :, ::1])", cache=True, nogil=True, boundscheck=False)
+def pool_relu_backward(winner: np.ndarray, dout: np.ndarray, windows_grad: np.ndarray) -> None:
+    """windows_grad (4, K, Q): ``dout`` (K, Q) in each window's winning block, 0.0 in the other three."""
+    kernels, columns = dout.shape
+    for k in range(kernels):
+        for q in range(columns):
+            index, delta = winner[k, q], dout[k, q]
+            for block in range(4):
+                windows_grad[block, k, q] = delta if index == block else 0.0
+
+
+@njit("void(float64[:, :, ::1], float64[:, :, :, ::1], int64)", cache=True, nogil=True, boundscheck=False)
+def col2im(dcols: np.ndarray, grad: np.ndarray, kernel: int) -> None:
+    """grad (C, H, W, n) = the sum of the patch deltas ``dcols`` (4, C*k*k, rows*columns*n) at their positions.
+
+    Block (dy, dx), row (c, i, j), column (Y, X, b) goes to grad[c, 2Y + dy + i, 2X + dx + j, b]:
+    the layout of :func:`variants.buffers_layers.blocked_patches`.
+    """
+    channels, height, width, n = grad.shape
+    rows, columns = (height - kernel + 1) // 2, (width - kernel + 1) // 2
+    grad[:] = 0.0
+    for block in range(4):
+        dy, dx = block // 2, block % 2
+        for c in range(channels):
+            for i in range(kernel):
+                for j in range(kernel):
+                    row = (c * kernel + i) * kernel + j
+                    for y in range(rows):
+                        for x in range(columns):
+                            start = (y * columns + x) * n
+                            target = grad[c, 2 * y + dy + i, 2 * x + dx + j]
+                            source = dcols[block, row, start : start + n]
+                            for b in range(n):
+                                target[b] += source[b]
