@@ -10,9 +10,9 @@ VARIANTS: dict[str, str] = {
     "lists": "variants.lists:ListsCNN",
     "generators": "variants.generators:GeneratorsCNN",
     "numpy": "variants.buffers:BuffersCNN",
-    # Optional: each needs its extra (`pip install '.[torch]'`); everything else works without them.
-    "torch": "variants.torch_net:TorchCNN",
+    # Optional: each needs its extra (`pip install '.[numba]'`); everything else works without them.
     "numba": "variants.fused:NumbaCNN",
+    "torch": "variants.torch_net:TorchCNN",
 }
 
 # Optional variant -> the module it needs, which is also the name of its extra in pyproject.toml.
