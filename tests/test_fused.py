@@ -170,6 +170,20 @@ def test_is_registered_trains_and_names_itself_in_errors() -> None:
     model = NumbaCNN(RunConfig(epochs=1))
     assert isinstance(model, TrainingLoop)
     assert set(model.train_epoch(1)) == {"loss", "accuracy", "correct_prob"}
-    assert set(NumbaCNN.LEAKS) == {"history"}
-    with pytest.raises(UsageError, match="variant 'numba' has no leak 'graph'; accepted: history"):
-        NumbaCNN(RunConfig(leak="graph"))
+    assert set(NumbaCNN.LEAKS) == {"recompile"}
+    with pytest.raises(UsageError, match="variant 'numba' has no leak 'history'; accepted: recompile"):
+        NumbaCNN(RunConfig(leak="history"))
+
+
+def test_the_leak_compiles_a_new_kernel_every_epoch_and_changes_no_number() -> None:
+    # GIVEN the variant with and without its leak
+    fixed, leaky = (NumbaCNN(RunConfig(seed=2, epochs=3, leak=leak)) for leak in (None, "recompile"))
+    kernels = []
+    # WHEN both train 3 epochs
+    for epoch in range(1, 4):
+        assert leaky.train_epoch(epoch) == fixed.train_epoch(epoch)
+        kernels.append(leaky._epoch_step)
+    # THEN the metrics were identical, and the leaky one compiled a distinct kernel each epoch
+    assert len({id(kernel) for kernel in kernels}) == 3 and None not in kernels
+    assert all(len(kernel.signatures) == 1 for kernel in kernels)  # type: ignore[union-attr]
+    assert fixed._epoch_step is None

@@ -73,7 +73,7 @@ class BuffersCNN:
                 net = self._nets[batch.n]
                 loss += net.forward(batch)
                 net.backward(batch, conv=not self._fc_only)
-                self._params.step(config.learning_rate, self._fc_only)
+                self._update(config.learning_rate)
                 if leaky:
                     snapshot.append({name: array.copy() for name, array in net.buffers().items()})
             net = self._nets[self._test.n]
@@ -86,6 +86,10 @@ class BuffersCNN:
         values = (loss / self._train_n, accuracy, correct_prob)
         self._record(values)
         return dict(zip(METRICS, values, strict=True))
+
+    def _update(self, learning_rate: float) -> None:
+        """One gradient-descent step of the learning parameters (the numba variant compiles its own)."""
+        self._params.step(learning_rate, self._fc_only)
 
     def _record(self, values: tuple[float, float, float]) -> None:
         """Store an epoch's metrics in the preallocated history, growing it only past config.epochs."""

@@ -88,6 +88,11 @@ class FlatParameters:
             out[f"{layer}.bias"] = matrix[:, -1].copy()
         return out
 
+    def learning(self, fc_only: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Views (values, grads) of the parameters a step updates: all of them, or the fc layers'."""
+        values, grads, _ = self._learning[fc_only]
+        return values, grads
+
     def step(self, learning_rate: float, fc_only: bool) -> None:
         """W <- W - learning_rate * grad for the learning parameters, in place."""
         values, grads, step = self._learning[fc_only]
