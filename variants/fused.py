@@ -14,7 +14,7 @@ outside the matrix products, measured per step (``benchmarks/bench_fused.py``):
 Its leak is numba's own: ``recompile`` builds the update kernel afresh every
 epoch as a closure over the learning rate; numba compiles each new function
 and keeps its machine code and part of its LLVM objects, so resident memory
-grows about 1.2 MiB per epoch (of which about 0.25 MiB is Python heap, in
+grows about 0.86 MiB per epoch (about 0.25 MiB of it Python heap, in
 llvmlite), and each epoch pays tens of milliseconds of compilation.  The fix is the usual one: one kernel, compiled
 once, with the rate as an argument.
 """
