@@ -1,9 +1,10 @@
 """The numpy variant with its element-wise passes compiled by numba: the fastest CPU style here.
 
-Optional: needs ``pip install '.[numba]'``.  Everything but two layers is the
-numpy variant's (:mod:`variants.buffers`): the same buffers, products, data,
-parameters and ``history`` leak.  What changes is where NumPy spends its time
-outside the matrix products, measured per step (``benchmarks/bench_fused.py``):
+Optional: needs ``pip install '.[numba]'``.  Everything but two layers and the
+update is the numpy variant's (:mod:`variants.buffers`): the same buffers,
+products, data and parameters, so the numbers are the same bit for bit.  What
+changes is where NumPy spends its time outside the matrix products, measured
+per step (``benchmarks/bench_fused.py``):
 
 - max-pool + ReLU: one compiled pass forward that also keeps each window's
   winning block as int8, and one pass backward that routes the delta with it,
@@ -15,8 +16,8 @@ Its leak is numba's own: ``recompile`` builds the update kernel afresh every
 epoch as a closure over the learning rate; numba compiles each new function
 and keeps its machine code and part of its LLVM objects, so resident memory
 grows about 0.86 MiB per epoch (about 0.25 MiB of it Python heap, in
-llvmlite), and each epoch pays tens of milliseconds of compilation.  The fix is the usual one: one kernel, compiled
-once, with the rate as an argument.
+llvmlite), and each epoch pays tens of milliseconds of compilation.  The fix
+is the usual one: one kernel, compiled once, with the rate as an argument.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class NumbaCNN(BuffersCNN):
     """The seed's CNN on the numpy variant's buffers, its pooling, col2im and update compiled by numba."""
 
     DESCRIPTION: ClassVar[str] = (
-        "the numpy variant with pooling and col2im compiled by numba (optional: pip install '.[numba]')"
+        "the numpy variant with pooling, col2im and update compiled by numba (optional: pip install '.[numba]')"
     )
     LEAKS: ClassVar[Mapping[str, str]] = {
         "recompile": "a new update kernel compiled every epoch, the learning rate built in; "
@@ -93,6 +94,7 @@ class NumbaCNN(BuffersCNN):
     NET: ClassVar[type[BatchNet]] = FusedBatchNet
 
     def __init__(self, config: RunConfig) -> None:
+        """The numpy variant's model; the update is the kernel compiled at import until the leak makes one."""
         super().__init__(config)
         self._epoch_step: Callable[[np.ndarray, np.ndarray], None] | None = None
 

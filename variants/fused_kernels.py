@@ -4,9 +4,9 @@ NumPy's element-wise work in the numpy variant is cheap per element but costly
 per pass: max-pooling's backward alone is nine passes over boolean masks and two
 over the window blocks.  Each kernel here reads and writes every element once.
 
-Every kernel is compiled ahead for the exact layouts the layers hand it (all
-C-contiguous; the pooling winner is int8), when this module is imported, and
-cached on disk by numba, so no epoch pays for compilation and a buffer in an
+Every kernel but the ``recompile`` leak's is compiled ahead for the exact
+layouts the layers hand it (all C-contiguous; the pooling winner is int8), when
+this module is imported, and cached on disk by numba, so no epoch pays for compilation and a buffer in an
 unexpected layout fails loudly ("No matching definition") instead of silently
 running slower.  No kernel allocates.  Arithmetic is plain IEEE (no fastmath):
 the pooled values are bit-for-bit NumPy's, and col2im's sums differ from
