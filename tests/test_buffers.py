@@ -17,6 +17,7 @@ from variants.buffers_layers import (
     WINDOWS,
     ConvOnBuffer,
     Dense,
+    Pooling,
     PoolRelu,
     Relu,
     SoftmaxCrossEntropy,
@@ -32,6 +33,26 @@ STEP = 1e-6
 MAX_RELATIVE_ERROR = 1e-6
 KIB = 1024
 MIB = 1024 * KIB
+
+
+def model_class(variant: str) -> type[BuffersCNN]:
+    """``numpy``'s class, or ``numba``'s: a subclass with compiled pooling, col2im and update (skips without numba)."""
+    if variant == "numba":
+        pytest.importorskip("numba", reason="numba not installed: pip install '.[numba]'")
+        from variants.fused import NumbaCNN
+
+        return NumbaCNN
+    return BuffersCNN
+
+
+def pool_class(variant: str) -> Callable[..., Pooling]:
+    """``numpy``'s pooling layer, or ``numba``'s compiled one (skips without numba)."""
+    if variant == "numba":
+        pytest.importorskip("numba", reason="numba not installed: pip install '.[numba]'")
+        from variants.fused import FusedPoolRelu
+
+        return FusedPoolRelu
+    return PoolRelu
 
 
 def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
@@ -155,10 +176,13 @@ def test_pool_relu_gradient_matches_finite_differences() -> None:
         ((0.5, 0.0, 0.0, 0.7), 3),
     ],
 )
-def test_pool_ties_go_to_the_first_maximum_in_row_major_order(values: tuple[float, ...], winner: int) -> None:
-    # GIVEN one window (0,0), (0,1), (1,0), (1,1) with ties
+@pytest.mark.parametrize("variant", ["numpy", "numba"])
+def test_pool_ties_go_to_the_first_maximum_in_row_major_order(
+    variant: str, values: tuple[float, ...], winner: int
+) -> None:
+    # GIVEN one window (0,0), (0,1), (1,0), (1,1) with ties, in either variant's pooling layer
     windows = np.array(values).reshape(WINDOWS, 1, 1)
-    pool = PoolRelu(windows, np.zeros((1, 1)), Arena(), "pool")
+    pool = pool_class(variant)(windows, np.zeros((1, 1)), Arena(), "pool")
     # WHEN a delta comes back
     pool.forward()
     pool.backward(np.array([[5.0]]))
@@ -168,9 +192,10 @@ def test_pool_ties_go_to_the_first_maximum_in_row_major_order(values: tuple[floa
     np.testing.assert_array_equal(pool.windows_grad.ravel(), expected)
 
 
-def test_pool_sends_nothing_back_where_relu_closed_the_window() -> None:
+@pytest.mark.parametrize("variant", ["numpy", "numba"])
+def test_pool_sends_nothing_back_where_relu_closed_the_window(variant: str) -> None:
     windows = np.array([-3.0, -1.0, -2.0, -1.0]).reshape(WINDOWS, 1, 1)
-    pool = PoolRelu(windows, np.zeros((1, 1)), Arena(), "pool")
+    pool = pool_class(variant)(windows, np.zeros((1, 1)), Arena(), "pool")
     pool.forward()
     pool.backward(np.array([[5.0]]))
     assert pool.out[0, 0] == 0.0
@@ -235,11 +260,11 @@ def test_correct_counts_argmax_with_ties_to_the_lowest_class() -> None:
 # ---------------------------------------------------------------- whole network
 
 
-@pytest.fixture
-def nontrivial() -> BuffersCNN:
-    """A model with a random (non-zero) last layer, so every gradient is non-trivial, and non-zero
-    biases: with zero biases an all-zero patch sits exactly on ReLU's kink, where differences fail."""
-    model = BuffersCNN(RunConfig(seed=3))
+@pytest.fixture(params=["numpy", "numba"])
+def nontrivial(request: pytest.FixtureRequest) -> BuffersCNN:
+    """A model (of each variant on these buffers) with a random (non-zero) last layer, so every gradient is
+    non-trivial, and non-zero biases: with zero biases an all-zero patch sits exactly on ReLU's kink."""
+    model = model_class(request.param)(RunConfig(seed=3))
     params = model.get_parameters()
     rng = np.random.default_rng(5)
     params["fc2.weight"] = rng.normal(0, 0.5, PARAMETER_SHAPES["fc2.weight"])
@@ -398,10 +423,14 @@ def test_leak_changes_no_number_and_grows_megabytes_per_epoch() -> None:
     np.testing.assert_array_equal(fixed.history, [[m[key] for key in METRICS] for m in fixed_metrics])
 
 
-@pytest.mark.parametrize("batch_size, fc_only", [(150, False), (40, False), (150, True)])
-def test_steady_state_epochs_allocate_nothing(batch_size: int, fc_only: bool) -> None:
+@pytest.mark.parametrize(
+    "variant, batch_size, fc_only",
+    [("numpy", 150, False), ("numpy", 40, False), ("numpy", 150, True), ("numba", 150, False), ("numba", 40, False)],
+)
+def test_steady_state_epochs_allocate_nothing(variant: str, batch_size: int, fc_only: bool) -> None:
     # GIVEN a model warmed up under tracemalloc (NumPy and CPython fill small caches at first)
-    model = BuffersCNN(RunConfig(seed=0, epochs=400, batch_size=batch_size, options={"fc_only": fc_only}))
+    config = RunConfig(seed=0, epochs=400, batch_size=batch_size, options={"fc_only": fc_only})
+    model = model_class(variant)(config)
     tracemalloc.start()
     try:
         for epoch in range(1, 101):

@@ -1,8 +1,10 @@
-"""The numba variant: its compiled kernels give exactly the numpy layers' numbers, and it allocates nothing."""
+"""The numba variant: its compiled kernels give exactly the numpy layers' numbers.
+
+Finite-difference gradients and zero allocation per epoch are checked for both
+variants in tests/test_buffers.py.
+"""
 
 from __future__ import annotations
-
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -19,9 +21,6 @@ from variants.fused import FusedConvOnBuffer, FusedPoolRelu, NumbaCNN
 from variants.fused_kernels import pool_relu_forward
 from variants.network import PARAMETER_SHAPES
 from variants.registry import VARIANTS
-
-KIB = 1024
-STEP = 1e-6
 
 
 def tied_windows(rng: np.random.Generator, kernels: int, columns: int) -> np.ndarray:
@@ -50,31 +49,6 @@ def test_pooling_kernels_give_the_numpy_layer_values_and_gradients_bit_for_bit(k
     assert np.count_nonzero(numpy_pool.out == 0.0) > columns
 
 
-@pytest.mark.parametrize(
-    "values, winner",
-    [
-        ((1.0, 1.0, 1.0, 1.0), 0),
-        ((0.0, 2.0, 2.0, 1.0), 1),
-        ((0.0, 1.0, 2.0, 2.0), 2),
-        ((2.0, 1.0, 0.0, 2.0), 0),
-        ((0.5, 0.0, 0.0, 0.7), 3),
-        ((-3.0, -1.0, -2.0, -1.0), None),
-    ],
-)
-def test_one_window_sends_its_delta_to_the_first_maximum_or_nowhere(values: tuple[float, ...], winner: int | None) -> None:
-    # GIVEN one window (0,0), (0,1), (1,0), (1,1), with ties or all negative
-    pool = FusedPoolRelu(np.array(values).reshape(WINDOWS, 1, 1), np.zeros((1, 1)), Arena(), "pool")
-    # WHEN a delta comes back
-    pool.forward()
-    pool.backward(np.array([[5.0]]))
-    # THEN all of it goes to the first maximum in row-major order; none if ReLU closed the window
-    expected = np.zeros(WINDOWS)
-    if winner is not None:
-        expected[winner] = 5.0
-    np.testing.assert_array_equal(pool.windows_grad.ravel(), expected)
-    assert pool.out[0, 0] == max(max(values), 0.0)
-
-
 @pytest.mark.parametrize("n", [150, 7])
 def test_compiled_col2im_gives_the_numpy_input_gradient(n: int) -> None:
     # GIVEN conv2's layer in both forms over the same input buffer and weights
@@ -101,68 +75,35 @@ def test_a_buffer_in_another_layout_is_refused_not_run_slowly() -> None:
         pool_relu_forward(windows, np.zeros((3, 4)), np.zeros((3, 4), np.int8))
 
 
-def nontrivial(cls: type[BuffersCNN]) -> BuffersCNN:
-    """A model whose last layer and biases are random, so every gradient is non-trivial."""
-    model = cls(RunConfig(seed=3))
-    params = model.get_parameters()
-    rng = np.random.default_rng(5)
-    params["fc2.weight"] = rng.normal(0, 0.5, PARAMETER_SHAPES["fc2.weight"])
-    for name in ("conv1.bias", "conv2.bias", "fc1.bias", "fc2.bias"):
-        params[name] = rng.normal(0, 0.05, PARAMETER_SHAPES[name])
-    model.set_parameters(params)
-    return model
-
-
-def test_network_gradients_equal_numpy_and_finite_differences() -> None:
-    # GIVEN both variants at the same non-trivial parameters, and 8 binary training images
+def test_network_gradients_equal_numpy_bit_for_bit() -> None:
+    # GIVEN both variants at the same random parameters (test_buffers checks both by finite differences)
     data = make_dataset(3)
     images, labels = data.train_images[:8], data.train_labels[:8]
-    fused, reference = nontrivial(NumbaCNN), nontrivial(BuffersCNN)
-    # WHEN each computes the loss and its gradients
+    fused, reference = NumbaCNN(RunConfig(seed=3)), BuffersCNN(RunConfig(seed=3))
+    rng = np.random.default_rng(5)
+    params = {name: rng.normal(0, 0.3, shape) for name, shape in PARAMETER_SHAPES.items()}
+    fused.set_parameters(params)
+    reference.set_parameters(params)
+    # WHEN each computes the loss and its gradients on binary images (pooling ties are common)
     loss, grads = fused.loss_and_gradients(images, labels)
     want_loss, want = reference.loss_and_gradients(images, labels)
-    # THEN they are numpy's (which test_buffers checks by finite differences) to the last bit
+    # THEN they are numpy's to the last bit, and not trivially zero
     assert loss == want_loss
     for name in PARAMETER_SHAPES:
         np.testing.assert_array_equal(grads[name], want[name], err_msg=name)
-    # AND a central difference agrees on conv weights, whose gradients pass through both kernels
-    params = fused.get_parameters()
-    for name, index in (("conv1.weight", (4, 0, 1, 2)), ("conv2.weight", (7, 3, 1, 0))):
-        original = params[name][index]
-        losses = []
-        for shift in (STEP, -STEP):
-            params[name][index] = original + shift
-            fused.set_parameters(params)
-            losses.append(fused.loss_and_gradients(images, labels)[0])
-        params[name][index] = original
-        numeric = (losses[0] - losses[1]) / (2 * STEP)
-        assert abs(numeric - grads[name][index]) <= 1e-6 * max(1.0, abs(numeric)), name
-        assert abs(grads[name][index]) > 1e-6, f"{name}: trivial gradient"
+        assert np.abs(grads[name]).max() > 1e-6, name
 
 
 @pytest.mark.parametrize("batch_size", [150, 40])
-def test_trains_exactly_like_numpy_and_allocates_nothing_per_epoch(batch_size: int) -> None:
+def test_trains_exactly_like_numpy(batch_size: int) -> None:
     # GIVEN both variants with the same seed and batch size
-    config = RunConfig(seed=1, epochs=200, batch_size=batch_size)
+    config = RunConfig(seed=1, epochs=100, batch_size=batch_size)
     fused, reference = NumbaCNN(config), BuffersCNN(config)
-    # WHEN they train 100 epochs, then the numba one 30 more under tracemalloc
+    # WHEN they train 100 epochs THEN every epoch's metrics are identical
     for epoch in range(1, 101):
         assert fused.train_epoch(epoch) == reference.train_epoch(epoch), f"epoch {epoch}"
-    tracemalloc.start()
-    try:
-        for epoch in range(101, 106):
-            fused.train_epoch(epoch)  # NumPy and CPython fill small caches once under tracing
-        start = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        for epoch in range(106, 136):
-            fused.train_epoch(epoch)
-        grown = tracemalloc.get_traced_memory()[0] - start
-        peak = tracemalloc.get_traced_memory()[1] - start
-    finally:
-        tracemalloc.stop()
-    # THEN every metric was identical, and nothing was kept or allocated beyond a few KiB at once
-    assert grown < 1 * KIB, f"grew {grown} B over 30 epochs"
-    assert peak < 16 * KIB, f"peak {peak} B"
+    # AND they learned (the comparison is not between two stuck models)
+    assert fused.history[-1, 2] > fused.history[0, 2]
 
 
 def test_is_registered_trains_and_names_itself_in_errors() -> None:
