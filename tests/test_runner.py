@@ -14,13 +14,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness import records, runner, storage, tracing
+from harness import attribution, records, runner, storage, tracing
 from harness.errors import UsageError
 from harness.interface import RunConfig
+from harness.keepers import find_keepers
 from harness.progress import Progress, format_duration, format_progress
 
 LOOPS = Path(__file__).parent / "fixtures" / "loops.py"
-STDLIB = tracing._STDLIB_DIRS[0]
+STDLIB = attribution.STDLIB_DIRS[0]
 
 
 @pytest.mark.parametrize(
@@ -107,33 +108,33 @@ def test_allocations_are_charged_to_the_most_recent_user_frame() -> None:
         ("/venv/lib/python3.11/site-packages/numpy/core/fromnumeric.py", 20),
         ("/home/me/project/loop.py", 30),
         ("/home/me/project/model.py", 40),
-        (tracing._HARNESS_DIR + "worker.py", 50),
+        (attribution.HARNESS_DIR + "worker.py", 50),
     ]
     # WHEN attributed THEN the user's innermost line is charged
-    assert tracing.attribute(frames) == ("/home/me/project/loop.py", 30)
+    assert attribution.attribute(frames) == ("/home/me/project/loop.py", 30)
     # and without user frames: the third-party frame, else the most recent one
-    assert tracing.attribute([frames[0], frames[1], frames[4]]) == frames[1]
-    assert tracing.attribute([frames[0], ("<frozen importlib._bootstrap>", 1)]) == frames[0]
+    assert attribution.attribute([frames[0], frames[1], frames[4]]) == frames[1]
+    assert attribution.attribute([frames[0], ("<frozen importlib._bootstrap>", 1)]) == frames[0]
 
 
 def test_the_harness_own_allocations_are_told_apart_from_the_loop() -> None:
     # GIVEN tracebacks (most recent first) of the worker's json encoding, of a loop's call into
     # the stdlib, and of a stdlib call chain cut off at the frame limit
-    worker = (tracing._HARNESS_DIR + "worker.py", 67)
+    worker = (attribution.HARNESS_DIR + "worker.py", 67)
     encoder = (f"{STDLIB}json/encoder.py", 200)
     user = ("/home/me/project/loop.py", 30)
     # WHEN classified THEN only the first is the harness's bookkeeping
-    assert tracing.is_bookkeeping([encoder, worker])
-    assert not tracing.is_bookkeeping([encoder, user, worker])
-    assert not tracing.is_bookkeeping([encoder, encoder])
+    assert attribution.is_bookkeeping([encoder, worker])
+    assert not attribution.is_bookkeeping([encoder, user, worker])
+    assert not attribution.is_bookkeeping([encoder, encoder])
 
 
 def test_our_variants_count_as_user_code_even_when_installed_in_site_packages() -> None:
     # GIVEN NumPy called from one of our variants, both under site-packages after a plain `pip install .`
-    variant = (tracing._VARIANTS_DIR + "buffers.py", 12)
+    variant = (attribution.VARIANTS_DIR + "buffers.py", 12)
     frames = [("/venv/lib/python3.11/site-packages/numpy/lib/shape_base.py", 5), variant]
     # WHEN attributed THEN the variant's line is charged, not NumPy's
-    assert tracing.attribute(frames) == variant
+    assert attribution.attribute(frames) == variant
 
 
 def test_compare_keeps_growing_sites_and_types_largest_first() -> None:
@@ -164,7 +165,7 @@ def test_keepers_name_the_variable_that_holds_what_grew() -> None:
         code = _held_by_a_generator.__code__
         site = (code.co_filename, code.co_firstlineno + 1)
         # WHEN the keepers of that allocation site are looked for
-        keepers = tracing.find_keepers([site])
+        keepers = find_keepers([site])
     finally:
         tracemalloc.stop()
     # THEN the chain leads from an inner list to the generator's local, with the line that assigns it
