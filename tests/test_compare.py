@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import compare, render, report
+from harness import compare, render_formats, report
 from harness.growth import MIN_BYTES_PER_EPOCH
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runs"
@@ -172,7 +172,7 @@ def test_comparing_a_fix_with_its_leak_matches_the_golden_text() -> None:
     )
     changes = compare.compare(baseline, candidate)
     # THEN the table is as reviewed, and growth and peak RSS are regressions
-    text = render.text_table(compare.comparison_table(changes)) + "\n"
+    text = render_formats.text_table(compare.comparison_table(changes)) + "\n"
     path = GOLDEN / "compare_lists_fix_vs_leak.txt"
     if not path.exists():
         path.write_text(text)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import render, report
+from harness import render, render_formats, report
 from harness.errors import UsageError
 from harness.storage import Run
 
@@ -65,11 +65,11 @@ def golden(name: str, text: str) -> None:
 def test_the_per_run_table_matches_its_golden_text(runs: list[Run]) -> None:
     # GIVEN the fixture runs WHEN the per-run table is built and rendered THEN it is as reviewed
     table = report.run_table(report.sort_runs(runs))
-    golden("run_table.md", render.markdown_table(report.format_run_table(table)) + "\n")
+    golden("run_table.md", render_formats.markdown_table(report.format_run_table(table)) + "\n")
 
 
 def test_the_seed_table_matches_its_golden_text(runs: list[Run]) -> None:
-    golden("seed_table.md", render.markdown_table(report.seed_table(runs)) + "\n")
+    golden("seed_table.md", render_formats.markdown_table(report.seed_table(runs)) + "\n")
 
 
 def test_the_trace_table_matches_its_golden_text(runs: list[Run]) -> None:
@@ -77,7 +77,7 @@ def test_the_trace_table_matches_its_golden_text(runs: list[Run]) -> None:
     traced = report.traced_runs(runs)
     assert traced, "the fixtures need a traced run"
     text = "\n\n".join(
-        f"{r.meta['run_id']}\n{render.markdown_table(report.trace_table(r))}\n"
+        f"{r.meta['run_id']}\n{render_formats.markdown_table(report.trace_table(r))}\n"
         f"types: {report.growing_types(r)}"
         for r in traced
     )

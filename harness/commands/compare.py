@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the comparison; the exit code says whether it regressed (with --fail-on-regression)."""
     from harness import compare
-    from harness.render import markdown_table, text_table
+    from harness.render_formats import markdown_table, text_table
     from harness.report import load_runs, run_table
 
     baseline = run_table(load_runs([args.baseline]))
