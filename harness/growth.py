@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import UsageError
-from harness.sizes import format_size
+from harness.sizes import display_unit, format_size
 from harness.trend import Trend, theil_sen_line, trend
 
 __all__ = [
@@ -273,7 +273,7 @@ def format_rate(bytes_per_epoch: float) -> str:
 def format_rate_ci(measure: dict[str, Any]) -> tuple[str, str]:
     """("12.3 MiB/epoch", "12.1-12.5 MiB"): rate and CI, all three numbers in the unit of the largest."""
     rate, low, high = measure["bytes_per_epoch"], measure["ci_low"], measure["ci_high"]
-    unit, factor = _unit(max(abs(rate), abs(low), abs(high)))
+    unit, factor = display_unit(max(abs(rate), abs(low), abs(high)))
     digits = 0 if factor == 1 else 1
     a, b = f"{low / factor:.{digits}f}", f"{high / factor:.{digits}f}"
     between = f"{a}-{b}" if low >= 0 else f"{a} to {b}"
@@ -294,12 +294,6 @@ def _p_relation(p: float) -> str:
     """"=0.012" or "<0.001", to follow a "p"."""
     text = format_p(p)
     return text if text.startswith("<") else "=" + text
-
-
-def _unit(size: float) -> tuple[str, int]:
-    """The unit format_size would choose for ``size`` bytes, and its factor."""
-    unit = format_size(size).split()[-1]
-    return unit, {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}[unit]
 
 
 def _count(n: int, noun: str) -> str:

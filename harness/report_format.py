@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from harness.sizes import format_size
+from harness.sizes import display_unit, format_size
 
 
 def format_bytes(value: float, signed: bool = False) -> str:
@@ -18,7 +18,7 @@ def format_growth(value: float, low: float, high: float) -> str:
     """Bytes per epoch with its interval in the value's unit: ``"+4.57 MiB (4.56 .. 4.58)"``."""
     if value is None or math.isnan(value):
         return "-"
-    scale, unit = _unit(
+    unit, scale = display_unit(
         max(
             abs(value),
             abs(low) if not math.isnan(low) else 0,
@@ -37,14 +37,6 @@ def format_growth(value: float, low: float, high: float) -> str:
         )
     )
     return f"{value / scale:+.{decimals}f} {unit} ({low / scale:+.{decimals}f} .. {high / scale:+.{decimals}f})"
-
-
-def _unit(size: float) -> tuple[float, str]:
-    """The binary unit a size is best shown in, and its scale."""
-    for scale, unit in ((1024**3, "GiB"), (1024**2, "MiB"), (1024, "KiB")):
-        if size >= scale:
-            return float(scale), unit
-    return 1.0, "B"
 
 
 def format_rate(value: float | None) -> str:

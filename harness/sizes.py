@@ -51,6 +51,15 @@ def parse_size(text: str | int) -> int:
     return round(value)
 
 
+def display_unit(size: float) -> tuple[str, int]:
+    """The unit :func:`format_size` shows ``size`` bytes in, and its factor: ``("MiB", 1048576)``."""
+    magnitude = abs(float(size))
+    for unit, factor in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if magnitude >= factor:
+            return unit, factor
+    return "B", 1
+
+
 def format_size(n: float) -> str:
     """``n`` bytes for people: "512 B", "3.1 MiB", "-2.0 GiB" (1024-based, one decimal)."""
     sign = "-" if n < 0 else ""
