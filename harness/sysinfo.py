@@ -13,6 +13,8 @@ from typing import Any
 
 import psutil
 
+from variants.registry import OPTIONAL
+
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -45,7 +47,7 @@ def versions() -> dict[str, str | None]:
 def loaded_versions() -> dict[str, str]:
     """Versions of optional frameworks the training code actually imported (called in the worker)."""
     found = {}
-    for name in ("torch", "numba"):
+    for name in dict.fromkeys(OPTIONAL.values()):  # the frameworks our optional variants need
         module = sys.modules.get(name)
         if module is not None:
             found[name] = str(getattr(module, "__version__", "unknown"))
