@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import tracemalloc
 from functools import partial
+from types import ModuleType
 from typing import Callable, Sequence
 
 import numpy as np
@@ -35,24 +37,20 @@ KIB = 1024
 MIB = 1024 * KIB
 
 
-def model_class(variant: str) -> type[BuffersCNN]:
-    """``numpy``'s class, or ``numba``'s: a subclass with compiled pooling, col2im and update (skips without numba)."""
-    if variant == "numba":
-        pytest.importorskip("numba", reason="numba not installed: pip install '.[numba]'")
-        from variants.fused import NumbaCNN
+def fused() -> ModuleType:
+    """The numba variant's module (compiled pooling, col2im and update), or a skip without numba."""
+    pytest.importorskip("numba", reason="numba not installed: pip install '.[numba]'")
+    return importlib.import_module("variants.fused")
 
-        return NumbaCNN
-    return BuffersCNN
+
+def model_class(variant: str) -> type[BuffersCNN]:
+    """``numpy``'s class, or ``numba``'s subclass."""
+    return fused().NumbaCNN if variant == "numba" else BuffersCNN
 
 
 def pool_class(variant: str) -> Callable[..., Pooling]:
-    """``numpy``'s pooling layer, or ``numba``'s compiled one (skips without numba)."""
-    if variant == "numba":
-        pytest.importorskip("numba", reason="numba not installed: pip install '.[numba]'")
-        from variants.fused import FusedPoolRelu
-
-        return FusedPoolRelu
-    return PoolRelu
+    """``numpy``'s pooling layer, or ``numba``'s compiled one."""
+    return fused().FusedPoolRelu if variant == "numba" else PoolRelu
 
 
 def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
