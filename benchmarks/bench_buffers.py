@@ -4,7 +4,7 @@
     python benchmarks/bench_buffers.py --ablations     # also: what each technique buys
 
 The limit is (float64 FLOP/s of a large matrix product on one thread) / (FLOPs
-of one epoch's products, from the layer shapes): see variants/buffers_flops.py.
+of one epoch's products, from the layer shapes): see variants/flops.py.
 ``--ablations`` undoes one technique at a time in otherwise identical models
 and times them round-robin in this one run, so load on a shared machine hits
 every variant alike: compare the ratios, not the absolute figures.
@@ -28,12 +28,13 @@ from typing import Callable, Iterator  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-import variants.buffers as buffers_module  # noqa: E402
+import variants.numpy.model as buffers_module  # noqa: E402
 from harness.interface import RunConfig  # noqa: E402
-from variants.buffers import BuffersCNN  # noqa: E402
-from variants.buffers_flops import epoch_flops, matmul_rate  # noqa: E402
-from variants.buffers_layers import WINDOWS, PoolRelu, blocked_patches, patch_columns, view_as  # noqa: E402
-from variants.buffers_net import Batch, BatchNet  # noqa: E402
+from harness.bench.child import matmul_rate  # noqa: E402
+from variants.flops import epoch_flops  # noqa: E402
+from variants.numpy import BuffersCNN  # noqa: E402
+from variants.numpy.layers import WINDOWS, PoolRelu, blocked_patches, patch_columns, view_as  # noqa: E402
+from variants.numpy.net import Batch, BatchNet  # noqa: E402
 from variants.data import make_dataset  # noqa: E402
 
 Ablation = Callable[[BuffersCNN], None]

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_fused.py [--epochs 300] [--repeats 7]
 
-Every model is the numba variant's network (:class:`variants.fused.FusedBatchNet`)
+Every model is the numba variant's network (:class:`variants.numba.model.FusedBatchNet`)
 with some of its layers replaced by the numpy variant's, so the one difference
 between two rows is the kernels named.  The models are timed round-robin in this
 one process on one BLAS thread, so load on a shared machine hits them alike:
@@ -23,9 +23,10 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 
 from harness.interface import RunConfig  # noqa: E402
-from variants.buffers_flops import epoch_flops, matmul_rate  # noqa: E402
-from variants.buffers_layers import ConvOnBuffer, PoolRelu  # noqa: E402
-from variants.fused import FusedBatchNet, FusedConvOnBuffer, FusedPoolRelu, NumbaCNN  # noqa: E402
+from harness.bench.child import matmul_rate  # noqa: E402
+from variants.flops import epoch_flops  # noqa: E402
+from variants.numpy.layers import ConvOnBuffer, PoolRelu  # noqa: E402
+from variants.numba.model import FusedBatchNet, FusedConvOnBuffer, FusedPoolRelu, NumbaCNN  # noqa: E402
 
 # Row label -> (pooling layer, conv2 layer): from nothing compiled to everything compiled.
 MODELS = {

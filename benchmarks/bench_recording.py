@@ -29,7 +29,7 @@ from harness.storage import load_run
 BARE = """
 import json, sys, time
 from harness.interface import RunConfig
-from harness.loading import load_loop_class
+from harness.loops import load_loop_class
 epochs = int(sys.argv[2])
 loop = load_loop_class(sys.argv[1])(RunConfig(epochs=epochs))
 start = time.monotonic()

@@ -11,7 +11,7 @@ The loop runs for ``epochs`` epochs in a worker process, exactly as
 analysed by :mod:`harness.growth`, and the test fails with a message such as
 "RSS grew 3.1 MiB/epoch over 40 epochs (95% CI 2.9-3.3 MiB); budget 64 KiB/epoch".
 What a call leaves out comes from ``[tool.leakbench]`` in the project's
-pyproject.toml (see :mod:`harness.budgets`), then from the defaults.
+pyproject.toml (see :mod:`harness.guard.budgets`), then from the defaults.
 
 Command-line options: ``--leakbench-config PATH`` (another pyproject.toml),
 ``--leakbench-results DIR`` (keep the runs there, e.g. as CI artifacts; by
@@ -27,10 +27,8 @@ from typing import Any
 
 import pytest
 
-from harness.budgets import Budget, BudgetTable, load_budgets, size_option
 from harness.errors import UsageError
-from harness.guard import Judgement
-from harness.guard_run import guard_loop, loop_spec
+from harness.guard import Budget, BudgetTable, Judgement, guard_loop, load_budgets, loop_spec, size_option
 
 
 class LeakbenchWarning(UserWarning):

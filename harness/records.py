@@ -33,6 +33,10 @@ EXIT_CODES: dict[str, int] = {
     INTERRUPTED: 130,  # the shell's convention for "ended by SIGINT"
 }
 USAGE_EXIT_CODE = 2
+# A leak run may end at the memory cap: that is its expected ending, not a failure.
+FINISHED = (COMPLETED, MEMORY_CAP)
+# What reports, specs and budgets call the fixed default of a variant (no --leak).
+NO_LEAK = "none"
 
 # Fixed leading columns of epochs.csv; the loop's metrics follow in first-epoch order.
 EPOCH_COLUMNS = ("epoch", "rss_bytes", "peak_rss_bytes", "heap_bytes", "py_blocks", "epoch_s", "elapsed_s")

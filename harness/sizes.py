@@ -1,4 +1,4 @@
-"""Memory sizes as people write them ("300MiB", "1.5 GiB", "2GB", "4096") and as we print them."""
+"""Memory sizes as people write them: "300MiB", "1.5 GiB", "2GB", "4096" (printing them: :mod:`harness.formatting`)."""
 
 from __future__ import annotations
 
@@ -49,25 +49,3 @@ def parse_size(text: str | int) -> int:
     if not math.isfinite(value):
         raise UsageError(f"invalid size {text!r}: too large")
     return round(value)
-
-
-def display_unit(size: float) -> tuple[str, int]:
-    """The unit :func:`format_size` shows ``size`` bytes in, and its factor: ``("MiB", 1048576)``."""
-    magnitude = abs(float(size))
-    for unit, factor in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if magnitude >= factor:
-            return unit, factor
-    return "B", 1
-
-
-def format_size(n: float) -> str:
-    """``n`` bytes for people: "512 B", "3.1 MiB", "-2.0 GiB" (1024-based, one decimal)."""
-    sign = "-" if n < 0 else ""
-    size = abs(float(n))
-    if size < 1024:
-        return f"{sign}{size:.0f} B"
-    for unit in ("KiB", "MiB", "GiB"):
-        size /= 1024
-        if size < 1024:
-            return f"{sign}{size:.1f} {unit}"
-    return f"{sign}{size / 1024:.1f} TiB"

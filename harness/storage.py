@@ -16,7 +16,7 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +26,7 @@ import pandas as pd
 
 from harness import records
 from harness.errors import UsageError
-from harness.tracing import write_json_atomic
+from harness.jsonfile import write_json_atomic
 
 META = "meta.json"
 EPOCHS = "epochs.csv"
@@ -190,6 +190,19 @@ class Run:
     trace: dict[str, Any] | None
 
     @property
+    def peak_rss_bytes(self) -> int | None:
+        """The highest RSS the run saw: the worker's own high-water mark, a timed sample or the stop record."""
+        candidates = [
+            int(frame[column].max())
+            for frame, column in ((self.epochs, "peak_rss_bytes"), (self.epochs, "rss_bytes"), (self.samples, "rss_bytes"))
+            if column in frame.columns and frame[column].notna().any()
+        ]
+        stop = self.meta.get("stop") or {}
+        if stop.get("rss_bytes"):
+            candidates.append(int(stop["rss_bytes"]))
+        return max(candidates) if candidates else None
+
+    @property
     def metric_columns(self) -> list[str]:
         """The loop's metric columns of epochs.csv, in order."""
         return [name for name in self.epochs.columns if name not in records.EPOCH_COLUMNS]
@@ -270,9 +283,58 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     return Run(run_dir, meta, epochs, samples, trace)
 
 
+def read_meta(run_dir: Path) -> dict[str, Any] | None:
+    """A run's meta.json as a dict without checking it; None when it cannot be read (a sweep's quick look)."""
+    try:
+        meta = json.loads((Path(run_dir) / META).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def find_runs(results_dir: str | os.PathLike[str]) -> list[Path]:
     """Run directories (those holding a meta.json) directly under ``results_dir``, oldest id first."""
     root = Path(results_dir)
     if not root.is_dir():
         return []
     return sorted(child for child in root.iterdir() if (child / META).is_file())
+
+
+def find_run_dirs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Run directories named directly, or found one level below a results directory, sorted by name."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if (path / META).is_file():
+            found.append(path)
+        elif path.is_dir():
+            below = find_runs(path)
+            if not below:
+                raise UsageError(f"{path}: no run directories in it (a run directory holds {META})")
+            found.extend(below)
+        else:
+            raise UsageError(f"{path}: not a run directory or a results directory")
+    # The same run named twice (directly and through its results directory) counts once.
+    unique = {p.resolve(): p for p in found}
+    return sorted(unique.values(), key=lambda p: p.name)
+
+
+def load_runs(paths: Iterable[str | os.PathLike[str]], skipped: list[str] | None = None) -> list[Run]:
+    """Load every run found under ``paths`` (see :func:`find_run_dirs`).
+
+    A run named directly must load (UsageError otherwise).  One found inside a
+    results directory that cannot be read (another schema version, a damaged
+    meta.json) is left out and its reason appended to ``skipped`` when given, so
+    one bad directory does not hide all the others.
+    """
+    given = [Path(p) for p in paths]
+    named = {p.resolve() for p in given if (p / META).is_file()}
+    runs = []
+    for run_dir in find_run_dirs(given):
+        try:
+            runs.append(load_run(run_dir))
+        except UsageError as exc:
+            if run_dir.resolve() in named or skipped is None:
+                raise
+            skipped.append(str(exc))
+    return runs

@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 
-from variants.registry import OPTIONAL
+from harness.loops import OPTIONAL
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,7 +15,7 @@ import pytest
 
 from harness.interface import RunConfig
 from variants.data import make_dataset
-from variants.registry import OPTIONAL, VARIANTS
+from harness.loops import OPTIONAL, VARIANTS
 
 EPOCHS = 3
 TOLERANCE = 1e-9

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import bench, bench_measure
+from harness import bench
+from harness.bench import measure as bench_measure
 from harness.bench import LOOP, MATMUL, RUN, Job, Outcome, Overhead, Report, Row, Spread
-from harness.bench_worker import time_epochs
+from harness.bench.child import time_epochs
 from harness.errors import UsageError
+from harness.formatting import format_times
 from harness.interface import RunConfig
 
 REGISTERED = ("lists", "generators", "numpy", "torch")
@@ -27,14 +29,14 @@ def plan_of(variants: list[str], **choices: object) -> bench.Plan:
     return bench.make_plan(variants, REGISTERED, **choices)  # type: ignore[arg-type]
 
 
-def loop_outcome(job: Job, rate: float) -> Outcome:
-    """A loop job whose warm-up epochs took 1 s each and whose measured epochs ran at ``rate``."""
+def loop_outcome(job: Job, rate: float, flops: int | None = None) -> Outcome:
+    """A loop job whose warm-up epochs took 1 s each and whose measured epochs ran at ``rate``, costing ``flops``."""
     epoch_s = [1.0] * job.warmup + [1.0 / rate] * job.epochs
     ends, total = [], 0.0
     for seconds in epoch_s:
         total += seconds
         ends.append(total)
-    return Outcome(job, epoch_s=tuple(epoch_s), ends_s=tuple(ends))
+    return Outcome(job, epoch_s=tuple(epoch_s), ends_s=tuple(ends), flops_per_epoch=flops)
 
 
 # -- the plan ----------------------------------------------------------------------------------
@@ -148,9 +150,9 @@ def test_summarise_takes_medians_over_rounds_and_relates_them_to_the_baseline_an
         elif job.kind == RUN:
             outcomes.append(loop_outcome(job, 0.8 * rates["numpy"][job.round - 1]))
         else:
-            outcomes.append(loop_outcome(job, rates[str(job.variant)][job.round - 1]))
+            outcomes.append(loop_outcome(job, rates[str(job.variant)][job.round - 1], flops=10_000_000))
     # WHEN summarised
-    report = bench.summarise(plan, outcomes, flops=10_000_000, load_average=(1.0, 2.0))
+    report = bench.summarise(plan, outcomes, load_average=(1.0, 2.0))
     numpy_row, lists_row = report.rows
     # THEN each row has its rounds' rates and their median
     assert numpy_row.rates == pytest.approx((100.0, 400.0, 200.0))
@@ -161,6 +163,8 @@ def test_summarise_takes_medians_over_rounds_and_relates_them_to_the_baseline_an
     assert numpy_row.gflops == pytest.approx(2.0) and lists_row.gflops == pytest.approx(0.02)
     assert numpy_row.share == pytest.approx(2.0 / 9.0) and lists_row.share == pytest.approx(0.02 / 9.0)
     assert report.limit_spread == Spread(9e9, 8e9, 10e9)
+    # AND the FLOPs per epoch the loops reported are the report's, being the same for both
+    assert report.flops_per_epoch == 10_000_000 and numpy_row.flops_per_epoch == 10_000_000
     # AND the overhead pairs each round's run with its bare loop: 0.8 every round
     assert report.overhead is not None
     overhead = report.overhead.ratio
@@ -185,7 +189,7 @@ def test_a_variant_that_cannot_be_imported_is_tried_once_and_reported_as_skipped
     seen: list[tuple[int, int]] = []
     # WHEN the plan runs
     outcomes = bench.execute_plan(plan, measure, lambda index, total, outcome: seen.append((index, total)))
-    report = bench.summarise(plan, outcomes, flops=1000)
+    report = bench.summarise(plan, outcomes)
     # THEN torch is started once, the others every round, and progress hears of every job
     assert started.count("torch") == 1 and started.count("numpy") == 3 and started.count("matmul") == 3
     assert seen == [(index, 9) for index in range(1, 10)]
@@ -200,9 +204,9 @@ def test_a_variant_that_cannot_be_imported_is_tried_once_and_reported_as_skipped
 
 GOLDEN_TABLE = """\
 variant     epochs  epochs/s      min-max   vs numpy  GFLOP/s  of limit
-numpy       50+500     1,050  1,000-1,100      1.00x       21       42%
+numpy       50+500     1,050  1,000-1,100      1.00x       21     42.0%
 torch       20+300     130.3  125.5-140.0     0.124x      2.6      5.2%
-lists          1+3     0.825     0.8-0.85  0.000786x   0.0171   0.0342%
+lists          1+3     0.825     0.8-0.85  0.000786x   0.0171    0.034%
 generators  skipped: cannot import X
 FLOPs per epoch: 20,000,000 (matrix products counted from the layer shapes, the same for every variant)
 machine limit: float64 1024x1024 matmul on 1 thread: 50 GFLOP/s (min-max 48-52), 2,500 epochs/s at 100%
@@ -247,7 +251,7 @@ def test_table_matches_the_golden_text() -> None:
 )
 def test_ratios_keep_three_significant_figures_and_no_false_precision(value: float, text: str) -> None:
     # WHEN a ratio is formatted THEN small ones keep 3 significant figures, large ones drop decimals
-    assert bench.format_times(value) == text
+    assert format_times(value) == text
 
 
 def test_report_json_carries_a_schema_version_and_every_rounds_figures() -> None:

@@ -1,4 +1,4 @@
-"""The numpy variant (variants.buffers): gradients by finite differences, no allocation, the leak, learning."""
+"""The numpy variant (variants.numpy): gradients by finite differences, no allocation, the leak, learning."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 
 from harness.errors import UsageError
 from harness.interface import RunConfig, TrainingLoop
-from variants.buffers import METRICS, BuffersCNN
-from variants.buffers_flops import epoch_flops, sample_flops
-from variants.buffers_layers import (
+from variants.numpy.model import METRICS, BuffersCNN
+from variants.flops import epoch_flops, sample_flops
+from variants.numpy.layers import (
     WINDOWS,
     ConvOnBuffer,
     Dense,
@@ -26,10 +26,10 @@ from variants.buffers_layers import (
     Targets,
     patch_columns,
 )
-from variants.buffers_memory import Arena, small_ufunc_buffers
+from variants.numpy.memory import Arena, small_ufunc_buffers
 from variants.data import make_dataset
 from variants.network import CONV_PARAMETERS, FC_PARAMETERS, PARAMETER_SHAPES
-from variants.registry import VARIANTS
+from harness.loops import VARIANTS
 
 STEP = 1e-6
 MAX_RELATIVE_ERROR = 1e-6
@@ -40,7 +40,7 @@ MIB = 1024 * KIB
 def fused() -> ModuleType:
     """The numba variant's module (compiled pooling, col2im and update), or a skip without numba."""
     pytest.importorskip("numba", reason="numba not installed: pip install '.[numba]'")
-    return importlib.import_module("variants.fused")
+    return importlib.import_module("variants.numba.model")
 
 
 def model_class(variant: str) -> type[BuffersCNN]:
@@ -338,7 +338,7 @@ def run(config: RunConfig, epochs: int) -> tuple[BuffersCNN, list[dict[str, floa
 def test_satisfies_the_training_interface_and_is_registered() -> None:
     model = BuffersCNN(RunConfig(epochs=2))
     assert isinstance(model, TrainingLoop)
-    assert VARIANTS["numpy"] == "variants.buffers:BuffersCNN"
+    assert VARIANTS["numpy"] == "variants.numpy:BuffersCNN"
     metrics = model.train_epoch(1)
     assert set(metrics) == {"loss", "accuracy", "correct_prob"}
     assert all(type(value) is float for value in metrics.values())

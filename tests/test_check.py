@@ -18,7 +18,8 @@ import pytest
 
 from harness import records
 from harness.cli import main
-from harness.growth import MIN_BYTES_PER_EPOCH, format_rate
+from harness.formatting import format_rate
+from harness.growth import MIN_BYTES_PER_EPOCH
 from harness.storage import load_run
 
 MIB = 1024**2
@@ -93,7 +94,7 @@ def test_flat_run_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     lines = capsys.readouterr().out.splitlines()
     assert code == 0
     assert len(lines) == 1
-    assert lines[0].startswith(f"ok {run_dir} (numpy): RSS flat: ") and lines[
+    assert lines[0].startswith(f"ok {run_dir} (numpy): RSS flat, ") and lines[
         0
     ].endswith("; budget 64.0 KiB/epoch")
 
@@ -137,7 +138,7 @@ def test_growth_within_budget_passes(
     # THEN it passes: known growth within budget is allowed
     assert check(leaking, "--max-growth", "2MiB") == 0
     assert capsys.readouterr().out.startswith(
-        f"ok {leaking} (numpy): RSS leak: 1.0 MiB/epoch"
+        f"ok {leaking} (numpy): RSS leak, +1.0 MiB/epoch"
     )
 
 
@@ -159,7 +160,7 @@ def test_inconclusive_is_reported_and_fails_only_when_strict(
     )
     assert strict == 1
     assert (
-        strict_out.startswith(f"FAIL {short} (numpy): RSS inconclusive: ")
+        strict_out.startswith(f"FAIL {short} (numpy): RSS inconclusive, ")
         and "only 4 epochs" in strict_out
     )
 
@@ -205,11 +206,11 @@ expect = "leak"
         "budget 2.0 MiB/epoch"
     )
     assert (
-        lines[1].startswith(f"ok {caught} (numpy:history): RSS leak: ")
+        lines[1].startswith(f"ok {caught} (numpy:history): RSS leak, ")
         and "a leak was expected" in lines[1]
     )
     assert lines[2].startswith(
-        f"FAIL {missed} (numpy:history): expected a leak, but RSS flat: "
+        f"FAIL {missed} (numpy:history): expected a leak, but RSS flat, "
     )
     assert lines[3].startswith(f"FAIL {other} (lists): ") and lines[3].endswith(
         "budget 8.0 KiB/epoch"

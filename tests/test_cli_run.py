@@ -20,7 +20,7 @@ import pytest
 
 import harness
 from harness import storage
-from harness.loading import VariantInfo, list_variants, registered_variants
+from harness.loops import VariantInfo, list_variants, registered_variants
 
 LOOPS = Path(__file__).parent / "fixtures" / "loops.py"
 MiB = 1024**2

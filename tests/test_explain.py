@@ -16,7 +16,8 @@ from harness import storage
 from harness.commands import COMMAND_NAMES
 from harness.commands import explain as command
 from harness.errors import UsageError
-from harness.explain import PATH_WIDTH, explain_text, table
+from harness.formatting import text_table
+from harness.report.explain import PATH_WIDTH, explain_text
 from harness.growth import summarise_growth
 
 MiB = 1024**2
@@ -92,7 +93,7 @@ run {RUN_ID}
 
 RSS: leak: the 95% CI lies above the 32.0 KiB/epoch threshold (Mann-Kendall p<0.001).
 Python heap: leak: the 95% CI lies above the 32.0 KiB/epoch threshold (Mann-Kendall p<0.001).
-At this rate RSS reaches the 4.0 GiB memory cap at epoch ~1326 and this machine's 16.0 GiB at epoch ~5422.
+At this rate RSS reaches the 4.0 GiB cap at epoch ~1326 and this machine's 16.0 GiB at epoch ~5422.
 
 Allocation sites that grew most, epoch 3 -> 20 (tracemalloc):
   traced heap 19.0 MiB -> 70.0 MiB (+51.0 MiB)
@@ -219,7 +220,7 @@ def test_long_site_paths_keep_their_tail() -> None:
 
 
 def test_table_aligns_text_left_and_numbers_right() -> None:
-    assert table(["name", "n"], [["a", "1"], ["bbb", "22"]], right=[False, True]) == (
+    assert text_table(["name", "n"], [["a", "1"], ["bbb", "22"]], right=[False, True], indent=2) == (
         "  name   n\n"
         "  a      1\n"
         "  bbb   22")

@@ -13,14 +13,14 @@ pytest.importorskip("numba", reason="numba not installed: pip install '.[numba]'
 
 from harness.errors import UsageError
 from harness.interface import RunConfig, TrainingLoop
-from variants.buffers import BuffersCNN
-from variants.buffers_layers import WINDOWS, ConvOnBuffer, PoolRelu
-from variants.buffers_memory import Arena
+from variants.numpy.model import BuffersCNN
+from variants.numpy.layers import WINDOWS, ConvOnBuffer, PoolRelu
+from variants.numpy.memory import Arena
 from variants.data import make_dataset
-from variants.fused import FusedConvOnBuffer, FusedPoolRelu, NumbaCNN
-from variants.fused_kernels import pool_relu_forward
+from variants.numba.model import FusedConvOnBuffer, FusedPoolRelu, NumbaCNN
+from variants.numba.kernels import pool_relu_forward
 from variants.network import PARAMETER_SHAPES
-from variants.registry import VARIANTS
+from harness.loops import VARIANTS
 
 
 def tied_windows(rng: np.random.Generator, kernels: int, columns: int) -> np.ndarray:
@@ -107,7 +107,7 @@ def test_trains_exactly_like_numpy(batch_size: int) -> None:
 
 
 def test_is_registered_trains_and_names_itself_in_errors() -> None:
-    assert VARIANTS["numba"] == "variants.fused:NumbaCNN"
+    assert VARIANTS["numba"] == "variants.numba:NumbaCNN"
     model = NumbaCNN(RunConfig(epochs=1))
     assert isinstance(model, TrainingLoop)
     assert set(model.train_epoch(1)) == {"loss", "accuracy", "correct_prob"}

@@ -13,8 +13,8 @@ import pytest
 from harness.errors import UsageError
 from harness.interface import RunConfig, TrainingLoop
 from variants.data import make_dataset
-from variants.generators import LAYERS, OUTPUT, GeneratorsCNN
-from variants.generators_layers import Conv, Layer, Trace
+from variants.generators.model import LAYERS, OUTPUT, GeneratorsCNN
+from variants.generators.layers import Conv, Layer, Trace
 from variants.network import CONV_PARAMETERS, FC_PARAMETERS, PARAMETER_SHAPES
 
 EPS = 1e-6

@@ -21,7 +21,7 @@ from harness.growth import (
     trend,
     verdict,
 )
-from harness.trend import (
+from harness.growth.trend import (
     MAX_PAIRS,
     kendall_s,
     kendall_var_s,

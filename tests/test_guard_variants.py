@@ -12,10 +12,10 @@ import importlib.util
 
 import pytest
 
-from harness.budgets import BudgetTable
-from harness.loading import describe_variant, registered_variants
+from harness.guard.budgets import BudgetTable
+from harness.loops import describe_variant, registered_variants
 from harness.pytest_plugin import config_budgets
-from variants.registry import OPTIONAL
+from harness.loops import OPTIONAL
 
 # Pure Python variants take 1-3 s per epoch, and torch takes seconds to import: their runs are slow.
 SLOW_VARIANTS = {"lists", "generators", "torch"}

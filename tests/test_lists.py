@@ -14,7 +14,7 @@ from harness.errors import UsageError
 from harness.interface import RunConfig
 from variants.data import initial_parameters, make_dataset
 from variants.lists import ListsCNN
-from variants.lists_layers import (
+from variants.lists.layers import (
     ConvLayer,
     FlattenLayer,
     FullLayer,

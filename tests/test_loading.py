@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-import variants.registry
-from harness import loading
+import harness.loops
+from harness import loops as loading
 from harness.errors import UsageError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -20,7 +20,7 @@ def registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
     broken = tmp_path / "needs_missing.py"
     broken.write_text("import leakbench_no_such_dependency\n\nclass Loop:\n    def train_epoch(self, epoch): ...\n")
     entries = {"grow": f"{LOOPS}:GrowLoop", "optional": f"{broken}:Loop"}
-    monkeypatch.setattr(variants.registry, "VARIANTS", entries)
+    monkeypatch.setattr(harness.loops, "VARIANTS", entries)
     return entries
 
 

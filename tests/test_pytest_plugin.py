@@ -134,7 +134,7 @@ def test_missed(leakbench_guard):
     # THEN the first passes and the second fails saying what was seen instead
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
-        ["leakbench: loops.py:Flat: expected a leak, but RSS flat: * over * epochs*"]
+        ["leakbench: loops.py:Flat: expected a leak, but RSS flat, * over * epochs*"]
     )
 
 
@@ -190,8 +190,8 @@ def test_strict(leakbench_guard):
     result.assert_outcomes(passed=1, failed=1, warnings=1)
     result.stdout.fnmatch_lines(
         [
-            "leakbench: loops.py:Flat: RSS inconclusive: * over 3 epochs; only 3 epochs*",
-            "*LeakbenchWarning: loops.py:Flat: RSS inconclusive: * over 3 epochs; only 3 epochs*; run more epochs for a verdict",
+            "leakbench: loops.py:Flat: RSS inconclusive, * over 3 epochs after * warm-up epochs; only 3 epochs*",
+            "*LeakbenchWarning: loops.py:Flat: RSS inconclusive, * over 3 epochs after * warm-up epochs; only 3 epochs*; run more epochs for a verdict",
         ]
     )
 

@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import render, render_formats, report
+from harness import report, storage
+from harness.report import document as render
+from harness.report import writers as render_formats
 from harness.errors import UsageError
+from harness.formatting import format_speed
 from harness.storage import Run
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runs"
@@ -27,7 +30,7 @@ LISTS_FIXED = "20261127T181754-lists-noleak-s0-fedb87"
 @pytest.fixture(scope="module")
 def runs() -> list[Run]:
     """Every stored fixture run (real runs, shrunk: see tests/fixtures/runs/shrink.py)."""
-    return report.load_runs([FIXTURES])
+    return storage.load_runs([FIXTURES])
 
 
 @pytest.fixture(scope="module")
@@ -105,10 +108,10 @@ def test_the_seed_table_numbers_agree_with_the_csv_files_read_independently(
     # THEN its time, speed and mean correct_prob are those of the files
     time_200 = statistics.mean(float(r["elapsed_s"]) for r in rows_at[200])
     assert table["time for 200 epochs"] == f"{time_200:#.3g} s"
-    assert table["epochs per second"] == f"{200 / time_200:.3g}"
+    assert table["epochs per second"] == format_speed(200 / time_200)
     mean_500 = statistics.mean(float(r["correct_prob"]) for r in rows_at[500])
     assert table["accuracy after 500 epochs (mean correct_prob)"].startswith(
-        f"{100 * mean_500:.1f} %"
+        f"{100 * mean_500:.1f}%"
     )
     assert (
         f"n={len(rows_at[500])}"
@@ -203,13 +206,13 @@ def test_run_directories_are_found_in_results_directories_once_each(
     # GIVEN the fixtures directory and one of its runs named again
     one = Path(runs[0].path)
     # THEN each run is found once
-    assert report.find_run_dirs([FIXTURES, one]) == report.find_run_dirs([FIXTURES])
-    assert report.find_run_dirs([one]) == [one]
+    assert storage.find_run_dirs([FIXTURES, one]) == storage.find_run_dirs([FIXTURES])
+    assert storage.find_run_dirs([one]) == [one]
     # AND a directory without runs, or a missing path, is refused with a clear line
     with pytest.raises(UsageError, match="no run directories in it"):
-        report.find_run_dirs([tmp_path])
+        storage.find_run_dirs([tmp_path])
     with pytest.raises(UsageError, match="not a run directory or a results directory"):
-        report.find_run_dirs([tmp_path / "missing"])
+        storage.find_run_dirs([tmp_path / "missing"])
 
 
 def test_the_report_files_are_written_with_every_figure_as_png(
@@ -331,7 +334,7 @@ def test_a_run_with_no_epoch_yet_is_listed_without_figures(tmp_path: Path) -> No
     )
     (run_dir / "meta.json").write_text(json.dumps(meta))
     # WHEN reported
-    files = render.write_report(report.load_runs([run_dir]), tmp_path / "out")
+    files = render.write_report(storage.load_runs([run_dir]), tmp_path / "out")
     # THEN it has a row saying so, and no figure is drawn from nothing
     markdown = files.markdown.read_text()
     assert "| lists | CNN | none | 0 | 0/12 | running | inconclusive | - |" in markdown
@@ -350,9 +353,9 @@ def test_an_unreadable_run_in_a_results_directory_is_left_out_with_its_reason(
     )
     # WHEN the results directory is loaded THEN the good run is there and the other is named as left out
     skipped: list[str] = []
-    runs = report.load_runs([tmp_path], skipped)
+    runs = storage.load_runs([tmp_path], skipped)
     assert [Path(r.path).name for r in runs] == ["good"]
     assert len(skipped) == 1 and "schema_version 99" in skipped[0]
     # AND named directly, the unreadable run is an error
     with pytest.raises(UsageError, match="schema_version 99"):
-        report.load_runs([tmp_path / "future"], [])
+        storage.load_runs([tmp_path / "future"], [])

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from harness import render, report
+from harness import report, storage
+from harness.report import document as render
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runs"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -50,7 +51,7 @@ DECODE_PROBE = (
 def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The report of the fixture runs."""
     out = tmp_path_factory.mktemp("browser")
-    render.write_report(report.load_runs([FIXTURES]), out)
+    render.write_report(storage.load_runs([FIXTURES]), out)
     return out
 
 

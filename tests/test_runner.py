@@ -14,11 +14,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness import attribution, records, runner, storage, tracing
+from harness import recording as runner
+from harness import records, storage
+from harness.worker import attribution, tracing
 from harness.errors import UsageError
 from harness.interface import RunConfig
-from harness.keepers import find_keepers
-from harness.progress import Progress, format_duration, format_progress
+from harness.worker.keepers import find_keepers
+from harness.formatting import format_duration
+from harness.recording.progress import Progress, format_progress
 
 LOOPS = Path(__file__).parent / "fixtures" / "loops.py"
 STDLIB = attribution.STDLIB_DIRS[0]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness import sizes
+from harness import formatting
 from harness.errors import UsageError
-from harness.sizes import format_size, parse_size
+from harness.formatting import format_size
+from harness.sizes import parse_size
 
 
 @pytest.mark.parametrize(
@@ -88,6 +89,6 @@ def test_format_then_parse_round_trips_within_the_printed_precision() -> None:
 @pytest.mark.parametrize("size", [0, 1, 1023, 1024, 5_000, 1024**2 - 1, 1024**2, 3.5 * 1024**3, 2 * 1024**4, -70_000])
 def test_display_unit_is_the_unit_format_size_prints(size: float) -> None:
     # GIVEN a size WHEN its display unit is asked THEN it is the unit format_size prints, with its factor
-    unit, factor = sizes.display_unit(size)
-    assert sizes.format_size(size).split()[-1] == unit
+    unit, factor = formatting.display_unit(size)
+    assert formatting.format_size(size).split()[-1] == unit
     assert factor == {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}[unit]

@@ -41,7 +41,7 @@ def torch() -> Iterator[ModuleType]:
 @pytest.fixture(scope="module")
 def torch_net(torch: ModuleType) -> ModuleType:
     """The variant's module (imported only once torch is known to be there)."""
-    return importlib.import_module("variants.torch_net")
+    return importlib.import_module("variants.torch.model")
 
 
 @pytest.fixture(autouse=True)
@@ -178,10 +178,11 @@ def random_parameters(seed: int) -> Params:
 def test_missing_torch_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN torch cannot be imported (None in sys.modules makes `import torch` fail)
     monkeypatch.setitem(sys.modules, "torch", None)
-    monkeypatch.delitem(sys.modules, "variants.torch_net", raising=False)
+    monkeypatch.delitem(sys.modules, "variants.torch", raising=False)
+    monkeypatch.delitem(sys.modules, "variants.torch.model", raising=False)
     # WHEN the variant is imported THEN the error says how to install it
     with pytest.raises(ImportError, match=r"pip install '\.\[torch\]'"):
-        importlib.import_module("variants.torch_net")
+        importlib.import_module("variants.torch")
 
 
 # --- torch's layers against the seed's semantics -------------------------------------------
@@ -302,9 +303,9 @@ def test_training_matches_reference(torch_net: ModuleType, leak: str | None, bat
 def test_training_matches_numpy_variant(torch_net: ModuleType, leak: str | None) -> None:
     # GIVEN the numpy variant (BuffersCNN), when it is there, and this one for the same seed
     try:
-        from variants.buffers import BuffersCNN
+        from variants.numpy import BuffersCNN
     except ImportError as error:
-        pytest.skip(f"variants.buffers not importable yet: {error}")
+        pytest.skip(f"variants.numpy not importable yet: {error}")
     loop, numpy_loop = make(torch_net, seed=5, leak=leak), BuffersCNN(RunConfig(seed=5))
     # WHEN both train 3 epochs THEN loss, accuracy and correct_prob agree to 1e-9
     got = [loop.train_epoch(epoch) for epoch in (1, 2, 3)]

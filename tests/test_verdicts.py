@@ -77,10 +77,10 @@ def test_the_same_loop_without_its_leak_is_flat(tmp_path: Path) -> None:
 
 
 def leak_line() -> str:
-    """'lists.py:N' for the line marked '# LEAK' in the lists variant: where each recursion level keeps its differences."""
-    lines = (VARIANTS / "lists.py").read_text().splitlines()
+    """'model.py:N' for the line marked '# LEAK' in the lists variant: where each recursion level keeps its differences."""
+    lines = (VARIANTS / "lists" / "model.py").read_text().splitlines()
     (number,) = [i for i, text in enumerate(lines, start=1) if "# LEAK" in text]
-    return f"lists.py:{number}"
+    return f"model.py:{number}"
 
 
 def test_trace_of_the_recursion_leak_leads_to_the_line_that_keeps_the_differences(tmp_path: Path) -> None:
@@ -89,7 +89,7 @@ def test_trace_of_the_recursion_leak_leads_to_the_line_that_keeps_the_difference
     trace = json.loads((Path(meta["dir"]) / "trace.json").read_text())
     top = trace["sites"][0]
     # THEN the top growing site is in the variant's own source, megabytes per epoch,
-    assert Path(top["file"]).parent == VARIANTS and Path(top["file"]).name.startswith("lists"), top
+    assert Path(top["file"]).parent == VARIANTS / "lists", top
     assert top["size_diff"] > 4 * 1024 * 1024  # fc1 differences alone: 150 x 1600 floats per epoch
     # AND what keeps it alive is the local that each recursion level assigns at the line marked '# LEAK'
     keeper = next(k for k in trace["keepers"] if (k["file"], k["line"]) == (top["file"], top["line"]))

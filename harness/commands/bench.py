@@ -32,18 +32,13 @@ import tempfile
 from pathlib import Path
 
 from harness import bench
+from harness.commands.argtypes import whole_number
 from harness.errors import UsageError
-from harness.loading import registered_variants
+from harness.formatting import format_speed
+from harness.loops import registered_variants
 
 FAILED_EXIT_CODE = 5
 DEFAULT_VARIANTS = ("numpy", "numba", "torch", "lists", "generators")
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,16 +47,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"registered variants to time (default: {' '.join(DEFAULT_VARIANTS)})")  # fmt: skip
     defaults = ", ".join(f"{name} {bench.DEFAULT_EPOCHS[name]}" for name in DEFAULT_VARIANTS)
     parser.add_argument(
-        "--epochs", type=_int, metavar="N", help=f"measured epochs per measurement (default: {defaults})"
+        "--epochs", type=whole_number, metavar="N", help=f"measured epochs per measurement (default: {defaults})"
     )
     warmups = ", ".join(f"{name} {bench.DEFAULT_WARMUP[name]}" for name in DEFAULT_VARIANTS)
-    parser.add_argument("--warmup", type=_int, metavar="N", help=f"untimed epochs before them (default: {warmups})")
-    parser.add_argument("--repeat", type=_int, default=5, metavar="R", help="interleaved rounds (default 5)")
+    parser.add_argument("--warmup", type=whole_number, metavar="N", help=f"untimed epochs before them (default: {warmups})")
+    parser.add_argument("--repeat", type=whole_number, default=5, metavar="R", help="interleaved rounds (default 5)")
     parser.add_argument(
         "--baseline", metavar="NAME", help="the variant the ratios are to (default numpy, else the first)"
     )
     parser.add_argument(
-        "--threads", type=_int, default=1, metavar="T", help="BLAS/OpenMP/torch threads per child (default 1)"
+        "--threads", type=whole_number, default=1, metavar="T", help="BLAS/OpenMP/torch threads per child (default 1)"
     )
     parser.add_argument(
         "--fc-only", action="store_true", help="train only the fully connected layers (the seed's 2nd column)"
@@ -90,9 +85,9 @@ def _progress(index: int, total: int, outcome: bench.Outcome) -> None:
     elif job.kind == bench.MATMUL and outcome.flops_per_s is not None:
         detail = f"{outcome.flops_per_s / 1e9:.3g} GFLOP/s"
     elif job.kind == bench.RUN:
-        detail = f"{bench.format_rate(bench.span_rate(outcome.ends_s, job.warmup))} epochs/s (wall, recording included)"
+        detail = f"{format_speed(bench.span_rate(outcome.ends_s, job.warmup))} epochs/s (wall, recording included)"
     else:
-        detail = f"{bench.format_rate(bench.loop_rate(outcome.epoch_s, job.warmup))} epochs/s"
+        detail = f"{format_speed(bench.loop_rate(outcome.epoch_s, job.warmup))} epochs/s"
     print(f"bench [{index}/{total}] round {job.round}: {job.label}: {detail}", file=sys.stderr, flush=True)
 
 
@@ -110,7 +105,6 @@ def run(args: argparse.Namespace) -> int:
         overhead=args.overhead,
     )
     _check_json_path(args.json)
-    flops = bench.flops_per_epoch(fc_only=plan.fc_only)
     load_start = os.getloadavg()[0]
     show = not args.quiet and sys.stderr.isatty()
     with tempfile.TemporaryDirectory(prefix="leakbench-bench-") as results:
@@ -120,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         except bench.MeasurementError as exc:
             print(f"leakbench: error: {exc}", file=sys.stderr)
             return FAILED_EXIT_CODE
-    report = bench.summarise(plan, outcomes, flops, (load_start, os.getloadavg()[0]))
+    report = bench.summarise(plan, outcomes, (load_start, os.getloadavg()[0]))
     print(bench.format_table(report))
     if args.json is not None:
         args.json.write_text(json.dumps(bench.report_to_dict(report), indent=2) + "\n", encoding="utf-8")

@@ -33,11 +33,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.budgets import Budget, BudgetTable, load_budgets, size_option
-from harness.growth import format_rate
-from harness.guard import Judgement, judge
+from harness.formatting import format_rate, format_size
+from harness.guard import Budget, BudgetTable, Judgement, judge, load_budgets, size_option
 from harness.records import RUNNING
-from harness.sizes import format_size
 from harness.storage import Run, load_run, store_growth
 
 DEFAULT_CONFIG = Path("pyproject.toml")

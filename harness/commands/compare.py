@@ -19,6 +19,11 @@ Exit status: 0; with --fail-on-regression, 1 when any change is worse beyond the
 from __future__ import annotations
 
 import argparse
+
+from harness.report import compare
+from harness.report.run_table import run_table
+from harness.report.writers import markdown_table, text_table
+from harness.storage import load_runs
 from pathlib import Path
 
 
@@ -48,13 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the comparison; the exit code says whether it regressed (with --fail-on-regression)."""
-    from harness import compare
-    from harness.render_formats import markdown_table, text_table
-    from harness.report import load_runs, run_table
-
     baseline = run_table(load_runs([args.baseline]))
     candidate = run_table(load_runs([args.candidate]))
-    changes = compare.compare(baseline, candidate)
+    changes = compare.compare_tables(baseline, candidate)
     for note in compare.caveats(baseline, candidate):
         print(f"note: {note}")
     if not changes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from harness.explain import explain_text
+from harness.report.explain import explain_text
 from harness.growth import summarise_run
 from harness.storage import load_run, store_growth
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.loading import list_variants
+from harness.loops import list_variants
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

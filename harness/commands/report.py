@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.storage import load_runs
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's arguments: what to report on and where to write it."""
@@ -45,9 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the runs, write the report, print the paths written."""
-    # Imported here: matplotlib and pandas are slow to import and other commands do not need them.
-    from harness.render import write_report
-    from harness.report import load_runs
+    # Imported here: matplotlib takes about a second to import, and only this command draws.
+    from harness.report.document import write_report
 
     skipped: list[str] = []
     runs = load_runs(args.paths, skipped)

@@ -20,12 +20,12 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 from pathlib import Path
 
-from harness import runner, tracing
+from harness import recording
+from harness.commands.argtypes import finite_number, key_value, whole_number
+from harness.worker import tracing
 from harness.errors import UsageError
 from harness.interface import (
     SEED_BATCH_SIZE,
@@ -33,67 +33,38 @@ from harness.interface import (
     SEED_LEARNING_RATE,
     RunConfig,
 )
-from harness.progress import Progress
 from harness.records import COMPLETED, FAILED
 from harness.sizes import ACCEPTED, parse_size
 
 STDERR_TAIL_SHOWN = 10
 
 
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-
-
-def _float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
-
-
-def _option(text: str) -> tuple[str, object]:
-    """KEY=VALUE, VALUE as JSON when it parses (numbers, true/false, null), else the text itself."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key.strip(), json.loads(value)
-    except json.JSONDecodeError:
-        return key.strip(), value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``run``."""
     parser.add_argument("--variant", required=True, metavar="VARIANT", help="registered name, package.module:Class or file.py:Class")
     parser.add_argument("--leak", metavar="LEAK", help="switch on one of the variant's leaks (see `list`)")
-    parser.add_argument("--epochs", type=_int, default=SEED_EPOCHS, metavar="N", help=f"epochs to train (default {SEED_EPOCHS})")
-    parser.add_argument("--seed", type=_int, default=0, metavar="S", help="seed of the data and initial weights (default 0)")
+    parser.add_argument("--epochs", type=whole_number, default=SEED_EPOCHS, metavar="N", help=f"epochs to train (default {SEED_EPOCHS})")
+    parser.add_argument("--seed", type=whole_number, default=0, metavar="S", help="seed of the data and initial weights (default 0)")
     parser.add_argument("--fc-only", action="store_true", help="train only the fully connected layers (the seed's 2nd column)")
-    parser.add_argument("--option", action="append", type=_option, default=[], metavar="KEY=VALUE",
+    parser.add_argument("--option", action="append", type=key_value, default=[], metavar="KEY=VALUE",
                         help="a variant option, repeatable, e.g. --option threads=1 for torch; VALUE is read as "
                         "JSON when it parses (1, 0.5, true), else as text")  # fmt: skip
-    parser.add_argument("--learning-rate", type=_float, default=SEED_LEARNING_RATE, metavar="LR", help=f"default {SEED_LEARNING_RATE}")
-    parser.add_argument("--batch-size", type=_int, default=SEED_BATCH_SIZE, metavar="B", help=f"default {SEED_BATCH_SIZE} (the whole training set)")
+    parser.add_argument("--learning-rate", type=finite_number, default=SEED_LEARNING_RATE, metavar="LR", help=f"default {SEED_LEARNING_RATE}")
+    parser.add_argument("--batch-size", type=whole_number, default=SEED_BATCH_SIZE, metavar="B", help=f"default {SEED_BATCH_SIZE} (the whole training set)")
     parser.add_argument("--memory-cap", metavar="SIZE", help="stop the worker when its RSS passes SIZE, e.g. 300MiB "
                         "(default: the smaller of 4 GiB and half the available memory)")  # fmt: skip
-    parser.add_argument("--timeout", type=_float, metavar="SECONDS", help="stop the worker after SECONDS (default: none)")
-    parser.add_argument("--sample-interval", type=_float, default=runner.DEFAULT_SAMPLE_INTERVAL_S, metavar="SECONDS",
-                        help=f"seconds between RSS samples (default {runner.DEFAULT_SAMPLE_INTERVAL_S})")  # fmt: skip
+    parser.add_argument("--timeout", type=finite_number, metavar="SECONDS", help="stop the worker after SECONDS (default: none)")
+    parser.add_argument("--sample-interval", type=finite_number, default=recording.DEFAULT_SAMPLE_INTERVAL_S, metavar="SECONDS",
+                        help=f"seconds between RSS samples (default {recording.DEFAULT_SAMPLE_INTERVAL_S})")  # fmt: skip
     parser.add_argument("--results", type=Path, default=Path("results"), metavar="DIR", help="where run directories go (default ./results)")
     parser.add_argument("--trace", action="store_true", help="trace allocations (tracemalloc; slower) and write trace.json")
-    parser.add_argument("--trace-frames", type=_int, default=tracing.FRAMES, metavar="N",
+    parser.add_argument("--trace-frames", type=whole_number, default=tracing.FRAMES, metavar="N",
                         help=f"frames kept per traced allocation (default {tracing.FRAMES}); fewer is faster, "
                         "1 suits loops that allocate in their own code")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress line and no summary: print only the run directory")
 
 
-def request_from_args(args: argparse.Namespace) -> runner.RunRequest:
+def request_from_args(args: argparse.Namespace) -> recording.RunRequest:
     """Check the options and build the run request (UsageError on bad values; writes nothing)."""
     cap = None
     if args.memory_cap is not None:
@@ -110,7 +81,7 @@ def request_from_args(args: argparse.Namespace) -> runner.RunRequest:
         leak=args.leak,
         options=dict(args.option) | ({"fc_only": True} if args.fc_only else {}),
     )
-    return runner.RunRequest(
+    return recording.RunRequest(
         variant=args.variant,
         config=config,
         results_dir=args.results,
@@ -125,10 +96,10 @@ def request_from_args(args: argparse.Namespace) -> runner.RunRequest:
 def run(args: argparse.Namespace) -> int:
     """Record one run; print the summary and the run directory; return the status's exit code."""
     request = request_from_args(args)
-    progress = Progress(request.config.epochs, sys.stderr, enabled=not args.quiet and sys.stderr.isatty())
-    outcome = runner.execute(request, progress=progress)
+    progress = recording.Progress(request.config.epochs, sys.stderr, enabled=not args.quiet and sys.stderr.isatty())
+    outcome = recording.execute(request, progress=progress)
     if not args.quiet:
-        lines = runner.describe_outcome(outcome)
+        lines = recording.describe_outcome(outcome)
         print(lines[0], file=sys.stdout if outcome.status == COMPLETED else sys.stderr)
         if outcome.status == FAILED and outcome.stop:
             tail = outcome.stop.get("stderr_tail", [])[-STDERR_TAIL_SHOWN:]

@@ -20,6 +20,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness import sweep
+from harness.records import FINISHED
+from harness.storage import load_runs
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's arguments: the spec, where the runs go, and an optional report."""
@@ -49,8 +53,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Perform the sweep (or list it with --dry-run) and return its exit status."""
-    from harness import sweep
-
     spec = sweep.load_spec(args.spec)
     results = args.results or Path("results") / spec.name
     for name in spec.unavailable:
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    failed = [o for o in outcomes if o.status not in sweep.FINISHED + ("skipped",)]
+    failed = [o for o in outcomes if o.status not in FINISHED + ("skipped",)]
     stopped_early = len(outcomes) < len(spec.runs)
     print(
         f"sweep {spec.name}: {len(outcomes) - len(failed)} of {len(spec.runs)} runs finished, in {results}"
@@ -83,8 +85,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.report is not None:
-        from harness.render import write_report
-        from harness.report import load_runs
+        from harness.report.document import write_report  # matplotlib: only when a report is asked for
 
         files = write_report(load_runs(sweep.sweep_run_dirs(outcomes)), args.report)
         print(files.html)

@@ -1,0 +1,96 @@
+"""Bench: how fast each variant trains, against the machine's limit, and what recording costs.
+
+Beside the data's path, not on it: ``python -m harness bench`` times bare loops
+and measures nothing about memory.  A plan (:mod:`~harness.bench.plan`) lists
+jobs in interleaved order: in each round every variant's bare loop once, in a
+fresh child (:mod:`~harness.bench.child`), numpy's run under ``run`` right
+after it when the overhead is measured (through :mod:`harness.recording`),
+then the float64 matmul rate, so drift on a shared machine hits all alike.
+:mod:`~harness.bench.measure` runs the jobs; :mod:`~harness.bench.results` is
+the arithmetic (pure); :mod:`~harness.bench.table` prints the table and the
+``--json`` file.
+"""
+
+from __future__ import annotations
+
+from harness.bench.results import (
+    Outcome,
+    Overhead,
+    Report,
+    Row,
+    Spread,
+    loop_rate,
+    ratio,
+    share,
+    span_rate,
+    summarise,
+)
+from harness.bench.measure import (
+    JOB_TIMEOUT_S,
+    THREAD_VARIABLES,
+    MeasurementError,
+    Measurer,
+    child_environment,
+    execute_plan,
+)
+from harness.bench.plan import (
+    DEFAULT_EPOCHS,
+    DEFAULT_WARMUP,
+    FALLBACK_EPOCHS,
+    FALLBACK_WARMUP,
+    LOOP,
+    MATMUL,
+    MATMUL_REPEATS,
+    MATMUL_SIZE,
+    OVERHEAD_VARIANT,
+    RUN,
+    THREAD_OPTIONS,
+    Job,
+    Plan,
+    make_plan,
+)
+from harness.bench.table import (
+    HEADER,
+    SCHEMA_VERSION,
+    footer_lines,
+    format_table,
+    report_to_dict,
+)
+
+__all__ = [
+    "DEFAULT_EPOCHS",
+    "DEFAULT_WARMUP",
+    "FALLBACK_EPOCHS",
+    "FALLBACK_WARMUP",
+    "HEADER",
+    "JOB_TIMEOUT_S",
+    "LOOP",
+    "MATMUL",
+    "MATMUL_REPEATS",
+    "MATMUL_SIZE",
+    "OVERHEAD_VARIANT",
+    "RUN",
+    "SCHEMA_VERSION",
+    "THREAD_OPTIONS",
+    "THREAD_VARIABLES",
+    "Job",
+    "MeasurementError",
+    "Measurer",
+    "Outcome",
+    "Overhead",
+    "Plan",
+    "Report",
+    "Row",
+    "Spread",
+    "child_environment",
+    "execute_plan",
+    "footer_lines",
+    "format_table",
+    "loop_rate",
+    "make_plan",
+    "ratio",
+    "report_to_dict",
+    "share",
+    "span_rate",
+    "summarise",
+]

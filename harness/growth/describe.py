@@ -1,0 +1,60 @@
+"""A growth verdict in words: the one sentence that ``run``, ``explain``, ``check``, the plugin and the report print."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from harness.formatting import format_rate_ci, format_size, plural
+from harness.growth.verdict import MEASURES, ci_label
+
+
+def measure_name(measure: Mapping[str, Any]) -> str:
+    """"RSS" or "Python heap": what a measure's series is."""
+    return MEASURES.get(str(measure.get("measure", "")), "memory")
+
+
+def reaches(projection: Mapping[str, Any] | None) -> str:
+    """"the 4.0 GiB cap at epoch ~174 and this machine's 23.5 GiB at epoch ~1030" ("" when neither is reached)."""
+    if not projection:
+        return ""
+    parts = []
+    if projection.get("cap_epoch") is not None:
+        parts.append(f"the {format_size(projection['memory_cap_bytes'])} cap at epoch ~{projection['cap_epoch']}")
+    if projection.get("memory_total_epoch") is not None:
+        parts.append(
+            f"this machine's {format_size(projection['memory_total_bytes'])} at epoch ~{projection['memory_total_epoch']}"
+        )
+    return " and ".join(parts)
+
+
+def describe_measure(measure: Mapping[str, Any], named: bool = False, projection: bool = True) -> str:
+    """"leak, +12.3 MiB/epoch (95% CI 12.1-12.5 MiB) over 40 epochs after 2 warm-up epochs; reaches ...".
+
+    ``named`` puts the series' name first ("RSS leak, ..."); an inconclusive
+    verdict ends with its reason, a leak with where its projection reaches
+    (unless ``projection`` is false).
+    """
+    prefix = f"{measure_name(measure)} " if named else ""
+    if measure["bytes_per_epoch"] is None:
+        return f"{prefix}{measure['verdict']}: {measure['reason']}"
+    rate, ci = format_rate_ci(measure["bytes_per_epoch"], measure["ci_low"], measure["ci_high"], signed=True)
+    text = (
+        f"{prefix}{measure['verdict']}, {rate} ({ci_label(measure)} {ci}) over "
+        f"{plural(measure['n_epochs_used'], 'epoch')} after {plural(measure['warmup_epochs'], 'warm-up epoch')}"
+    )
+    if measure["verdict"] == "inconclusive":
+        return f"{text}; {measure['reason']}"
+    where = reaches(measure.get("projection")) if projection else ""
+    return f"{text}; reaches {where}" if where else text
+
+
+def format_growth(growth: Mapping[str, Any]) -> str:
+    """One or two lines for the end of ``run``: the verdict, the rate with its CI, the projection."""
+    lines = [f"verdict: {describe_measure(growth)}"]
+    heap = growth.get("heap")
+    if growth.get("note"):
+        lines.append(f"note: {growth['note']}")
+    elif heap is not None:
+        lines.append(f"Python heap: {describe_measure(heap)}")
+    return "\n".join(lines)

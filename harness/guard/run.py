@@ -1,0 +1,85 @@
+"""Run a training loop for some epochs in a worker, exactly as ``python -m harness run`` does, and judge it.
+
+The pytest plugin calls :func:`guard_loop`; so can any other test framework.
+This process only starts the worker and reads its records (:func:`harness.recording.execute`):
+the loop is imported and trained in the worker, never here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from harness import records
+from harness.errors import UsageError
+from harness.guard.budgets import Budget
+from harness.guard.judge import Judgement, judge
+from harness.interface import RunConfig
+from harness.recording import RunRequest, execute
+from harness.sizes import parse_size
+from harness.storage import load_run
+
+
+def loop_spec(loop: str | type) -> str:
+    """What ``run --variant`` accepts for ``loop``: a spec as given, or ``path/file.py:Class`` for a class."""
+    if isinstance(loop, str):
+        return loop
+    if not isinstance(loop, type):
+        raise UsageError(
+            f"loop must be a class or a variant spec such as 'numpy' or 'my_loop.py:MyLoop', got {loop!r}"
+        )
+    if "." in loop.__qualname__:
+        raise UsageError(
+            f"{loop.__qualname__} must be defined at the top level of a module for the worker to import it"
+        )
+    try:
+        source = inspect.getsourcefile(loop)
+    except TypeError:
+        source = None
+    if source is None or not Path(source).is_file():
+        raise UsageError(
+            f"cannot find the file defining {loop.__qualname__}; pass 'path/to/file.py:{loop.__qualname__}'"
+        )
+    # The worker imports the file by its path, whatever sys.path this process was given (pytest adds test dirs);
+    # relative to the working directory, which the worker shares, when it lies below it, so it reads as typed.
+    path = Path(source).resolve()
+    if path.is_relative_to(Path.cwd().resolve()):
+        path = path.relative_to(Path.cwd().resolve())
+    return f"{path}:{loop.__qualname__}"
+
+
+def guard_loop(
+    loop: str | type,
+    budget: Budget,
+    *,
+    results_dir: Path,
+    leak: str | None = None,
+    seed: int = 0,
+    options: Mapping[str, Any] | None = None,
+    strict: bool = False,
+    timeout_s: float | None = None,
+    memory_cap: int | str | None = None,
+) -> Judgement:
+    """Run ``loop`` for ``budget``'s epochs in a worker (traced when measuring the heap) and judge it against ``budget``."""
+    config = RunConfig(
+        seed=seed,
+        epochs=budget.epochs_or_default,
+        leak=leak,
+        # Options given in the call override those of the budget entry.
+        options=dict(budget.options or {}) | dict(options or {}),
+    )
+    request = RunRequest(
+        variant=loop_spec(loop),
+        config=config,
+        results_dir=Path(results_dir),
+        memory_cap_bytes=None if memory_cap is None else parse_size(memory_cap),
+        timeout_s=timeout_s,
+        trace=budget.measure_or_default == "heap",
+    )
+    outcome = execute(request)
+    if outcome.status == records.INTERRUPTED:
+        # The runner caught the Ctrl-C to stop its worker cleanly; pass it on to whoever called us.
+        raise KeyboardInterrupt(f"leakbench run interrupted: {outcome.run_dir}")
+    return judge(load_run(outcome.run_dir), budget, strict=strict)

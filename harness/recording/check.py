@@ -1,0 +1,54 @@
+"""Resolve a variant and its leak in a throw-away worker, so bad input is refused before anything is written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from harness.errors import UsageError
+from harness.recording.request import VariantCheck, default_memory_cap, memory_limit_for
+from harness.worker.protocol import check_reply, worker_command
+
+CHECK_TIMEOUT_S = 120.0  # resolving a variant imports it: torch alone takes seconds
+
+
+def check_variant(
+    variant: str,
+    leak: str | None,
+    timeout_s: float = CHECK_TIMEOUT_S,
+    memory_limit_bytes: int | None = None,
+) -> VariantCheck:
+    """Resolve the variant and leak in a throw-away worker; UsageError naming what is wrong.
+
+    Importing runs the module's top-level code: the check gets the run's RLIMIT_DATA
+    backstop (default: that of the default cap) and ``timeout_s``.
+    """
+    limit = memory_limit_bytes if memory_limit_bytes is not None else memory_limit_for(default_memory_cap())
+    payload = {"variant": variant, "leak": leak, "parent_pid": os.getpid(), "memory_limit_bytes": limit}
+    read_fd, write_fd = os.pipe()
+    try:
+        command = worker_command(write_fd, "--check", payload)
+        try:
+            # A session of its own: a terminal's Ctrl-C reaches only the parent, which decides.
+            done = subprocess.run(
+                command, pass_fds=(write_fd,), stdin=subprocess.DEVNULL, capture_output=True,
+                text=True, timeout=timeout_s, check=False, start_new_session=True,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise UsageError(f"loading variant {variant!r} took longer than {timeout_s:.0f} s") from None
+        os.close(write_fd)
+        write_fd = -1
+        with os.fdopen(read_fd, "rb") as pipe:
+            read_fd = -1
+            lines = pipe.read().decode(errors="replace").splitlines()
+    finally:
+        for fd in (read_fd, write_fd):
+            if fd >= 0:
+                os.close(fd)
+    verdict = check_reply(lines)
+    if verdict is None:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UsageError(f"cannot load variant {variant!r}: the check exited with status {done.returncode}: {tail}")
+    if not verdict["ok"]:
+        raise UsageError(verdict["message"])
+    return VariantCheck(verdict["description"], dict(verdict["leaks"]))

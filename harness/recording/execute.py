@@ -1,0 +1,221 @@
+"""Record one run: check the loop, make its run directory, supervise its worker, write the final meta.json.
+
+The parent never imports or runs training code.  It
+
+1. asks a short-lived worker to resolve the variant and the leak
+   (:mod:`harness.recording.check`), so bad input is refused before anything
+   is written;
+2. makes the run directory and writes meta.json (status ``running``);
+3. starts the worker and supervises it (:mod:`harness.recording.supervise`): records
+   go to epochs.csv as they arrive, RSS samples to samples.csv; over the
+   memory cap the worker is killed at once, on timeout, SIGINT or SIGTERM it
+   is stopped with SIGTERM, then SIGKILL after a grace period;
+4. rewrites meta.json atomically with the status, and the growth verdict.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness import records, storage, sysinfo
+from harness.growth import format_growth, summarise_run
+from harness.recording.check import check_variant
+from harness.recording.progress import Progress
+from harness.recording.request import RunOutcome, RunRequest, default_memory_cap, memory_limit_for
+from harness.recording.supervise import Session, SignalFlag
+from harness.formatting import format_size
+
+STDERR_TAIL_LINES = 20
+
+
+def stderr_tail(log_path: Path, lines: int = STDERR_TAIL_LINES) -> list[str]:
+    """The last lines of the worker's log (its stdout and stderr)."""
+    try:
+        with open(log_path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return []
+    return text.rstrip("\n").splitlines()[-lines:] if text.strip() else []
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "the worker did not exit"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (by the kernel's out-of-memory killer?)" if -code == signal.SIGKILL else ""
+        return f"the worker was killed by {name}{hint}"
+    return f"the worker exited with status {code}"
+
+
+def _final_status(session: Session, exit_code: int | None, planned: int, limit: int) -> tuple[str, str]:
+    """The run's status and a one-line message, from what the parent decided and what the worker said."""
+    if session.status is not None:
+        return session.status, session.message
+    if session.error is not None:
+        exception = session.error.get("exception", "")
+        if session.error.get("memory_error"):
+            return records.MEMORY_CAP, (
+                f"an allocation failed under the worker's allocation limit of {format_size(limit)} "
+                f"(RLIMIT_DATA backstop) before a sample saw RSS over the cap: {exception}"
+            )
+        return records.FAILED, f"{session.error.get('phase', 'training')}: {exception}"
+    if exit_code == 0 and session.done is not None and session.last_epoch == planned:
+        return records.COMPLETED, ""
+    return records.FAILED, _describe_exit(exit_code)
+
+
+def execute(
+    request: RunRequest,
+    *,
+    progress: Progress | None = None,
+    on_start: Callable[[Path], None] | None = None,
+    handle_signals: bool = True,
+) -> RunOutcome:
+    """Check the variant, record one run into a new run directory, and judge its growth.
+
+    UsageError before anything is written when the request cannot run;
+    KeyboardInterrupt when SIGINT/SIGTERM came before the run directory existed.
+    ``on_start`` is called with the run directory once its first meta.json is written.  With
+    ``handle_signals`` (and in the main thread) SIGINT and SIGTERM stop the run
+    as ``interrupted`` instead of raising; the previous handlers are restored after.
+    """
+    flag = SignalFlag()
+    if handle_signals:
+        flag.install()
+    try:
+        storage.check_results_dir(request.results_dir)
+        cap = request.memory_cap_bytes if request.memory_cap_bytes is not None else default_memory_cap()
+        check_variant(request.variant, request.config.leak, memory_limit_bytes=memory_limit_for(cap))
+        if flag.count:
+            raise KeyboardInterrupt  # nothing written yet: leave like any interrupted command
+        run_dir = storage.create_run_dir(request.results_dir, request.variant, request.config.leak, request.config.seed)
+        return _record(request, run_dir, cap, progress, flag, on_start)
+    finally:
+        flag.restore()
+
+
+def _record(
+    request: RunRequest,
+    run_dir: Path,
+    cap: int,
+    progress: Progress | None,
+    flag: SignalFlag,
+    on_start: Callable[[Path], None] | None,
+) -> RunOutcome:
+    """Run the worker into ``run_dir``; meta.json ends with a final status even if the parent fails."""
+    limit = memory_limit_for(cap)
+    leak = request.config.leak
+    host = sysinfo.host_info()
+    meta = records.RunMeta(
+        run_id=run_dir.name,
+        variant=request.variant,
+        leak=leak,
+        seed=request.config.seed,
+        epochs_planned=request.config.epochs,
+        epochs_done=0,
+        status=records.RUNNING,
+        config=request.config.to_dict(),
+        memory_cap_bytes=cap,
+        memory_limit_bytes=limit,
+        timeout_s=request.timeout_s,
+        trace=request.trace,
+        sample_interval_s=request.sample_interval_s,
+        started_at=storage.iso(storage.utc_now()),
+        ended_at=None,
+        host=host,
+        versions=sysinfo.versions(),
+        git_commit=sysinfo.git_commit(),
+    ).to_dict()
+    storage.write_meta(run_dir, meta)
+    if on_start is not None:
+        on_start(run_dir)
+
+    job = {
+        "variant": request.variant,
+        "config": request.config.to_dict(),
+        "trace_path": str((run_dir / storage.TRACE).absolute()) if request.trace else None,
+        "trace_frames": request.trace_frames,
+        "memory_limit_bytes": limit,
+    }
+    session = Session(request, cap, run_dir, progress, flag)
+    exit_code: int | None = None
+    try:
+        exit_code = session.run(job)
+        status, message = _final_status(session, exit_code, request.config.epochs, limit)
+    except BaseException as exc:
+        # A bug in the parent (or a signal outside our handlers): still leave a finished run behind.
+        status, message = records.FAILED, f"the recording process failed: {type(exc).__name__}: {exc}"
+        _finish(run_dir, meta, session, status, message, exit_code)
+        raise
+    finally:
+        session.close()
+        if progress is not None:
+            progress.close()
+    stop = _finish(run_dir, meta, session, status, message, exit_code)
+
+    growth = None
+    if session.last_epoch >= 1:
+        run = storage.load_run(run_dir)
+        growth = summarise_run(run.epochs, meta)
+        meta["growth"] = growth
+        storage.write_meta(run_dir, meta)
+    return RunOutcome(run_dir, status, records.EXIT_CODES[status], session.last_epoch, stop, growth, meta)
+
+
+def _finish(
+    run_dir: Path, meta: dict[str, Any], session: Session, status: str, message: str, exit_code: int | None
+) -> dict[str, Any] | None:
+    """Write the final meta.json (status, stop, end time); returns the stop dict."""
+    stop = None
+    if status != records.COMPLETED:
+        stop = records.StopInfo(
+            reason=status,
+            epoch=session.last_epoch,
+            rss_bytes=session.cap_rss if session.cap_rss is not None else session.last_rss,
+            exit_code=exit_code,
+            stderr_tail=tuple(stderr_tail(run_dir / storage.WORKER_LOG)),
+            message=message,
+        ).to_dict()
+    meta |= {
+        "epochs_done": session.last_epoch,
+        "status": status,
+        "ended_at": storage.iso(storage.utc_now()),
+        "versions": meta["versions"] | session.worker_versions,
+        "stop": stop,
+    }
+    records.RunMeta.from_dict(meta)
+    storage.write_meta(run_dir, meta)  # the status is safe on disk before any analysis runs
+    return stop
+
+
+def describe_outcome(outcome: RunOutcome) -> list[str]:
+    """Lines summarising how a run ended, for the end of ``run``."""
+    meta = outcome.meta
+    planned = meta["epochs_planned"]
+    lines = []
+    if outcome.status == records.COMPLETED:
+        lines.append(f"completed {outcome.epochs_done}/{planned} epochs")
+    elif outcome.status == records.MEMORY_CAP:
+        stop = outcome.stop or {}
+        rss = stop.get("rss_bytes")
+        detail = stop.get("message") or (
+            f"RSS {format_size(rss)} passed the cap {format_size(meta['memory_cap_bytes'])}" if rss else ""
+        )
+        lines.append(f"memory_cap: stopped after epoch {outcome.epochs_done}/{planned}: {detail}")
+    else:
+        stop = outcome.stop or {}
+        lines.append(f"{outcome.status}: after epoch {outcome.epochs_done}/{planned}: {stop.get('message', '')}")
+    if outcome.growth is not None:
+        lines.extend(format_growth(outcome.growth).splitlines())
+    return lines

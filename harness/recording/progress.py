@@ -1,0 +1,93 @@
+"""The live progress line of ``run`` on a terminal: epoch/planned, RSS, growth so far, a metric, ETA."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Mapping
+from typing import TextIO
+
+from harness.records import EpochRecord, Sample
+from harness.formatting import format_duration, format_size
+
+REDRAW_S = 0.1  # at most ten redraws a second: a fast loop must not spend its time on the terminal
+
+
+def format_progress(
+    epoch: int,
+    planned: int,
+    rss_bytes: int | None,
+    first_rss_bytes: int | None,
+    metrics: Mapping[str, float],
+    elapsed_s: float,
+    width: int = 100,
+) -> str:
+    """The progress line, cut to ``width`` characters."""
+    parts = [f"epoch {epoch}/{planned}"]
+    if rss_bytes is not None:
+        rss = f"RSS {format_size(rss_bytes)}"
+        if first_rss_bytes is not None and epoch > 1:
+            growth = rss_bytes - first_rss_bytes
+            rss += f" ({'+' if growth >= 0 else ''}{format_size(growth)} since epoch 1)"
+        parts.append(rss)
+    if metrics:
+        name, value = next(iter(metrics.items()))
+        parts.append(f"{name} {value:.4g}")
+    if epoch > 0 and elapsed_s > 0:
+        rate = epoch / elapsed_s
+        parts.append(f"{rate:.3g} epochs/s")
+        if epoch < planned:
+            parts.append(f"ETA {format_duration((planned - epoch) / rate)}")
+    return " | ".join(parts)[:width]
+
+
+class Progress:
+    """Redraws one line on ``stream`` (stderr) as records and samples arrive; silent unless enabled."""
+
+    def __init__(self, planned: int, stream: TextIO | None = None, enabled: bool | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.planned = planned
+        self._epoch = 0
+        self._rss: int | None = None
+        self._first_rss: int | None = None
+        self._metrics: Mapping[str, float] = {}
+        self._elapsed = 0.0
+        self._drawn_at = 0.0
+        self._shown = False
+
+    def epoch(self, record: EpochRecord) -> None:
+        """A finished epoch."""
+        self._epoch = record.epoch
+        self._rss = record.rss_bytes
+        if self._first_rss is None:
+            self._first_rss = record.rss_bytes
+        self._metrics = record.metrics
+        self._elapsed = record.elapsed_s
+        self._draw(force=record.epoch == self.planned)
+
+    def sample(self, sample: Sample) -> None:
+        """A timed sample: the RSS shown moves between epochs too."""
+        self._rss = sample.rss_bytes
+        self._draw()
+
+    def _draw(self, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self._drawn_at < REDRAW_S:
+            return
+        self._drawn_at = now
+        width = shutil.get_terminal_size((100, 24)).columns - 1
+        line = format_progress(self._epoch, self.planned, self._rss, self._first_rss, self._metrics, self._elapsed, width)
+        self.stream.write("\r\x1b[K" + line)
+        self.stream.flush()
+        self._shown = True
+
+    def close(self) -> None:
+        """Erase the line, so what follows starts on a clean line."""
+        if self.enabled and self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._shown = False

@@ -1,0 +1,159 @@
+"""Render a run's growth verdict and trace as text tables (pure formatting: dicts in, text out)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from harness.formatting import format_bytes, format_p, format_rate_ci, format_size, text_table
+from harness.growth import MEASURES, reaches
+
+TOP = 10  # rows of each trace table shown; trace.json keeps 25
+PATH_WIDTH = 60  # longer site paths keep their tail, which names the file
+
+
+def explain_text(meta: dict[str, Any], growth: dict[str, Any], trace: dict[str, Any] | None,
+                 root: str | None = None, top: int = TOP) -> str:
+    """The whole ``explain`` report: run, trend table, reasons, projection, and the trace tables."""
+    parts = [_header(meta), _trend_table(growth), _reasons(growth)]
+    if trace is None:
+        parts.append("No trace: re-run with --trace to see which lines and object types the growth comes from.")
+    else:
+        parts.append(sites_table(trace, root, top))
+        parts.append(keepers_text(trace, root))
+        parts.append(types_table(trace, top))
+    return "\n\n".join(part for part in parts if part) + "\n"
+
+
+def _header(meta: dict[str, Any]) -> str:
+    """"run <id>" and one line naming variant, leak, seed, epochs and status."""
+    leak = meta.get("leak") or "none"
+    done, planned = meta.get("epochs_done", "?"), meta.get("epochs_planned", "?")
+    return (f"run {meta.get('run_id', '?')}\n"
+            f"  variant {meta.get('variant', '?')}, leak {leak}, seed {meta.get('seed', '?')}: "
+            f"{done} of {planned} epochs, {meta.get('status', '?')}")
+
+
+def _trend_table(growth: dict[str, Any]) -> str:
+    """One row per measured memory: verdict, rate, CI, p, warm-up, epochs fitted."""
+    rows = []
+    for measure in (growth, growth.get("heap")):
+        if measure is None:
+            continue
+        name = MEASURES.get(measure["measure"], measure["measure"])
+        if measure["bytes_per_epoch"] is None:
+            rows.append([name, measure["verdict"], "-", "-", "-", str(measure["warmup_epochs"]), "-"])
+            continue
+        rate, ci = format_rate_ci(measure["bytes_per_epoch"], measure["ci_low"], measure["ci_high"], signed=True)
+        first, last = measure["first_epoch_used"], measure["last_epoch"]
+        rows.append([name, measure["verdict"], rate, ci, format_p(measure["p_value"]),
+                     str(measure["warmup_epochs"]), f"{first}-{last} ({measure['n_epochs_used']})"])
+    level = f"{growth.get('confidence', 0.95):.0%} CI"
+    return _table(["memory", "verdict", "growth", level, "p", "warm-up", "epochs fitted"], rows,
+                 right=[False, False, True, True, True, True, False])
+
+
+def _reasons(growth: dict[str, Any]) -> str:
+    """Why each verdict, the projection for a leak, and the native-memory note."""
+    lines = []
+    for measure in (growth, growth.get("heap")):
+        if measure is not None:
+            lines.append(f"{MEASURES.get(measure['measure'], measure['measure'])}: {measure['verdict']}: {measure['reason']}.")
+    where = reaches(growth.get("projection"))
+    if where:
+        lines.append(f"At this rate RSS reaches {where}.")
+    if growth.get("note"):
+        lines.append(f"Note: {growth['note']}.")
+    return "\n".join(lines)
+
+
+def sites_table(trace: dict[str, Any], root: str | None = None, top: int = TOP) -> str:
+    """Title and table of the allocation sites whose traced memory grew most."""
+    sites = trace.get("sites") or []
+    title = (f"Allocation sites that grew most, epoch {trace.get('baseline_epoch')} -> {trace.get('final_epoch')} "
+             f"(tracemalloc{'' if trace.get('final', True) else ', interim: the run ended before its final trace'}):")
+    if not sites:
+        return title + "\n  none grew"
+    rows = [[_site(row, root), format_bytes(row["size_diff"], signed=True),
+             _signed(f"{row['count_diff']:,}", row["count_diff"]), format_size(row["size"]), f"{row['count']:,}"]
+            for row in sites[:top]]
+    body = _table(["site", "+size", "+blocks", "size", "blocks"], rows, right=[False, True, True, True, True])
+    heap = ""
+    if trace.get("heap_baseline_bytes") is not None and trace.get("heap_final_bytes") is not None:
+        change = trace["heap_final_bytes"] - trace["heap_baseline_bytes"]
+        heap = (f"\n  traced heap {format_size(trace['heap_baseline_bytes'])} -> {format_size(trace['heap_final_bytes'])}"
+                f" ({format_bytes(change, signed=True)})")
+    return title + heap + "\n" + body + _stack(sites[0], root)
+
+
+def _stack(row: dict[str, Any], root: str | None) -> str:
+    """The largest traceback of the top site, most recent frame first, when the trace kept one."""
+    frames = row.get("stack") or []
+    if not frames:
+        return ""
+    lines = []
+    for frame in frames:
+        file, _, line = str(frame).rpartition(":")
+        lines.append("    " + _site({"file": file, "line": line}, root))
+    return "\n  top site's largest traceback, most recent call first:\n" + "\n".join(lines)
+
+
+def _holder(holder: dict[str, Any] | None, root: str | None) -> str:
+    """"local `outcomes` of Loop._epochs_from at lists.py:125", or why the chain ended without one."""
+    if holder is None:
+        return "an object the worker holds (the loop itself; see the chain)"
+    where = _site({"file": holder["file"], "line": holder["line"]}, root) if holder.get("line") else holder["file"]
+    name = f" `{holder['name']}`" if holder.get("name") else ""
+    function = f" of {holder['function']}" if holder.get("function") else ""
+    return f"{holder['kind']}{name}{function} at {where}"
+
+
+def keepers_text(trace: dict[str, Any], root: str | None) -> str:
+    """What keeps each top site's objects alive: the holder and the referrer chain to it (empty when none found)."""
+    keepers = trace.get("keepers") or []
+    if not keepers:
+        return ""
+    lines = ["What keeps the growth alive (referrers from a grown object outwards):"]
+    for keeper in keepers:
+        lines.append(f"  {_site(keeper, root)}: held by {_holder(keeper.get('holder'), root)}")
+        if keeper.get("chain"):
+            lines.append("    via " + " <- ".join(keeper["chain"]))
+    return "\n".join(lines)
+
+
+def types_table(trace: dict[str, Any], top: int = TOP) -> str:
+    """Title and table of the object types whose live counts grew most."""
+    types = trace.get("types") or []
+    title = "Object types whose live count grew most (gc-tracked objects):"
+    if not types:
+        return title + "\n  none grew"
+    rows = [[row["type"], _signed(f"{row['count_diff']:,}", row["count_diff"]), f"{row['count']:,}"] for row in types[:top]]
+    return title + "\n" + _table(["type", "+count", "count"], rows, right=[False, True, True])
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
+    """A table as ``explain`` prints them: indented two spaces."""
+    return text_table(headers, rows, right=right, indent=2)
+
+
+def _site(row: dict[str, Any], root: str | None) -> str:
+    """"file:line", relative to ``root`` or site-packages when under them, shortened from the left when long."""
+    path = str(row["file"])
+    if root and os.path.isabs(path):
+        relative = os.path.relpath(path, root)
+        if not relative.startswith(".."):
+            path = relative
+    for marker in ("site-packages", "dist-packages"):
+        # "numpy/core/numeric.py" says more than the interpreter's prefix does.
+        _, found, tail = path.rpartition(os.sep + marker + os.sep)
+        if found:
+            path = tail
+            break
+    text = f"{path}:{row['line']}"
+    return text if len(text) <= PATH_WIDTH else "..." + text[-(PATH_WIDTH - 3):]
+
+
+def _signed(text: str, value: float) -> str:
+    """``text`` with a "+" in front of a non-negative ``value`` (format_size already writes the "-")."""
+    return f"+{text}" if value >= 0 else text

@@ -1,0 +1,102 @@
+"""The report's per-run table: one row of raw numbers per run, and the same as display strings.
+
+Pure: runs in, pandas DataFrames out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from harness.formatting import format_bytes, format_growth, format_percent, format_speed
+from harness.report.runs import (
+    epochs_per_second,
+    final_metric,
+    float_or_nan,
+    growth_of,
+    leak_of,
+    model_of,
+    peak_rss_bytes,
+)
+from harness.storage import Run
+
+
+def run_table(runs: Sequence[Run]) -> pd.DataFrame:
+    """One row per run, raw numbers: the data behind the report's per-run table."""
+    rows = []
+    for run in runs:
+        growth = growth_of(run)
+        rows.append(
+            {
+                "run_id": run.meta.get("run_id", Path(run.path).name),
+                "variant": run.meta.get("variant"),
+                "model": model_of(run),
+                "leak": leak_of(run),
+                "seed": run.meta.get("seed"),
+                "epochs_done": int(run.meta.get("epochs_done", len(run.epochs))),
+                "epochs_planned": int(run.meta.get("epochs_planned", len(run.epochs))),
+                "status": run.meta.get("status"),
+                "verdict": growth.get("verdict"),
+                "bytes_per_epoch": float_or_nan(growth.get("bytes_per_epoch")),
+                "ci_low": float_or_nan(growth.get("ci_low")),
+                "ci_high": float_or_nan(growth.get("ci_high")),
+                "peak_rss_bytes": peak_rss_bytes(run),
+                "epochs_per_s": epochs_per_second(run),
+                "accuracy": final_metric(run, "accuracy"),
+                "correct_prob": final_metric(run, "correct_prob"),
+                "loss": final_metric(run, "loss"),
+            }
+        )
+    return pd.DataFrame(rows, columns=RUN_TABLE_COLUMNS)
+
+
+RUN_TABLE_COLUMNS = [
+    "run_id",
+    "variant",
+    "model",
+    "leak",
+    "seed",
+    "epochs_done",
+    "epochs_planned",
+    "status",
+    "verdict",
+    "bytes_per_epoch",
+    "ci_low",
+    "ci_high",
+    "peak_rss_bytes",
+    "epochs_per_s",
+    "accuracy",
+    "correct_prob",
+    "loss",
+]
+
+
+def format_run_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The per-run table as display strings, in the order variant, model, leak, seed."""
+    shown = pd.DataFrame(
+        {
+            "variant": table["variant"].astype(str),
+            "model": table["model"],
+            "leak": table["leak"],
+            "seed": table["seed"].astype(str),
+            "epochs": [
+                f"{d}/{p}"
+                for d, p in zip(table["epochs_done"], table["epochs_planned"])
+            ],
+            "status": table["status"],
+            "verdict": table["verdict"],
+            "growth per epoch (95% CI)": [
+                format_growth(b, lo, hi)
+                for b, lo, hi in zip(
+                    table["bytes_per_epoch"], table["ci_low"], table["ci_high"]
+                )
+            ],
+            "peak RSS": [format_bytes(v) for v in table["peak_rss_bytes"]],
+            "epochs/s": [format_speed(v) for v in table["epochs_per_s"]],
+            "accuracy": [format_percent(v) for v in table["accuracy"]],
+            "correct_prob": [format_percent(v) for v in table["correct_prob"]],
+        }
+    )
+    return shown.reset_index(drop=True)

@@ -1,0 +1,311 @@
+"""Sweep specs: a TOML file of variants x leaks x seeds x options, checked and expanded into planned runs.
+
+Spec format (every key of a ``[[runs]]`` table but ``variants`` is optional)::
+
+    name = "seed"                      # optional; default: the file's stem
+    description = "one line"           # optional
+
+    [[runs]]
+    label = "the seed's table"         # shown in the progress lines
+    variants = ["numpy"]
+    leaks = ["none", "history"]        # "none" = the fixed default; default ["none"]
+    seeds = 10                         # a count (seeds 0..9) or a list [0, 3]; default [0]
+    epochs = 500                       # default 500, the seed's
+    fc_only = [false, true]            # a bool or a list of them; default false
+    memory_cap = "1GiB"                # passed to --memory-cap (any run of the group)
+    timeout = 600                      # seconds, passed to --timeout
+    trace = false                      # --trace
+    optional = false                   # true: skip the group when its variant cannot be imported
+    options = { threads = 1 }          # variant options, passed as --option KEY=VALUE
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.resources
+import itertools
+import json
+import sys
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+from harness.interface import SEED_EPOCHS
+from harness.loops import VARIANTS
+from harness.records import NO_LEAK
+from harness.sizes import parse_size
+
+RUN_KEYS = {
+    "label",
+    "variants",
+    "leaks",
+    "seeds",
+    "epochs",
+    "fc_only",
+    "memory_cap",
+    "timeout",
+    "trace",
+    "optional",
+    "options",
+}
+SPEC_KEYS = {"name", "description", "runs"}
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a sweep, as the parameters of ``python -m harness run``."""
+
+    variant: str
+    leak: str | None
+    seed: int
+    epochs: int
+    fc_only: bool
+    memory_cap: str | None = None
+    timeout: float | None = None
+    trace: bool = False
+    label: str = ""
+    options: tuple[tuple[str, str], ...] = ()  # (key, JSON value): hashable, so repeated runs are found
+
+    def argv(self, results_dir: Path) -> list[str]:
+        """The command line that performs this run, with this interpreter."""
+        argv = [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            "--variant",
+            self.variant,
+            "--epochs",
+            str(self.epochs),
+            "--seed",
+            str(self.seed),
+            "--quiet",
+            "--results",
+            str(results_dir),
+        ]
+        if self.leak:
+            argv += ["--leak", self.leak]
+        if self.fc_only:
+            argv.append("--fc-only")
+        if self.memory_cap is not None:
+            argv += ["--memory-cap", self.memory_cap]
+        if self.timeout is not None:
+            argv += ["--timeout", f"{self.timeout:g}"]
+        if self.trace:
+            argv.append("--trace")
+        for key, value in self.options:
+            argv += ["--option", f"{key}={value}"]
+        return argv
+
+    def describe(self) -> str:
+        """``"numpy fc-only history s3, 500 epochs"``."""
+        parts = (
+            [self.variant]
+            + (["fc-only"] if self.fc_only else [])
+            + ([self.leak] if self.leak else [])
+        )
+        return f"{' '.join(parts)} s{self.seed}, {self.epochs} epochs" + (
+            " traced" if self.trace else ""
+        )
+
+    def matches(self, meta: Mapping[str, Any]) -> bool:
+        """Whether a stored run's metadata has this run's parameters (and its memory cap, when one is set)."""
+        options = (meta.get("config") or {}).get("options") or {}
+        if self.memory_cap is not None and meta.get("memory_cap_bytes") != parse_size(
+            self.memory_cap
+        ):
+            return False
+        return (
+            meta.get("variant") == self.variant
+            and (meta.get("leak") or None) == self.leak
+            and meta.get("seed") == self.seed
+            and meta.get("epochs_planned") == self.epochs
+            and bool(options.get("fc_only", False)) == self.fc_only
+            and bool(meta.get("trace", False)) == self.trace
+            and {k: v for k, v in options.items() if k != "fc_only"}
+            == {key: json.loads(value) for key, value in self.options}
+        )
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A parsed sweep spec: its name, description and planned runs in order."""
+
+    name: str
+    description: str
+    runs: tuple[PlannedRun, ...]
+    unavailable: tuple[str, ...] = ()  # optional variants left out because they do not import here
+
+
+def bundled_specs() -> list[str]:
+    """Names of the specs shipped in harness/specs."""
+    folder = importlib.resources.files("harness") / "specs"
+    return sorted(
+        entry.name[:-5] for entry in folder.iterdir() if entry.name.endswith(".toml")
+    )
+
+
+def load_spec(name_or_path: str) -> Spec:
+    """A spec from a TOML file, or a bundled spec by name (``seed``); UsageError naming what is wrong."""
+    path = Path(name_or_path)
+    if path.is_file():
+        text, default_name, origin = _read_text(path), path.stem, str(path)
+    elif name_or_path in bundled_specs():
+        resource = (
+            importlib.resources.files("harness") / "specs" / f"{name_or_path}.toml"
+        )
+        text, default_name, origin = (
+            resource.read_text(encoding="utf-8"),
+            name_or_path,
+            f"bundled spec {name_or_path!r}",
+        )
+    else:
+        raise UsageError(
+            f"no sweep spec {name_or_path!r}: give a TOML file or a bundled spec name ({', '.join(bundled_specs())})"
+        )
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{origin} is not valid TOML: {exc}") from None
+    return parse_spec(data, default_name, origin)
+
+
+def _read_text(path: Path) -> str:
+    """A spec file's text; UsageError when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read sweep spec {str(path)!r}: {exc}") from None
+
+
+def parse_spec(
+    data: Mapping[str, Any], default_name: str, origin: str = "spec"
+) -> Spec:
+    """Check a spec's tables and expand them into planned runs (variants x leaks x seeds x fc_only)."""
+    unknown = set(data) - SPEC_KEYS
+    if unknown:
+        raise UsageError(
+            f"{origin}: unknown keys {', '.join(sorted(unknown))}; accepted: {', '.join(sorted(SPEC_KEYS))}"
+        )
+    groups = data.get("runs")
+    if (
+        not isinstance(groups, list)
+        or not groups
+        or not all(isinstance(g, dict) for g in groups)
+    ):
+        raise UsageError(f"{origin}: needs at least one [[runs]] table")
+    planned: list[PlannedRun] = []
+    unavailable: list[str] = []
+    for index, group in enumerate(groups, start=1):
+        planned.extend(_expand(group, f"{origin}, [[runs]] #{index}", unavailable))
+    # The same run listed twice in a spec is run once.
+    unique = list(dict.fromkeys(planned))
+    return Spec(
+        str(data.get("name", default_name)),
+        str(data.get("description", "")),
+        tuple(unique),
+        tuple(dict.fromkeys(unavailable)),
+    )
+
+
+def _expand(group: Mapping[str, Any], where: str, unavailable: list[str]) -> Iterator[PlannedRun]:
+    """The planned runs of one [[runs]] table."""
+    unknown = set(group) - RUN_KEYS
+    if unknown:
+        raise UsageError(
+            f"{where}: unknown keys {', '.join(sorted(unknown))}; accepted: {', '.join(sorted(RUN_KEYS))}"
+        )
+    variants = _strings(group.get("variants"), "variants", where, required=True)
+    leaks = [
+        None if leak == NO_LEAK else leak
+        for leak in _strings(group.get("leaks", [NO_LEAK]), "leaks", where)
+    ]
+    seeds = _seeds(group.get("seeds", [0]), where)
+    epochs = group.get("epochs", SEED_EPOCHS)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise UsageError(f"{where}: epochs must be a positive integer, got {epochs!r}")
+    fc_only = group.get("fc_only", False)
+    fc_values = fc_only if isinstance(fc_only, list) else [fc_only]
+    if not fc_values or not all(isinstance(v, bool) for v in fc_values):
+        raise UsageError(
+            f"{where}: fc_only must be true, false or a list of them, got {fc_only!r}"
+        )
+    memory_cap = group.get("memory_cap")
+    if memory_cap is not None:
+        parse_size(memory_cap)  # refuse a bad size now, not at the 20th run
+        memory_cap = str(memory_cap)
+    timeout = group.get("timeout")
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or timeout <= 0
+    ):
+        raise UsageError(
+            f"{where}: timeout must be a positive number of seconds, got {timeout!r}"
+        )
+    trace, optional = group.get("trace", False), group.get("optional", False)
+    if not isinstance(trace, bool) or not isinstance(optional, bool):
+        raise UsageError(f"{where}: trace and optional must be true or false")
+    if optional:
+        unavailable.extend(v for v in variants if not variant_available(v))
+        variants = [v for v in variants if v not in unavailable]
+    label = str(group.get("label", ""))
+    options = _options(group.get("options", {}), where)
+    for variant, leak, fc, seed in itertools.product(variants, leaks, fc_values, seeds):
+        yield PlannedRun(
+            variant, leak, seed, epochs, fc, memory_cap, timeout, trace, label, options
+        )
+
+
+def _options(value: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """A table of variant options as sorted (key, JSON value) pairs; fc_only has its own key."""
+    if not isinstance(value, Mapping) or "fc_only" in value:
+        raise UsageError(f"{where}: options must be a table of variant options (fc_only has its own key), got {value!r}")
+    return tuple(sorted((str(key), json.dumps(item)) for key, item in value.items()))
+
+
+def _strings(value: Any, key: str, where: str, required: bool = False) -> list[str]:
+    """A non-empty list of non-empty strings."""
+    if value is None and required:
+        raise UsageError(f"{where}: {key} is required (a list of names)")
+    if isinstance(value, str):
+        value = [value]
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, str) and v for v in value)
+    ):
+        raise UsageError(f"{where}: {key} must be a list of names, got {value!r}")
+    return list(value)
+
+
+def _seeds(value: Any, where: str) -> list[int]:
+    """Seeds as a count (0..n-1) or a list of non-negative integers."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return list(range(value))
+    if (
+        isinstance(value, list)
+        and value
+        and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+        )
+    ):
+        return list(dict.fromkeys(value))
+    raise UsageError(
+        f"{where}: seeds must be a positive count or a list of non-negative integers, got {value!r}"
+    )
+
+
+def variant_available(name: str) -> bool:
+    """Whether a registered variant's module imports here (an optional one may lack its extra)."""
+    target = VARIANTS.get(name)
+    if target is None:
+        return True  # a user's import path: let `run` judge it
+    try:
+        importlib.import_module(target.partition(":")[0])
+    except ImportError:
+        return False
+    return True

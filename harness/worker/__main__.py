@@ -1,0 +1,44 @@
+"""Entry point of ``python -m harness.worker``: parse the command line, make the process safe, then check or train."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import NoReturn
+
+from harness.worker.process import die_with_parent, limit_memory
+from harness.worker.protocol import Channel
+from harness.worker.train import check, run
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m harness.worker", description="the worker process of leakbench: trains one loop and sends its records")
+    parser.add_argument("--fd", type=int, required=True, help="file descriptor of the record pipe")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--check", metavar="JSON", help='{"variant": ..., "leak": ...}: resolve and validate only')
+    mode.add_argument("--job", metavar="JSON", help="the run: variant, config, trace_path, memory_limit_bytes, parent_pid")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Entry point of ``python -m harness.worker``."""
+    args = _parse(argv)
+    # Whole lines reach worker.log at once, so a worker killed at the memory cap leaves its last words.
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    job = json.loads(args.check if args.check is not None else args.job)
+    die_with_parent(job.get("parent_pid"))
+    channel = Channel(args.fd)
+    limit_memory(job.get("memory_limit_bytes"))
+    if args.check is not None:
+        code = check(channel, job["variant"], job.get("leak"))
+    else:
+        code = run(channel, job)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # skip interpreter teardown: a leaked heap can take seconds to free
+
+
+if __name__ == "__main__":
+    main()
