@@ -22,20 +22,21 @@ import argparse  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from functools import partial  # noqa: E402
-from typing import Callable, Iterator  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 import variants.numpy.model as buffers_module  # noqa: E402
-from harness.interface import RunConfig  # noqa: E402
 from harness.bench.child import matmul_rate  # noqa: E402
+from harness.interface import RunConfig  # noqa: E402
+from variants.data import make_dataset  # noqa: E402
 from variants.flops import epoch_flops  # noqa: E402
 from variants.numpy import BuffersCNN  # noqa: E402
-from variants.numpy.layers import WINDOWS, PoolRelu, blocked_patches, patch_columns, view_as  # noqa: E402
+from variants.numpy.conv import WINDOWS, blocked_patches, patch_columns, view_as  # noqa: E402
+from variants.numpy.layers import PoolRelu  # noqa: E402
 from variants.numpy.net import Batch, BatchNet  # noqa: E402
-from variants.data import make_dataset  # noqa: E402
 
 Ablation = Callable[[BuffersCNN], None]
 
@@ -180,7 +181,7 @@ def _wrap_forward(net: BatchNet, before: Callable[[Batch], None]) -> None:
 
 def _argmax_pool(pool: PoolRelu) -> None:
     shape = pool.out.shape
-    stacked = np.empty(shape + (WINDOWS,))
+    stacked = np.empty((*shape, WINDOWS))
     index = np.empty(shape, dtype=np.intp)
     flag = np.empty(shape, dtype=bool)
     mask, positive = np.empty(shape), np.empty(shape)

@@ -22,11 +22,12 @@ import argparse  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
-from harness.interface import RunConfig  # noqa: E402
 from harness.bench.child import matmul_rate  # noqa: E402
+from harness.interface import RunConfig  # noqa: E402
 from variants.flops import epoch_flops  # noqa: E402
-from variants.numpy.layers import ConvOnBuffer, PoolRelu  # noqa: E402
 from variants.numba.model import FusedBatchNet, FusedConvOnBuffer, FusedPoolRelu, NumbaCNN  # noqa: E402
+from variants.numpy.conv import ConvOnBuffer  # noqa: E402
+from variants.numpy.layers import PoolRelu  # noqa: E402
 
 # Row label -> (pooling layer, conv2 layer): from nothing compiled to everything compiled.
 MODELS = {

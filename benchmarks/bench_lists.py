@@ -29,9 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fc-only", action="store_true")
     args = parser.parse_args(argv)
     process = psutil.Process()
-    loop = ListsCNN(
-        RunConfig(seed=args.seed, epochs=args.epochs, leak=args.leak, options={"fc_only": args.fc_only})
-    )
+    loop = ListsCNN(RunConfig(seed=args.seed, epochs=args.epochs, leak=args.leak, options={"fc_only": args.fc_only}))
     rss: list[float] = []
     wall0, cpu0 = time.perf_counter(), time.process_time()
     for epoch in range(1, args.epochs + 1):

@@ -53,7 +53,10 @@ probes = {
     "rss and peak rss (VmRSS, VmHWM: one read of /proc/self/status)": memory_now,
     "for comparison: rss by psutil memory_info": lambda: process.memory_info().rss,
     "py_blocks (sys.getallocatedblocks)": sys.getallocatedblocks,
-    "record: build, check and send over the pipe": lambda: (channel.send("epoch", **records.EpochRecord(**record.to_dict()).to_dict()), drain()),
+    "record: build, check and send over the pipe": lambda: (
+        channel.send("epoch", **records.EpochRecord(**record.to_dict()).to_dict()),
+        drain(),
+    ),
 }
 out = {}
 for name, probe in probes.items():
@@ -75,18 +78,38 @@ def environment() -> dict[str, str]:
 
 def bare(variant: str, epochs: int) -> float:
     """Epochs per second of the loop in a plain process."""
-    done = subprocess.run([sys.executable, "-c", BARE, variant, str(epochs)], capture_output=True, text=True,
-                          check=True, env=environment())  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", BARE, variant, str(epochs)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=environment(),
+    )
     return epochs / json.loads(done.stdout)["elapsed_s"]
 
 
 def recorded(variant: str, epochs: int, results: Path, *extra: str) -> float:
     """Epochs per second of the loop under ``python -m harness run``, from its epochs.csv."""
     done = subprocess.run(
-        [sys.executable, "-m", "harness", "run", "--variant", variant, "--epochs", str(epochs), "--quiet",
-         "--results", str(results), *extra],
-        capture_output=True, text=True, check=True, env=environment(),
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            "--variant",
+            variant,
+            "--epochs",
+            str(epochs),
+            "--quiet",
+            "--results",
+            str(results),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=environment(),
+    )
     run = load_run(done.stdout.strip().splitlines()[-1])
     return epochs / float(run.epochs["elapsed_s"].iloc[-1])
 
@@ -104,18 +127,30 @@ def main() -> None:
             rates["bare"].append(bare(args.variant, args.epochs))
             rates["run"].append(recorded(args.variant, args.epochs, Path(tmp)))
             rates["run --trace"].append(recorded(args.variant, args.epochs, Path(tmp), "--trace"))
-            print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rates.items()) + " epochs/s",
-                  file=sys.stderr)  # fmt: skip
-    print(f"{args.variant}, {args.epochs} epochs, {args.repeats} rounds (median epochs/s; ratio = median of per-round ratios)")
+            print(
+                f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rates.items()) + " epochs/s",
+                file=sys.stderr,
+            )
+    print(
+        f"{args.variant}, {args.epochs} epochs, {args.repeats} rounds"
+        " (median epochs/s; ratio = median of per-round ratios)"
+    )
     for name, values in rates.items():
         ratios = [value / base for value, base in zip(values, rates["bare"])]
-        print(f"  {name:<12} {statistics.median(values):9.1f} epochs/s   ratio to bare {statistics.median(ratios):.3f}"
-              f"   (rounds: {', '.join(f'{r:.3f}' for r in ratios)})")  # fmt: skip
-    probes = json.loads(subprocess.run([sys.executable, "-c", PROBES], capture_output=True, text=True, check=True).stdout)
+        print(
+            f"  {name:<12} {statistics.median(values):9.1f} epochs/s   ratio to bare {statistics.median(ratios):.3f}"
+            f"   (rounds: {', '.join(f'{r:.3f}' for r in ratios)})"
+        )
+    probes = json.loads(
+        subprocess.run([sys.executable, "-c", PROBES], capture_output=True, text=True, check=True).stdout
+    )
     print("per-epoch measurements in the worker (microseconds per call, this machine, now):")
     for name, micros in probes.items():
         print(f"  {micros:7.1f} us  {name}")
-    print(f"measured at {time.strftime('%Y-%m-%d %H:%M:%S')} with load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"measured at {time.strftime('%Y-%m-%d %H:%M:%S')} with load average {os.getloadavg()[0]:.1f}"
+        f" on {os.cpu_count()} CPUs"
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ def _summary(doc: str | None) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser with one sub-parser per command module."""
-    parser = _Parser(prog=PROG, description="leakbench: find, reproduce and guard against memory growth in training loops.")
+    parser = _Parser(
+        prog=PROG, description="leakbench: find, reproduce and guard against memory growth in training loops."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for name, module in load_commands().items():
         sub = commands.add_parser(

@@ -127,7 +127,7 @@ def format_p(p: float) -> str:
 
 
 def plural(n: int, noun: str) -> str:
-    """"1 epoch", "3 epochs"."""
+    """ "1 epoch", "3 epochs"."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 

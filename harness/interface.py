@@ -22,8 +22,9 @@ Example of a user's own loop::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from harness.errors import UsageError
 
@@ -75,7 +76,7 @@ class RunConfig:
         return asdict(self) | {"options": dict(self.options)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
         """Build a config from :meth:`to_dict` output, refusing unknown keys."""
         known = {"seed", "epochs", "learning_rate", "batch_size", "leak", "options"}
         unknown = set(data) - known

@@ -65,7 +65,9 @@ def _import_module(name: str, label: str, suggest: bool) -> Any:
     except ModuleNotFoundError as exc:
         # The module itself (or its package) is missing, rather than something it imports.
         if suggest and exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
-            raise UsageError(f"cannot import {label}: no module named {exc.name!r}; expected {accepted_forms()}") from None
+            raise UsageError(
+                f"cannot import {label}: no module named {exc.name!r}; expected {accepted_forms()}"
+            ) from None
         raise UsageError(f"cannot import {label}: {_exception_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001 -- the module's own top-level code failed: any error is the user's
         raise UsageError(f"cannot import {label}: {_exception_line(exc)}") from None

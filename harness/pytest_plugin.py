@@ -64,7 +64,7 @@ def _config_path(config: pytest.Config) -> tuple[Path, bool]:
 
 
 def config_budgets(config: pytest.Config) -> BudgetTable:
-    """The budgets this session uses (--leakbench-config, else the rootdir's pyproject.toml); UsageError if unreadable."""
+    """The session's budgets (--leakbench-config, else the rootdir's pyproject.toml); UsageError if unreadable."""
     path, required = _config_path(config)
     return load_budgets(path, required=required)
 
@@ -79,9 +79,7 @@ def leakbench_budgets(pytestconfig: pytest.Config) -> BudgetTable:
 
 
 @pytest.fixture(scope="session")
-def leakbench_results(
-    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
+def leakbench_results(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where guarded runs are recorded: --leakbench-results, or a directory under pytest's basetemp."""
     given = pytestconfig.getoption("leakbench_results")
     return Path(given) if given else tmp_path_factory.mktemp("leakbench")
@@ -90,9 +88,7 @@ def leakbench_results(
 class Guard:
     """The callable behind the ``leakbench_guard`` fixture."""
 
-    def __init__(
-        self, budgets: BudgetTable, results_dir: Path, node: pytest.Item
-    ) -> None:
+    def __init__(self, budgets: BudgetTable, results_dir: Path, node: pytest.Item) -> None:
         self.budgets = budgets
         self.results_dir = results_dir
         self.node = node
@@ -139,14 +135,9 @@ class Guard:
             )
         except UsageError as exc:
             pytest.fail(f"leakbench: {exc}", pytrace=False)
-        self.node.user_properties.append(
-            ("leakbench", f"{judgement.label}: {judgement.summary}")
-        )
+        self.node.user_properties.append(("leakbench", f"{judgement.label}: {judgement.summary}"))
         if judgement.failures:
-            lines = [
-                f"leakbench: {judgement.label}: {failure}"
-                for failure in judgement.failures
-            ]
+            lines = [f"leakbench: {judgement.label}: {failure}" for failure in judgement.failures]
             lines.append(f"  run: {judgement.run_dir}")
             pytest.fail("\n".join(lines), pytrace=False)
         if judgement.notes:

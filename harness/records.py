@@ -132,7 +132,15 @@ class EpochRecord:
 
     def row(self, metric_names: tuple[str, ...]) -> list[Any]:
         """The epochs.csv row: fixed columns, then ``metric_names`` (None where absent)."""
-        fixed = [self.epoch, self.rss_bytes, self.peak_rss_bytes, self.heap_bytes, self.py_blocks, self.epoch_s, self.elapsed_s]
+        fixed = [
+            self.epoch,
+            self.rss_bytes,
+            self.peak_rss_bytes,
+            self.heap_bytes,
+            self.py_blocks,
+            self.epoch_s,
+            self.elapsed_s,
+        ]
         return fixed + [self.metrics.get(name) for name in metric_names]
 
 
@@ -168,7 +176,9 @@ class StopInfo:
 
     def __post_init__(self) -> None:
         if self.reason not in (MEMORY_CAP, TIMEOUT, INTERRUPTED, FAILED):
-            raise ValueError(f"stop reason must be one of memory_cap, timeout, interrupted, failed, got {self.reason!r}")
+            raise ValueError(
+                f"stop reason must be one of memory_cap, timeout, interrupted, failed, got {self.reason!r}"
+            )
         _check_count("epoch", self.epoch)
         _check_count("rss_bytes", self.rss_bytes, optional=True)
         if self.exit_code is not None and not _is_int(self.exit_code):
@@ -181,10 +191,28 @@ class StopInfo:
 
 
 META_KEYS = (
-    "schema_version", "run_id", "variant", "leak", "seed", "epochs_planned", "epochs_done", "status",
-    "config", "memory_cap_bytes", "memory_limit_bytes", "timeout_s", "trace", "sample_interval_s",
-    "started_at", "ended_at", "host", "versions", "git_commit", "stop", "growth",
-)  # fmt: skip
+    "schema_version",
+    "run_id",
+    "variant",
+    "leak",
+    "seed",
+    "epochs_planned",
+    "epochs_done",
+    "status",
+    "config",
+    "memory_cap_bytes",
+    "memory_limit_bytes",
+    "timeout_s",
+    "trace",
+    "sample_interval_s",
+    "started_at",
+    "ended_at",
+    "host",
+    "versions",
+    "git_commit",
+    "stop",
+    "growth",
+)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,10 @@ UNITS: dict[str, int] = {
     "tb": 1000**4,
 }
 
-ACCEPTED = "a byte count or a number with a unit: B, KiB, MiB, GiB, TiB (1024-based) or KB, MB, GB, TB (1000-based), e.g. 300MiB or 1.5 GiB"
+ACCEPTED = (
+    "a byte count or a number with a unit: B, KiB, MiB, GiB, TiB (1024-based) or KB, MB, GB, TB (1000-based),"
+    " e.g. 300MiB or 1.5 GiB"
+)
 
 _SIZE = re.compile(r"^\s*(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(?P<unit>[a-z]*)\s*$", re.IGNORECASE)
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from harness.interface import RunConfig
-from variants.data import make_dataset
 from harness.loops import OPTIONAL, VARIANTS
+from variants.data import make_dataset
 
 EPOCHS = 3
 TOLERANCE = 1e-9
@@ -32,9 +32,7 @@ def load_class(name: str) -> Any:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def train(
-    name: str, leak: str | None, seed: int, learning_rate: float = 0.1, **options: Any
-) -> list[dict[str, float]]:
+def train(name: str, leak: str | None, seed: int, learning_rate: float = 0.1, **options: Any) -> list[dict[str, float]]:
     """Metrics of the first EPOCHS epochs of one variant."""
     config = RunConfig(seed=seed, epochs=EPOCHS, learning_rate=learning_rate, leak=leak, options=options)
     loop = load_class(name)(config)

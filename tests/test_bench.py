@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness import bench
-from harness.bench import measure as bench_measure
 from harness.bench import LOOP, MATMUL, RUN, Job, Outcome, Overhead, Report, Row, Spread
+from harness.bench import measure as bench_measure
 from harness.bench.child import time_epochs
 from harness.errors import UsageError
 from harness.formatting import format_times
@@ -49,9 +49,15 @@ def test_jobs_interleave_the_variants_round_by_round_with_the_overhead_next_to_b
     order = [(job.round, job.label) for job in plan.jobs()]
     # THEN each round runs every measurement once, A B A B, the run beside the bare loop, matmul last
     assert order == [
-        (1, "numpy"), (1, "numpy in run"), (1, "lists"), (1, "matmul"),
-        (2, "numpy"), (2, "numpy in run"), (2, "lists"), (2, "matmul"),
-    ]  # fmt: skip
+        (1, "numpy"),
+        (1, "numpy in run"),
+        (1, "lists"),
+        (1, "matmul"),
+        (2, "numpy"),
+        (2, "numpy in run"),
+        (2, "lists"),
+        (2, "matmul"),
+    ]
 
 
 def test_default_epochs_keep_pure_python_short_and_overhead_follows_numpy() -> None:
@@ -116,7 +122,7 @@ def test_loop_rate_counts_only_the_epochs_after_the_warmup() -> None:
     # THEN after one warm-up epoch: 3 epochs in 1 s; without warm-up: 4 in 6 s
     assert bench.loop_rate(epoch_s, 1) == pytest.approx(3.0)
     assert bench.loop_rate(epoch_s, 0) == pytest.approx(4 / 6)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no epochs after"):
         bench.loop_rate(epoch_s, 4)
 
 
@@ -258,8 +264,13 @@ def test_report_json_carries_a_schema_version_and_every_rounds_figures() -> None
     # GIVEN a one-row report WHEN made JSON-ready
     report = Report(
         rows=(Row("numpy", 5, 10, (10.0, 30.0, 20.0), ratio=1.0, gflops=0.2, share=0.1),),
-        baseline="numpy", threads=1, repeat=3, fc_only=False, flops_per_epoch=10**7, limit=(2e9, 2e9, 2e9),
-    )  # fmt: skip
+        baseline="numpy",
+        threads=1,
+        repeat=3,
+        fc_only=False,
+        flops_per_epoch=10**7,
+        limit=(2e9, 2e9, 2e9),
+    )
     data = json.loads(json.dumps(bench.report_to_dict(report)))
     # THEN it keeps the per-round rates, their median and range, and says which schema it is
     assert data["schema_version"] == bench.SCHEMA_VERSION
@@ -306,9 +317,14 @@ def test_a_failing_child_is_one_measurement_error_naming_the_job(
 
 def harness(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "harness", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "harness", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=False,
-    )  # fmt: skip
+    )
 
 
 def test_bench_prints_the_table_and_skips_a_missing_torch(tmp_path: Path) -> None:
@@ -319,9 +335,22 @@ def test_bench_prints_the_table_and_skips_a_missing_torch(tmp_path: Path) -> Non
     env = os.environ | {"PYTHONPATH": str(tmp_path / "site")}
     # WHEN numpy, torch and lists are benchmarked for 1 epoch after 1 warm-up, twice, saving JSON
     done = harness(
-        "bench", "--variants", "numpy", "torch", "lists", "--epochs", "1", "--warmup", "1", "--repeat", "2",
-        "--json", "bench.json", cwd=tmp_path, env=env,
-    )  # fmt: skip
+        "bench",
+        "--variants",
+        "numpy",
+        "torch",
+        "lists",
+        "--epochs",
+        "1",
+        "--warmup",
+        "1",
+        "--repeat",
+        "2",
+        "--json",
+        "bench.json",
+        cwd=tmp_path,
+        env=env,
+    )
     # THEN it exits 0 with no progress (stderr is not a terminal)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""

@@ -4,32 +4,23 @@ from __future__ import annotations
 
 import importlib
 import tracemalloc
+from collections.abc import Callable, Sequence
 from functools import partial
 from types import ModuleType
-from typing import Callable, Sequence
 
 import numpy as np
 import pytest
 
 from harness.errors import UsageError
 from harness.interface import RunConfig, TrainingLoop
-from variants.numpy.model import METRICS, BuffersCNN
-from variants.flops import epoch_flops, sample_flops
-from variants.numpy.layers import (
-    WINDOWS,
-    ConvOnBuffer,
-    Dense,
-    Pooling,
-    PoolRelu,
-    Relu,
-    SoftmaxCrossEntropy,
-    Targets,
-    patch_columns,
-)
-from variants.numpy.memory import Arena, small_ufunc_buffers
-from variants.data import make_dataset
-from variants.network import CONV_PARAMETERS, FC_PARAMETERS, PARAMETER_SHAPES
 from harness.loops import VARIANTS
+from variants.data import make_dataset
+from variants.flops import epoch_flops, sample_flops
+from variants.network import CONV_PARAMETERS, FC_PARAMETERS, PARAMETER_SHAPES
+from variants.numpy.conv import WINDOWS, ConvOnBuffer, patch_columns
+from variants.numpy.layers import Dense, Pooling, PoolRelu, Relu, SoftmaxCrossEntropy, Targets
+from variants.numpy.memory import Arena, small_ufunc_buffers
+from variants.numpy.model import METRICS, BuffersCNN
 
 STEP = 1e-6
 MAX_RELATIVE_ERROR = 1e-6
@@ -84,7 +75,7 @@ def spread(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 
 def naive_convolution(weight: np.ndarray, bias: np.ndarray, x: np.ndarray) -> np.ndarray:
     """out[k, y, x, b] = bias[k] + sum W[k, c, i, j] * x[c, y + i, x + j, b], by the definition."""
-    kernels, channels, size, _ = weight.shape
+    kernels, _, size, _ = weight.shape
     _, height, width, n = x.shape
     out = np.zeros((kernels, height - size + 1, width - size + 1, n))
     for k, y, xx, b in np.ndindex(out.shape):
@@ -164,7 +155,7 @@ def test_pool_relu_gradient_matches_finite_differences() -> None:
 
 
 @pytest.mark.parametrize(
-    "values, winner",
+    ("values", "winner"),
     [
         ((1.0, 1.0, 1.0, 1.0), 0),
         ((0.0, 2.0, 2.0, 1.0), 1),
@@ -354,7 +345,7 @@ def test_unknown_leak_is_a_usage_error_naming_the_accepted_ones() -> None:
 def test_set_parameters_rejects_a_wrong_shape() -> None:
     model = BuffersCNN(RunConfig())
     params = model.get_parameters() | {"fc1.bias": np.zeros(3)}
-    with pytest.raises(UsageError, match="fc1.bias"):
+    with pytest.raises(UsageError, match=r"fc1\.bias"):
         model.set_parameters(params)
 
 
@@ -422,7 +413,7 @@ def test_leak_changes_no_number_and_grows_megabytes_per_epoch() -> None:
 
 
 @pytest.mark.parametrize(
-    "variant, batch_size, fc_only",
+    ("variant", "batch_size", "fc_only"),
     [("numpy", 150, False), ("numpy", 40, False), ("numpy", 150, True), ("numba", 150, False), ("numba", 40, False)],
 )
 def test_steady_state_epochs_allocate_nothing(variant: str, batch_size: int, fc_only: bool) -> None:

@@ -41,22 +41,34 @@ def make_run(
     run_dir = root / name
     run_dir.mkdir()
     meta = records.RunMeta(
-        run_id=name, variant=variant, leak=leak, seed=0, epochs_planned=max(len(rss), 1), epochs_done=len(rss),
-        status=status, config={"seed": 0, "epochs": max(len(rss), 1), "leak": leak}, memory_cap_bytes=4 * 1024 * MIB,
-        memory_limit_bytes=None, timeout_s=None, trace=False, sample_interval_s=0.05,
-        started_at="2026-01-01T00:00:00.000Z", ended_at=None if status == records.RUNNING else "2026-01-01T00:01:00.000Z",
-        host={"memory_total_bytes": 16 * 1024 * MIB}, versions={}, git_commit=None, stop=stop,
-    ).to_dict()  # fmt: skip
+        run_id=name,
+        variant=variant,
+        leak=leak,
+        seed=0,
+        epochs_planned=max(len(rss), 1),
+        epochs_done=len(rss),
+        status=status,
+        config={"seed": 0, "epochs": max(len(rss), 1), "leak": leak},
+        memory_cap_bytes=4 * 1024 * MIB,
+        memory_limit_bytes=None,
+        timeout_s=None,
+        trace=False,
+        sample_interval_s=0.05,
+        started_at="2026-01-01T00:00:00.000Z",
+        ended_at=None if status == records.RUNNING else "2026-01-01T00:01:00.000Z",
+        host={"memory_total_bytes": 16 * 1024 * MIB},
+        versions={},
+        git_commit=None,
+        stop=stop,
+    ).to_dict()
     (run_dir / "meta.json").write_text(json.dumps(meta))
     with open(run_dir / "epochs.csv", "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(records.EPOCH_COLUMNS + ("loss",))
+        writer.writerow((*records.EPOCH_COLUMNS, "loss"))
         top = 0
         for epoch, value in enumerate(rss, start=1):
             top = max(top, value, peak or 0)
-            writer.writerow(
-                [epoch, value, top, "", "", 0.01, 0.01 * epoch, 1.0 / epoch]
-            )
+            writer.writerow([epoch, value, top, "", "", 0.01, 0.01 * epoch, 1.0 / epoch])
     return run_dir
 
 
@@ -67,9 +79,7 @@ def flat_series(epochs: int = 30) -> list[int]:
 
 def leaking_series(epochs: int = 30, per_epoch: int = MIB) -> list[int]:
     """RSS that climbs ``per_epoch`` every epoch, with a page of jitter."""
-    return [
-        BASE_RSS + per_epoch * epoch + 4096 * (epoch % 2) for epoch in range(epochs)
-    ]
+    return [BASE_RSS + per_epoch * epoch + 4096 * (epoch % 2) for epoch in range(epochs)]
 
 
 def check(*args: str | Path) -> int:
@@ -94,14 +104,10 @@ def test_flat_run_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     lines = capsys.readouterr().out.splitlines()
     assert code == 0
     assert len(lines) == 1
-    assert lines[0].startswith(f"ok {run_dir} (numpy): RSS flat, ") and lines[
-        0
-    ].endswith("; budget 64.0 KiB/epoch")
+    assert lines[0].startswith(f"ok {run_dir} (numpy): RSS flat, ") and lines[0].endswith("; budget 64.0 KiB/epoch")
 
 
-def test_leaking_run_fails_with_rate_and_budget(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_leaking_run_fails_with_rate_and_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN a flat run and a run growing 1 MiB per epoch
     flat = make_run(tmp_path, "flat", flat_series())
     leaking = make_run(tmp_path, "leaking", leaking_series(), leak="history")
@@ -117,29 +123,22 @@ def test_leaking_run_fails_with_rate_and_budget(
     )
 
 
-def test_without_budget_a_leak_verdict_fails(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_without_budget_a_leak_verdict_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN a leaking run and no budget at all
     leaking = make_run(tmp_path, "leaking", leaking_series())
     # THEN the leak verdict alone fails it, at the verdict's threshold
     assert check(leaking) == 1
     assert (
-        f"budget {format_rate(MIN_BYTES_PER_EPOCH)} (the leak threshold: no max-growth set)"
-        in capsys.readouterr().out
+        f"budget {format_rate(MIN_BYTES_PER_EPOCH)} (the leak threshold: no max-growth set)" in capsys.readouterr().out
     )
 
 
-def test_growth_within_budget_passes(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_growth_within_budget_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN a run growing 1 MiB per epoch and a budget of 2 MiB per epoch
     leaking = make_run(tmp_path, "leaking", leaking_series())
     # THEN it passes: known growth within budget is allowed
     assert check(leaking, "--max-growth", "2MiB") == 0
-    assert capsys.readouterr().out.startswith(
-        f"ok {leaking} (numpy): RSS leak, +1.0 MiB/epoch"
-    )
+    assert capsys.readouterr().out.startswith(f"ok {leaking} (numpy): RSS leak, +1.0 MiB/epoch")
 
 
 def test_inconclusive_is_reported_and_fails_only_when_strict(
@@ -154,15 +153,9 @@ def test_inconclusive_is_reported_and_fails_only_when_strict(
     strict_out = capsys.readouterr().out
     # THEN it is reported as inconclusive either way, and fails only with --strict
     assert lenient == 0
-    assert (
-        lenient_out.startswith(f"inconclusive {short} (numpy): ")
-        and "only 4 epochs" in lenient_out
-    )
+    assert lenient_out.startswith(f"inconclusive {short} (numpy): ") and "only 4 epochs" in lenient_out
     assert strict == 1
-    assert (
-        strict_out.startswith(f"FAIL {short} (numpy): RSS inconclusive, ")
-        and "only 4 epochs" in strict_out
-    )
+    assert strict_out.startswith(f"FAIL {short} (numpy): RSS inconclusive, ") and "only 4 epochs" in strict_out
 
 
 def test_peak_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -170,17 +163,11 @@ def test_peak_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     run_dir = make_run(tmp_path, "peaky", flat_series(), peak=300 * MIB)
     # THEN a 256 MiB peak budget fails by 44 MiB, and a 512 MiB one passes
     assert check(run_dir, "--max-peak", "256MiB") == 1
-    assert (
-        capsys.readouterr()
-        .out.strip()
-        .endswith("peak RSS 300.0 MiB is over the 256.0 MiB budget by 44.0 MiB")
-    )
+    assert capsys.readouterr().out.strip().endswith("peak RSS 300.0 MiB is over the 256.0 MiB budget by 44.0 MiB")
     assert check(run_dir, "--max-peak", "512MiB") == 0
 
 
-def test_budgets_per_variant_and_leak_from_pyproject(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_budgets_per_variant_and_leak_from_pyproject(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN a pyproject.toml with a budget for numpy and an expected leak for numpy:history
     config = tmp_path / "pyproject.toml"
     config.write_text("""
@@ -202,28 +189,15 @@ expect = "leak"
     lines = capsys.readouterr().out.splitlines()
     # THEN numpy's own budget, the expected leak, and the default budget each apply to their runs
     assert code == 1
-    assert lines[0].startswith(f"ok {grows} (numpy): ") and lines[0].endswith(
-        "budget 2.0 MiB/epoch"
-    )
-    assert (
-        lines[1].startswith(f"ok {caught} (numpy:history): RSS leak, ")
-        and "a leak was expected" in lines[1]
-    )
-    assert lines[2].startswith(
-        f"FAIL {missed} (numpy:history): expected a leak, but RSS flat, "
-    )
-    assert lines[3].startswith(f"FAIL {other} (lists): ") and lines[3].endswith(
-        "budget 8.0 KiB/epoch"
-    )
+    assert lines[0].startswith(f"ok {grows} (numpy): ") and lines[0].endswith("budget 2.0 MiB/epoch")
+    assert lines[1].startswith(f"ok {caught} (numpy:history): RSS leak, ") and "a leak was expected" in lines[1]
+    assert lines[2].startswith(f"FAIL {missed} (numpy:history): expected a leak, but RSS flat, ")
+    assert lines[3].startswith(f"FAIL {other} (lists): ") and lines[3].endswith("budget 8.0 KiB/epoch")
 
 
-def test_pyproject_in_the_working_directory_is_read(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_pyproject_in_the_working_directory_is_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN ./pyproject.toml allowing numpy 2 MiB/epoch, and a run growing 1 MiB/epoch
-    Path("pyproject.toml").write_text(
-        '[tool.leakbench.budgets.numpy]\nmax-growth = "2 MiB"\n'
-    )
+    Path("pyproject.toml").write_text('[tool.leakbench.budgets.numpy]\nmax-growth = "2 MiB"\n')
     grows = make_run(tmp_path, "grows", leaking_series())
     # THEN it is within budget without --config, and --max-growth overrides the file
     assert check(grows) == 0
@@ -231,9 +205,7 @@ def test_pyproject_in_the_working_directory_is_read(
     assert capsys.readouterr().out.splitlines()[-1].endswith("budget 512.0 KiB/epoch")
 
 
-def test_unfinished_runs_fail_unless_a_leak_hit_the_cap(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_unfinished_runs_fail_unless_a_leak_hit_the_cap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN a run whose worker failed and a leak run stopped by the memory cap
     stop = {
         "reason": records.FAILED,
@@ -243,9 +215,7 @@ def test_unfinished_runs_fail_unless_a_leak_hit_the_cap(
         "stderr_tail": [],
         "message": "training: ValueError: boom",
     }
-    failed = make_run(
-        tmp_path, "failed", flat_series(3), status=records.FAILED, stop=stop
-    )
+    failed = make_run(tmp_path, "failed", flat_series(3), status=records.FAILED, stop=stop)
     capped = make_run(
         tmp_path,
         "capped",
@@ -270,19 +240,10 @@ def test_unfinished_runs_fail_unless_a_leak_hit_the_cap(
     capped_out = capsys.readouterr().out.splitlines()
     # THEN the failed run fails saying why; the capped leak passes when expected and fails against a budget
     assert failed_code == 1
-    assert (
-        failed_out.strip()
-        == f"FAIL {failed} (numpy): the run failed after epoch 3/3: training: ValueError: boom"
-    )
-    assert (
-        capped_expected == 0
-        and "the leak reached the memory cap after epoch 8/8" in capped_out[0]
-    )
+    assert failed_out.strip() == f"FAIL {failed} (numpy): the run failed after epoch 3/3: training: ValueError: boom"
+    assert capped_expected == 0 and "the leak reached the memory cap after epoch 8/8" in capped_out[0]
     assert capped_budgeted == 1
-    assert (
-        "stopped by the 4.0 GiB memory cap at RSS 4.1 GiB after epoch 8/8"
-        in capped_out[1]
-    )
+    assert "stopped by the 4.0 GiB memory cap at RSS 4.1 GiB after epoch 8/8" in capped_out[1]
 
 
 def test_growth_is_stored_when_the_run_has_none(tmp_path: Path) -> None:
@@ -350,21 +311,14 @@ def test_bad_options_are_usage_errors(
     assert message in capsys.readouterr().err
 
 
-def test_bad_budget_table_is_a_usage_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_bad_budget_table_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN a configuration with an unreadable size
     config = tmp_path / "pyproject.toml"
-    config.write_text(
-        '[tool.leakbench.budgets.numpy]\nmax-growth = "16 KB per epoch"\n'
-    )
+    config.write_text('[tool.leakbench.budgets.numpy]\nmax-growth = "16 KB per epoch"\n')
     # THEN check names the file, the entry, the key and the bad value
     assert check(make_run(tmp_path, "good", flat_series()), "--config", config) == 2
     err = capsys.readouterr().err
-    assert (
-        "[tool.leakbench.budgets.\"numpy\"]: max-growth: invalid size '16 KB per epoch'"
-        in err
-    )
+    assert "[tool.leakbench.budgets.\"numpy\"]: max-growth: invalid size '16 KB per epoch'" in err
 
 
 def test_run_then_check_end_to_end(tmp_path: Path) -> None:
@@ -379,25 +333,42 @@ def test_run_then_check_end_to_end(tmp_path: Path) -> None:
         "        return {'loss': 1.0 / epoch}\n"
     )
     recorded = subprocess.run(
-        [sys.executable, "-m", "harness", "run", "--variant", f"{loop}:GrowLoop", "--epochs", "12",
-         "--results", str(tmp_path / "results"), "--quiet"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            "--variant",
+            f"{loop}:GrowLoop",
+            "--epochs",
+            "12",
+            "--results",
+            str(tmp_path / "results"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert recorded.returncode == 0, recorded.stderr
     run_dir = recorded.stdout.strip().splitlines()[-1]
 
     def check_cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "harness", "check", run_dir, *args],
-                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "harness", "check", run_dir, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     # WHEN it is checked against a budget below and one above its growth
     over = check_cli("--max-growth", "64KiB")
     within = check_cli("--max-growth", "4MiB")
     # THEN the first fails (exit 1) with the rate, the second passes (exit 0)
     assert over.returncode == 1, over.stderr
-    assert over.stdout.startswith(
-        f"FAIL {run_dir} ({loop}:GrowLoop): RSS grew 1.0 MiB/epoch over "
-    )
+    assert over.stdout.startswith(f"FAIL {run_dir} ({loop}:GrowLoop): RSS grew 1.0 MiB/epoch over ")
     assert over.stdout.rstrip().endswith("budget 64.0 KiB/epoch")
     assert within.returncode == 0, within.stderr
     assert within.stdout.startswith(f"ok {run_dir} ")

@@ -79,7 +79,13 @@ def test_a_user_loop_from_a_file_is_recorded_every_epoch(tmp_path: Path, leak: s
         assert abs(per_epoch) < 0.25 * MiB
     # and meta.json describes the run
     meta = run.meta
-    assert (meta["status"], meta["epochs_done"], meta["epochs_planned"], meta["leak"], meta["stop"]) == ("completed", 8, 8, leak, None)
+    assert (meta["status"], meta["epochs_done"], meta["epochs_planned"], meta["leak"], meta["stop"]) == (
+        "completed",
+        8,
+        8,
+        leak,
+        None,
+    )
     assert meta["variant"] == loop("GrowLoop") and meta["config"]["epochs"] == 8
     assert meta["growth"]["verdict"] in ("leak", "flat", "inconclusive")
     assert meta["ended_at"] > meta["started_at"]
@@ -96,7 +102,18 @@ def test_a_user_module_on_the_import_path_runs_like_ours(tmp_path: Path) -> None
         "    def train_epoch(self, epoch):\n        return {'lr': self.lr, 'epoch_twice': 2.0 * epoch}\n"
     )
     # WHEN run from that directory with its own options
-    done = cli("run", "--variant", "myproject.train:Loop", "--epochs", "3", "--learning-rate", "0.5", "--seed", "4", cwd=tmp_path)
+    done = cli(
+        "run",
+        "--variant",
+        "myproject.train:Loop",
+        "--epochs",
+        "3",
+        "--learning-rate",
+        "0.5",
+        "--seed",
+        "4",
+        cwd=tmp_path,
+    )
     # THEN it is recorded like ours, with the options it was given
     assert done.returncode == 0, done.stderr
     run = storage.load_run(run_dir_of(done, tmp_path))
@@ -145,7 +162,9 @@ def test_trace_names_what_keeps_the_growth(tmp_path: Path) -> None:
     # GIVEN the seed's leak in miniature: one suspended generator per epoch, each keeping its work in a local
     line = next(n for n, text in enumerate(LOOPS.read_text().splitlines(), 1) if "# KEEPER" in text)
     # WHEN traced
-    done = cli("run", "--variant", loop("GeneratorLeak"), "--leak", "recursion", "--epochs", "6", "--trace", cwd=tmp_path)
+    done = cli(
+        "run", "--variant", loop("GeneratorLeak"), "--leak", "recursion", "--epochs", "6", "--trace", cwd=tmp_path
+    )
     # THEN the top site's keeper is that local, at the line that assigns it, in the generator's function
     assert done.returncode == 0, done.stderr
     trace = storage.load_run(run_dir_of(done, tmp_path)).trace
@@ -153,7 +172,12 @@ def test_trace_names_what_keeps_the_growth(tmp_path: Path) -> None:
     keeper = trace["keepers"][0]
     assert (keeper["file"], keeper["line"]) == (trace["sites"][0]["file"], trace["sites"][0]["line"])
     holder = keeper["holder"]
-    assert (Path(holder["file"]), holder["line"], holder["function"], holder["name"]) == (LOOPS, line, "GeneratorLeak._from", "work")
+    assert (Path(holder["file"]), holder["line"], holder["function"], holder["name"]) == (
+        LOOPS,
+        line,
+        "GeneratorLeak._from",
+        "work",
+    )
 
 
 def test_progress_line_is_drawn_on_a_terminal(tmp_path: Path) -> None:
@@ -162,8 +186,11 @@ def test_progress_line_is_drawn_on_a_terminal(tmp_path: Path) -> None:
     try:
         proc = subprocess.Popen(
             harness_command("run", "--variant", loop("SlowLoop"), "--epochs", "3"),
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=follower, text=True,
-        )  # fmt: skip
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+        )
         os.close(follower)
         out, _ = proc.communicate(timeout=60)
         screen = b""
@@ -192,7 +219,18 @@ def test_the_memory_cap_stops_a_fast_leak_and_keeps_its_epochs(tmp_path: Path) -
     # GIVEN a loop that keeps 64 MiB per epoch and a 300 MiB cap
     cap = 300 * MiB
     # WHEN it runs for up to 100 epochs
-    done = cli("run", "--variant", loop("GrowLoop"), "--leak", "flood", "--epochs", "100", "--memory-cap", "300MiB", cwd=tmp_path)
+    done = cli(
+        "run",
+        "--variant",
+        loop("GrowLoop"),
+        "--leak",
+        "flood",
+        "--epochs",
+        "100",
+        "--memory-cap",
+        "300MiB",
+        cwd=tmp_path,
+    )
     # THEN it is stopped with exit code 3 and status memory_cap, at the epoch and RSS recorded in meta.json
     assert done.returncode == 3, done.stderr
     assert done.stderr.startswith("memory_cap: stopped after epoch ")
@@ -226,11 +264,17 @@ def test_a_timeout_stops_the_run(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "epochs_done", "message", "exit_status", "in_log"),
     [
-        ("FailingLoop", 2, "training: ValueError: the loss went negative in epoch 3", 1, "ValueError: the loss went negative"),
+        (
+            "FailingLoop",
+            2,
+            "training: ValueError: the loss went negative in epoch 3",
+            1,
+            "ValueError: the loss went negative",
+        ),
         ("CrashingLoop", 1, "the worker exited with status 7", 7, "about to crash"),
         ("BadMetricsLoop", 0, "epoch 1: metric 'loss' must be a number, got 'low'", 1, "must be a number"),
     ],
-)  # fmt: skip
+)
 def test_a_failing_worker_marks_the_run_failed_with_its_stderr(
     tmp_path: Path, name: str, epochs_done: int, message: str, exit_status: int, in_log: str
 ) -> None:
@@ -242,7 +286,12 @@ def test_a_failing_worker_marks_the_run_failed_with_its_stderr(
     assert "last lines of worker.log:" in done.stderr and in_log in done.stderr
     run = storage.load_run(run_dir_of(done, tmp_path))
     stop = run.meta["stop"]
-    assert (run.meta["status"], stop["reason"], stop["exit_code"], stop["message"]) == ("failed", "failed", exit_status, message)
+    assert (run.meta["status"], stop["reason"], stop["exit_code"], stop["message"]) == (
+        "failed",
+        "failed",
+        exit_status,
+        message,
+    )
     assert any(in_log in line for line in stop["stderr_tail"])
     assert run.meta["epochs_done"] == len(run.epochs) == epochs_done
 
@@ -256,8 +305,11 @@ def test_a_signal_to_the_parent_stops_the_worker_and_keeps_the_files(tmp_path: P
     # GIVEN a run of a slow loop that has recorded at least one epoch
     proc = subprocess.Popen(
         harness_command("run", "--variant", loop("SlowLoop"), "--epochs", "500"),
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     epochs_csv: list[Path] = []
     while time.monotonic() < deadline:
@@ -295,7 +347,7 @@ def test_a_signal_to_the_parent_stops_the_worker_and_keeps_the_files(tmp_path: P
         (["--epochs", "3"], "the following arguments are required: --variant"),
         (["--variant", loop("GrowLoop"), "--option", "threads"], "expected KEY=VALUE, got 'threads'"),
     ],
-)  # fmt: skip
+)
 def test_usage_errors_print_one_line_exit_2_and_write_nothing(tmp_path: Path, args: list[str], fragment: str) -> None:
     # GIVEN a clean directory (with a file where a results directory would have to go)
     (tmp_path / "blocker").write_text("a file")
@@ -313,8 +365,22 @@ def test_options_reach_the_loops_config(tmp_path: Path) -> None:
     # GIVEN a loop that keeps `kib` KiB per epoch, given as an option, with text and JSON values
     known = f"{Path(__file__).parent / 'fixtures' / 'known_leak.py'}:KnownLeak"
     # WHEN run with --option twice and --fc-only
-    done = cli("run", "--variant", known, "--leak", "known", "--epochs", "2", "--quiet", "--fc-only",
-               "--option", "kib=256", "--option", "note=first try", cwd=tmp_path)  # fmt: skip
+    done = cli(
+        "run",
+        "--variant",
+        known,
+        "--leak",
+        "known",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--fc-only",
+        "--option",
+        "kib=256",
+        "--option",
+        "note=first try",
+        cwd=tmp_path,
+    )
     # THEN the config the loop was built with holds them, with their types
     assert done.returncode == 0, done.stderr
     meta = json.loads((run_dir_of(done, tmp_path) / "meta.json").read_text())
@@ -378,12 +444,14 @@ def registered_runs(
         out, err = proc.communicate(timeout=600)
         done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
         found[name].runs[leak] = (done, run_dir_of(done, cwd) if proc.returncode == 0 else cwd)
-    yield found
+    return found
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(registered_variants()))
-def test_every_registered_variant_runs_with_and_without_its_leaks(registered_runs: dict[str, VariantRuns], name: str) -> None:
+def test_every_registered_variant_runs_with_and_without_its_leaks(
+    registered_runs: dict[str, VariantRuns], name: str
+) -> None:
     # GIVEN a registered variant WHEN it ran two epochs with and without each of its leaks
     variant = registered_runs[name]
     if variant.unavailable is not None:

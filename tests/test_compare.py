@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from harness import report, storage
+from harness.growth import MIN_BYTES_PER_EPOCH
 from harness.report import compare
 from harness.report import writers as render_formats
-from harness.growth import MIN_BYTES_PER_EPOCH
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runs"
 GOLDEN = Path(__file__).parent / "golden"
@@ -23,9 +23,7 @@ KIB, MIB = 1024, 1024 * 1024
 
 def fixture(part: str) -> Path:
     """The one fixture run directory whose name contains ``part``."""
-    (found,) = [
-        p for p in FIXTURES.iterdir() if part in p.name and (p / "meta.json").exists()
-    ]
+    (found,) = [p for p in FIXTURES.iterdir() if part in p.name and (p / "meta.json").exists()]
     return found
 
 
@@ -66,16 +64,9 @@ def test_with_repeats_the_noise_is_twice_the_standard_error_of_the_difference() 
     # WHEN compared
     speed = change_of(compare.compare_tables(baseline, candidate), "epochs_per_s")
     # THEN the noise is 2 sqrt(sd_b^2/3 + sd_c^2/3), computed here independently, and 30 is beyond it
-    expected = 2 * math.sqrt(
-        statistics.stdev([100, 110, 90]) ** 2 / 3
-        + statistics.stdev([130, 140, 120]) ** 2 / 3
-    )
+    expected = 2 * math.sqrt(statistics.stdev([100, 110, 90]) ** 2 / 3 + statistics.stdev([130, 140, 120]) ** 2 / 3)
     assert speed.noise == pytest.approx(expected)
-    assert (
-        speed.change == pytest.approx(30.0)
-        and speed.judgement == "better"
-        and not speed.regression
-    )
+    assert speed.change == pytest.approx(30.0) and speed.judgement == "better" and not speed.regression
     assert speed.noise_rule == "2 s.e., 3+3 runs"
 
 
@@ -90,14 +81,10 @@ def test_a_single_run_borrows_the_spread_of_the_repeated_side() -> None:
     assert speed.regression
 
 
-def test_a_change_smaller_than_the_floor_never_counts_even_against_zero_spread() -> (
-    None
-):
+def test_a_change_smaller_than_the_floor_never_counts_even_against_zero_spread() -> None:
     # GIVEN identical repeats (spread zero), 100 KiB more peak RSS and 1 KiB more growth per epoch
     baseline = table(3)
-    candidate = table(
-        3, peak_rss_bytes=[50.0 * MIB + 100 * 1024] * 3, bytes_per_epoch=[1024.0] * 3
-    )
+    candidate = table(3, peak_rss_bytes=[50.0 * MIB + 100 * 1024] * 3, bytes_per_epoch=[1024.0] * 3)
     changes = compare.compare_tables(baseline, candidate)
     # THEN both are within the noise: under 1 MiB, and under the leak threshold per epoch
     assert change_of(changes, "peak_rss_bytes").judgement == "within noise"
@@ -107,9 +94,7 @@ def test_a_change_smaller_than_the_floor_never_counts_even_against_zero_spread()
 
 def test_single_runs_judge_growth_by_the_two_trend_intervals() -> None:
     # GIVEN one run a side: growth 0 +/- 300 KiB against 2 MiB +/- 400 KiB
-    baseline = table(
-        1, bytes_per_epoch=[0.0], ci_low=[-300.0 * KIB], ci_high=[300.0 * KIB]
-    )
+    baseline = table(1, bytes_per_epoch=[0.0], ci_low=[-300.0 * KIB], ci_high=[300.0 * KIB])
     candidate = table(
         1,
         bytes_per_epoch=[2.0 * MIB],
@@ -121,13 +106,8 @@ def test_single_runs_judge_growth_by_the_two_trend_intervals() -> None:
     assert growth.noise == pytest.approx(500 * KIB) and growth.noise_rule == "trend CIs"
     assert growth.regression
     # AND a change inside those intervals is not
-    within = table(
-        1, bytes_per_epoch=[400.0 * KIB], ci_low=[0.0], ci_high=[800.0 * KIB]
-    )
-    assert (
-        change_of(compare.compare_tables(baseline, within), "bytes_per_epoch").judgement
-        == "within noise"
-    )
+    within = table(1, bytes_per_epoch=[400.0 * KIB], ci_low=[0.0], ci_high=[800.0 * KIB])
+    assert change_of(compare.compare_tables(baseline, within), "bytes_per_epoch").judgement == "within noise"
 
 
 def test_the_growth_floor_is_the_growth_analysis_leak_threshold() -> None:
@@ -135,20 +115,13 @@ def test_the_growth_floor_is_the_growth_analysis_leak_threshold() -> None:
     under = table(3, bytes_per_epoch=[0.9 * MIN_BYTES_PER_EPOCH] * 3)
     over = table(3, bytes_per_epoch=[1.1 * MIN_BYTES_PER_EPOCH] * 3)
     # THEN only the second counts: a change the verdict could not call a leak is not a regression either
-    assert (
-        change_of(compare.compare_tables(table(3), under), "bytes_per_epoch").judgement
-        == "within noise"
-    )
+    assert change_of(compare.compare_tables(table(3), under), "bytes_per_epoch").judgement == "within noise"
     assert change_of(compare.compare_tables(table(3), over), "bytes_per_epoch").regression
 
 
-def test_single_runs_use_stated_tolerances_for_speed_and_exactness_for_metrics() -> (
-    None
-):
+def test_single_runs_use_stated_tolerances_for_speed_and_exactness_for_metrics() -> None:
     # GIVEN one run a side, 8 % slower and with a different final correct_prob
-    changes = compare.compare_tables(
-        table(1), table(1, epochs_per_s=[92.0], correct_prob=[0.97])
-    )
+    changes = compare.compare_tables(table(1), table(1, epochs_per_s=[92.0], correct_prob=[0.97]))
     # THEN speed is within the assumed 10 %, and the metric change of one seed is real
     assert change_of(changes, "epochs_per_s").noise_rule == "assumed 10%"
     assert change_of(changes, "epochs_per_s").judgement == "within noise"
@@ -161,26 +134,20 @@ def test_sets_are_compared_group_by_group_and_unmatched_groups_are_named() -> No
     candidate = table(2)
     # THEN only numpy is compared and lists is named as a baseline-only group
     assert {c.group for c in compare.compare_tables(baseline, candidate)} == {"numpy CNN none"}
-    assert compare.unmatched_groups(baseline, candidate) == [
-        "baseline only: lists CNN none"
-    ]
+    assert compare.unmatched_groups(baseline, candidate) == ["baseline only: lists CNN none"]
 
 
 def test_comparing_a_fix_with_its_leak_matches_the_golden_text() -> None:
     # GIVEN the stored lists runs, fixed as baseline and leaky as candidate
     baseline = report.run_table(storage.load_runs([fixture("lists-noleak")]))
-    candidate = report.run_table(
-        storage.load_runs([fixture("lists-recursion-s0-e3f659")])
-    )
+    candidate = report.run_table(storage.load_runs([fixture("lists-recursion-s0-e3f659")]))
     changes = compare.compare_tables(baseline, candidate)
     # THEN the table is as reviewed, and growth and peak RSS are regressions
     text = render_formats.text_table(compare.comparison_table(changes)) + "\n"
     path = GOLDEN / "compare_lists_fix_vs_leak.txt"
     if not path.exists():
         path.write_text(text)
-        pytest.fail(
-            f"golden file {path} was missing and has been written: review it and commit it"
-        )
+        pytest.fail(f"golden file {path} was missing and has been written: review it and commit it")
     assert text == path.read_text()
     assert {c.metric.column for c in compare.regressions(changes)} >= {
         "bytes_per_epoch",
@@ -198,14 +165,14 @@ def test_the_compare_command_fails_on_a_regression_only_when_asked(
     command = [sys.executable, "-m", "harness", "compare"]
     # WHEN the leak is the candidate, without and with --fail-on-regression
     plain = subprocess.run(
-        command + [fixed, leaky],
+        [*command, fixed, leaky],
         capture_output=True,
         check=False,
         text=True,
         timeout=60,
     )
     strict = subprocess.run(
-        command + [fixed, leaky, "--fail-on-regression"],
+        [*command, fixed, leaky, "--fail-on-regression"],
         capture_output=True,
         check=False,
         text=True,
@@ -214,13 +181,10 @@ def test_the_compare_command_fails_on_a_regression_only_when_asked(
     # THEN the table is printed both times, and only the strict one exits 1, naming the growth regression
     assert plain.returncode == 0 and strict.returncode == 1, strict.stderr
     assert "growth per epoch" in plain.stdout and "worse" in plain.stdout
-    assert (
-        "regression: lists CNN none -> lists CNN recursion: growth per epoch"
-        in strict.stdout
-    )
+    assert "regression: lists CNN none -> lists CNN recursion: growth per epoch" in strict.stdout
     # WHEN the fix is the candidate THEN nothing regressed
     fixed_wins = subprocess.run(
-        command + [leaky, fixed, "--fail-on-regression"],
+        [*command, leaky, fixed, "--fail-on-regression"],
         capture_output=True,
         check=False,
         text=True,

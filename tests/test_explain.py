@@ -17,29 +17,49 @@ from harness.commands import COMMAND_NAMES
 from harness.commands import explain as command
 from harness.errors import UsageError
 from harness.formatting import text_table
-from harness.report.explain import PATH_WIDTH, explain_text
 from harness.growth import summarise_growth
+from harness.report.explain import PATH_WIDTH, explain_text
 
 MiB = 1024**2
 GiB = 1024**3
 RUN_ID = "20250101T000000-lists-recursion-s0-abc123"
 
 
-def write_run(root: Path, rss: list[int], heap: list[int] | None = None, trace: dict[str, Any] | None = None,
-              **meta: Any) -> Path:
+def write_run(
+    root: Path, rss: list[int], heap: list[int] | None = None, trace: dict[str, Any] | None = None, **meta: Any
+) -> Path:
     """A run directory as SCHEMA.md (version 1) describes it, with the given RSS (and heap) per epoch."""
     run_dir = root / RUN_ID
     run_dir.mkdir()
     n = len(rss)
     data = {
-        "schema_version": 1, "run_id": RUN_ID, "variant": "lists", "leak": "recursion", "seed": 0,
-        "epochs_planned": 20, "epochs_done": n, "status": "completed",
-        "config": {"seed": 0, "epochs": 20, "learning_rate": 0.1, "batch_size": 150, "leak": "recursion", "options": {}},
-        "memory_cap_bytes": 4 * GiB, "timeout_s": None, "trace": heap is not None, "sample_interval_s": 0.05,
-        "started_at": "2025-01-01T00:00:00.000Z", "ended_at": "2025-01-01T00:01:00.000Z",
+        "schema_version": 1,
+        "run_id": RUN_ID,
+        "variant": "lists",
+        "leak": "recursion",
+        "seed": 0,
+        "epochs_planned": 20,
+        "epochs_done": n,
+        "status": "completed",
+        "config": {
+            "seed": 0,
+            "epochs": 20,
+            "learning_rate": 0.1,
+            "batch_size": 150,
+            "leak": "recursion",
+            "options": {},
+        },
+        "memory_cap_bytes": 4 * GiB,
+        "timeout_s": None,
+        "trace": heap is not None,
+        "sample_interval_s": 0.05,
+        "started_at": "2025-01-01T00:00:00.000Z",
+        "ended_at": "2025-01-01T00:01:00.000Z",
         "host": {"hostname": "box", "platform": "Linux", "cpu_count": 2, "memory_total_bytes": 16 * GiB},
-        "versions": {"python": "3.11.7", "numpy": "2.0.0", "leakbench": "0.1.0"}, "git_commit": None,
-        "stop": None, "growth": None,
+        "versions": {"python": "3.11.7", "numpy": "2.0.0", "leakbench": "0.1.0"},
+        "git_commit": None,
+        "stop": None,
+        "growth": None,
     } | meta
     (run_dir / "meta.json").write_text(json.dumps(data), encoding="utf-8")
     lines = ["epoch,rss_bytes,peak_rss_bytes,heap_bytes,py_blocks,epoch_s,elapsed_s,loss"]
@@ -66,20 +86,33 @@ def leak_rss() -> list[int]:
 
 
 def site(file: str, line: int, size_diff: int, count_diff: int, size: int, count: int) -> dict[str, Any]:
-    return {"file": file, "line": line, "size_diff": size_diff, "count_diff": count_diff, "size": size,
-            "count": count, "stack": []}
+    return {
+        "file": file,
+        "line": line,
+        "size_diff": size_diff,
+        "count_diff": count_diff,
+        "size": size,
+        "count": count,
+        "stack": [],
+    }
 
 
 def leak_trace(root: Path) -> dict[str, Any]:
     return {
-        "schema_version": 1, "final": True, "baseline_epoch": 3, "final_epoch": 20,
-        "heap_baseline_bytes": 19 * MiB, "heap_final_bytes": 70 * MiB,
+        "schema_version": 1,
+        "final": True,
+        "baseline_epoch": 3,
+        "final_epoch": 20,
+        "heap_baseline_bytes": 19 * MiB,
+        "heap_final_bytes": 70 * MiB,
         "sites": [
             site(str(root / "variants" / "lists.py"), 123, 51 * MiB, 1_234_567, 52 * MiB, 1_240_000),
             site("/usr/lib/python3.11/site-packages/numpy/_core/numeric.py", 7, 1000, -2, 5000, 10),
         ],
-        "types": [{"type": "float", "count_diff": 1_234_567, "count": 1_300_000},
-                  {"type": "list", "count_diff": 17, "count": 900}],
+        "types": [
+            {"type": "float", "count_diff": 1_234_567, "count": 1_300_000},
+            {"type": "list", "count_diff": 17, "count": 900},
+        ],
     }
 
 
@@ -137,7 +170,9 @@ def test_a_flat_untraced_run_says_how_to_find_where_growth_comes_from(tmp_path: 
     # GIVEN an untraced run that is flat but for one page every third epoch
     run_dir = write_run(tmp_path, [200 * MiB + 4096 * (e % 3 == 0) for e in range(1, 21)], leak=None, variant="numpy")
     explain(run_dir)
-    assert capsys.readouterr().out == f"""\
+    assert (
+        capsys.readouterr().out
+        == f"""\
 run {RUN_ID}
   variant numpy, leak none, seed 0: 20 of 20 epochs, completed
 
@@ -148,14 +183,17 @@ RSS: flat: the 95% CI lies below the 32.0 KiB/epoch threshold.
 
 No trace: re-run with --trace to see which lines and object types the growth comes from.
 """
+    )
 
 
 def test_rss_growing_while_the_heap_does_not_is_said(tmp_path: Path, capsys) -> None:
     heap = [30 * MiB + 100 * (e % 2) for e in range(1, 21)]
     explain(write_run(tmp_path, leak_rss(), heap))
     out = capsys.readouterr().out
-    assert ("Note: RSS grows 3.0 MiB/epoch but the Python heap only 0 B/epoch: the growth is native memory or "
-            "allocator fragmentation, which tracemalloc cannot see.\n") in out
+    assert (
+        "Note: RSS grows 3.0 MiB/epoch but the Python heap only 0 B/epoch: the growth is native memory or "
+        "allocator fragmentation, which tracemalloc cannot see.\n"
+    ) in out
     assert "  Python heap  flat" in out
 
 
@@ -171,48 +209,68 @@ def test_an_interim_trace_and_empty_tables_are_labelled() -> None:
     trace = {"final": False, "baseline_epoch": 3, "final_epoch": 9, "sites": [], "types": []}
     growth = summarise_growth(pd.DataFrame({"epoch": [1], "rss_bytes": [1]}))
     text = explain_text({"run_id": "r"}, growth, trace)
-    assert ("Allocation sites that grew most, epoch 3 -> 9 (tracemalloc, interim: the run ended before its final "
-            "trace):\n  none grew\n") in text
+    assert (
+        "Allocation sites that grew most, epoch 3 -> 9 (tracemalloc, interim: the run ended before its final "
+        "trace):\n  none grew\n"
+    ) in text
     assert "Object types whose live count grew most (gc-tracked objects):\n  none grew\n" in text
 
 
 def test_the_top_sites_traceback_is_shown_when_recorded(tmp_path: Path) -> None:
     # GIVEN a top site whose largest traceback went through a helper in site-packages
     top = site(str(tmp_path / "loop.py"), 9, 10 * MiB, 10, 10 * MiB, 10)
-    top["stack"] = [f"{tmp_path / 'loop.py'}:9", "/env/lib/site-packages/numpy/_core/numeric.py:7",
-                    f"{tmp_path / 'train.py'}:30"]
+    top["stack"] = [
+        f"{tmp_path / 'loop.py'}:9",
+        "/env/lib/site-packages/numpy/_core/numeric.py:7",
+        f"{tmp_path / 'train.py'}:30",
+    ]
     trace = {"baseline_epoch": 1, "final_epoch": 5, "sites": [top], "types": []}
     growth = summarise_growth(pd.DataFrame({"epoch": [1], "rss_bytes": [1]}))
     # WHEN rendered relative to tmp_path THEN the frames follow the table, shortened like sites
-    assert ("  loop.py:9  +10.0 MiB      +10  10.0 MiB      10\n"
-            "  top site's largest traceback, most recent call first:\n"
-            "    loop.py:9\n"
-            "    numpy/_core/numeric.py:7\n"
-            "    train.py:30\n") in explain_text({}, growth, trace, root=str(tmp_path))
+    assert (
+        "  loop.py:9  +10.0 MiB      +10  10.0 MiB      10\n"
+        "  top site's largest traceback, most recent call first:\n"
+        "    loop.py:9\n"
+        "    numpy/_core/numeric.py:7\n"
+        "    train.py:30\n"
+    ) in explain_text({}, growth, trace, root=str(tmp_path))
 
 
 def test_what_keeps_the_growth_alive_is_shown(tmp_path: Path) -> None:
     # GIVEN a trace whose top site is held by a generator's local, and one held only through the loop object
     top = site(str(tmp_path / "algebra.py"), 155, 8 * MiB, 10, 16 * MiB, 20)
-    held = {"kind": "local", "file": str(tmp_path / "loop.py"), "function": "Loop._epochs_from",
-            "name": "outcomes", "line": 125, "suspended_at": 126}
-    trace = {"baseline_epoch": 1, "final_epoch": 3, "sites": [top], "types": [], "keepers": [
-        {"file": top["file"], "line": 155, "holder": held, "chain": ["list", "list[149]", "tuple[1]"]},
-        {"file": str(tmp_path / "loop.py"), "line": 40, "holder": None, "chain": ["bytearray", "loop.Loop.kept"]},
-    ]}
+    held = {
+        "kind": "local",
+        "file": str(tmp_path / "loop.py"),
+        "function": "Loop._epochs_from",
+        "name": "outcomes",
+        "line": 125,
+        "suspended_at": 126,
+    }
+    trace = {
+        "baseline_epoch": 1,
+        "final_epoch": 3,
+        "sites": [top],
+        "types": [],
+        "keepers": [
+            {"file": top["file"], "line": 155, "holder": held, "chain": ["list", "list[149]", "tuple[1]"]},
+            {"file": str(tmp_path / "loop.py"), "line": 40, "holder": None, "chain": ["bytearray", "loop.Loop.kept"]},
+        ],
+    }
     growth = summarise_growth(pd.DataFrame({"epoch": [1], "rss_bytes": [1]}))
     # WHEN rendered THEN each keeper names its holder and the chain of referrers to it
-    assert ("What keeps the growth alive (referrers from a grown object outwards):\n"
-            "  algebra.py:155: held by local `outcomes` of Loop._epochs_from at loop.py:125\n"
-            "    via list <- list[149] <- tuple[1]\n"
-            "  loop.py:40: held by an object the worker holds (the loop itself; see the chain)\n"
-            "    via bytearray <- loop.Loop.kept\n") in explain_text({}, growth, trace, root=str(tmp_path))
+    assert (
+        "What keeps the growth alive (referrers from a grown object outwards):\n"
+        "  algebra.py:155: held by local `outcomes` of Loop._epochs_from at loop.py:125\n"
+        "    via list <- list[149] <- tuple[1]\n"
+        "  loop.py:40: held by an object the worker holds (the loop itself; see the chain)\n"
+        "    via bytearray <- loop.Loop.kept\n"
+    ) in explain_text({}, growth, trace, root=str(tmp_path))
 
 
 def test_long_site_paths_keep_their_tail() -> None:
     deep = "/opt/" + "very-long-directory/" * 5 + "module.py"
-    trace = {"baseline_epoch": 1, "final_epoch": 2, "types": [],
-             "sites": [site(deep, 42, 10, 1, 10, 1)]}
+    trace = {"baseline_epoch": 1, "final_epoch": 2, "types": [], "sites": [site(deep, 42, 10, 1, 10, 1)]}
     text = explain_text({}, summarise_growth(pd.DataFrame({"epoch": [1], "rss_bytes": [1]})), trace)
     shown = next(line.split()[0] for line in text.splitlines() if line.strip().endswith("+1  10 B       1"))
     assert len(shown) == PATH_WIDTH
@@ -221,15 +279,14 @@ def test_long_site_paths_keep_their_tail() -> None:
 
 def test_table_aligns_text_left_and_numbers_right() -> None:
     assert text_table(["name", "n"], [["a", "1"], ["bbb", "22"]], right=[False, True], indent=2) == (
-        "  name   n\n"
-        "  a      1\n"
-        "  bbb   22")
+        "  name   n\n  a      1\n  bbb   22"
+    )
 
 
 def test_a_missing_or_foreign_directory_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not a directory"):
         explain(tmp_path / "nope")
-    with pytest.raises(UsageError, match="no meta.json"):
+    with pytest.raises(UsageError, match=r"no meta\.json"):
         explain(tmp_path)
 
 
@@ -240,7 +297,7 @@ def test_a_read_only_run_is_still_explained(tmp_path: Path, monkeypatch, capsys)
     def refuse(path: Path, meta: dict[str, Any]) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(storage, "write_meta", refuse)  # store_growth writes through it
+    monkeypatch.setattr(storage.writer, "write_meta", refuse)  # store_growth writes through it
     # WHEN explained THEN the report is printed, a note says the growth was not stored, and it succeeds
     assert explain(run_dir) == 0
     captured = capsys.readouterr()
@@ -248,14 +305,28 @@ def test_a_read_only_run_is_still_explained(tmp_path: Path, monkeypatch, capsys)
     assert captured.err == f"note: growth not stored in {run_dir / 'meta.json'}: Permission denied\n"
 
 
-@pytest.mark.skipif("explain" not in COMMAND_NAMES, reason="explain is not yet listed in harness.commands.COMMAND_NAMES")
+@pytest.mark.skipif(
+    "explain" not in COMMAND_NAMES, reason="explain is not yet listed in harness.commands.COMMAND_NAMES"
+)
 def test_the_cli_explains_a_run_and_refuses_a_bad_one_in_one_line(tmp_path: Path) -> None:
     run_dir = write_run(tmp_path, leak_rss())
-    good = subprocess.run([sys.executable, "-m", "harness", "explain", str(run_dir)], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=120, check=False)
+    good = subprocess.run(
+        [sys.executable, "-m", "harness", "explain", str(run_dir)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
     assert good.returncode == 0, good.stderr
     assert good.stdout.startswith(f"run {RUN_ID}\n")
-    bad = subprocess.run([sys.executable, "-m", "harness", "explain", str(tmp_path / "nope")], capture_output=True,
-                         text=True, cwd=tmp_path, timeout=120, check=False)
+    bad = subprocess.run(
+        [sys.executable, "-m", "harness", "explain", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
     assert bad.returncode == 2
     assert bad.stdout == "" and len(bad.stderr.splitlines()) == 1 and "not a directory" in bad.stderr

@@ -13,14 +13,15 @@ pytest.importorskip("numba", reason="numba not installed: pip install '.[numba]'
 
 from harness.errors import UsageError
 from harness.interface import RunConfig, TrainingLoop
-from variants.numpy.model import BuffersCNN
-from variants.numpy.layers import WINDOWS, ConvOnBuffer, PoolRelu
-from variants.numpy.memory import Arena
-from variants.data import make_dataset
-from variants.numba.model import FusedConvOnBuffer, FusedPoolRelu, NumbaCNN
-from variants.numba.kernels import pool_relu_forward
-from variants.network import PARAMETER_SHAPES
 from harness.loops import VARIANTS
+from variants.data import make_dataset
+from variants.network import PARAMETER_SHAPES
+from variants.numba.kernels import pool_relu_forward
+from variants.numba.model import FusedConvOnBuffer, FusedPoolRelu, NumbaCNN
+from variants.numpy.conv import WINDOWS, ConvOnBuffer
+from variants.numpy.layers import PoolRelu
+from variants.numpy.memory import Arena
+from variants.numpy.model import BuffersCNN
 
 
 def tied_windows(rng: np.random.Generator, kernels: int, columns: int) -> np.ndarray:
@@ -28,7 +29,7 @@ def tied_windows(rng: np.random.Generator, kernels: int, columns: int) -> np.nda
     return rng.choice([-1.0, -0.25, 0.0, 0.5, 2.0], size=(WINDOWS, kernels, columns))
 
 
-@pytest.mark.parametrize("kernels, columns", [(10, 3750), (20, 600)])
+@pytest.mark.parametrize(("kernels", "columns"), [(10, 3750), (20, 600)])
 def test_pooling_kernels_give_the_numpy_layer_values_and_gradients_bit_for_bit(kernels: int, columns: int) -> None:
     # GIVEN the same windows, full of ties and of windows that ReLU closes, in both pooling layers
     rng = np.random.default_rng(kernels * columns)
@@ -55,7 +56,9 @@ def test_compiled_col2im_gives_the_numpy_input_gradient(n: int) -> None:
     rng = np.random.default_rng(n)
     source = rng.normal(size=(10, 5, 5, n))
     weight = rng.normal(size=(20, 41))
-    layers = [cls(weight, np.zeros_like(weight), source, 2, Arena(), "conv2") for cls in (ConvOnBuffer, FusedConvOnBuffer)]
+    layers = [
+        cls(weight, np.zeros_like(weight), source, 2, Arena(), "conv2") for cls in (ConvOnBuffer, FusedConvOnBuffer)
+    ]
     dout = rng.normal(size=layers[0].out.shape)
     # WHEN each computes the input gradient of the same output gradient
     for layer in layers:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
@@ -13,8 +13,8 @@ import pytest
 from harness.errors import UsageError
 from harness.interface import RunConfig, TrainingLoop
 from variants.data import make_dataset
-from variants.generators.model import LAYERS, OUTPUT, GeneratorsCNN
 from variants.generators.layers import Conv, Layer, Trace
+from variants.generators.model import LAYERS, OUTPUT, GeneratorsCNN
 from variants.network import CONV_PARAMETERS, FC_PARAMETERS, PARAMETER_SHAPES
 
 EPS = 1e-6
@@ -28,9 +28,7 @@ def relative_error(analytic: Sequence[float], numeric: Sequence[float]) -> float
     return float(np.linalg.norm(a - n) / max(np.linalg.norm(a), np.linalg.norm(n)))
 
 
-def central_difference(
-    f: Callable[[list[float]], float], point: list[float], indices: Sequence[int]
-) -> list[float]:
+def central_difference(f: Callable[[list[float]], float], point: list[float], indices: Sequence[int]) -> list[float]:
     """d f / d point[i] for each index i, by central differences."""
     grads = []
     for i in indices:
@@ -58,9 +56,7 @@ def layer_backward(
     return list(trace.value), trace.grads
 
 
-def check_layer(
-    layer: Layer, params: dict[str, list[float]], x: list[float], check_input: bool = True
-) -> None:
+def check_layer(layer: Layer, params: dict[str, list[float]], x: list[float], check_input: bool = True) -> None:
     """Gradients of f = upstream . layer(x) against central differences, for the input and every parameter."""
     rng = np.random.default_rng(1)
     upstream = rng.normal(size=len(layer_forward(layer, params, x))).tolist()
@@ -74,7 +70,7 @@ def check_layer(
         assert relative_error(dx, numeric) < MAX_RELATIVE_ERROR
     assert set(grads) == set(params)
     for name, value in params.items():
-        numeric = central_difference(lambda vv: f(x, params | {name: vv}), value, range(len(value)))
+        numeric = central_difference(lambda vv, name=name: f(x, params | {name: vv}), value, range(len(value)))
         assert relative_error(grads[name], numeric) < MAX_RELATIVE_ERROR, name
 
 
@@ -122,7 +118,7 @@ def test_relu_gradient_matches_finite_differences(index: int) -> None:
     check_layer(LAYERS[index], {}, away_from_zero(1000 if index == 1 else 20))
 
 
-@pytest.mark.parametrize("index,size", [(2, 1000), (5, 320)], ids=["pool1", "pool2"])
+@pytest.mark.parametrize(("index", "size"), [(2, 1000), (5, 320)], ids=["pool1", "pool2"])
 def test_pool_gradient_matches_finite_differences(index: int, size: int) -> None:
     check_layer(LAYERS[index], {}, away_from_zero(size))
 
@@ -195,7 +191,7 @@ def test_network_gradients_match_finite_differences() -> None:
         # every bias and fc2 entry, and a random sample of each larger weight, to stay fast
         indices = range(len(flat)) if len(flat) <= 20 else rng.choice(len(flat), 12, replace=False)
 
-        def loss(vv: list[float]) -> float:
+        def loss(vv: list[float], name: str = name, value: np.ndarray = value) -> float:
             loop.set_parameters(params | {name: np.array(vv).reshape(value.shape)})
             return loop.loss_and_gradients(images, labels)[0]
 

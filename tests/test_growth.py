@@ -45,7 +45,9 @@ def table(rss: np.ndarray, heap: np.ndarray | None = None) -> pd.DataFrame:
     """An epochs.csv table for epochs 1..n (heap empty unless given)."""
     n = len(rss)
     heap_column = pd.array([None] * n, dtype="Int64") if heap is None else pd.array(np.asarray(heap, np.int64))
-    return pd.DataFrame({"epoch": np.arange(1, n + 1), "rss_bytes": np.asarray(rss, np.int64), "heap_bytes": heap_column})
+    return pd.DataFrame(
+        {"epoch": np.arange(1, n + 1), "rss_bytes": np.asarray(rss, np.int64), "heap_bytes": heap_column}
+    )
 
 
 def flat(n: int, rng: np.random.Generator, sd: float = 3 * PAGE) -> np.ndarray:
@@ -93,7 +95,8 @@ def test_theil_sen_slope_and_sen_interval_match_scipy() -> None:
         reference = stats.theilslopes(values, epochs, method="joint")
         # THEN slope, intercept and CI are scipy's, and S agrees with scipy's Kendall tau-b
         assert (fit.slope, fit.intercept, fit.ci_low, fit.ci_high) == pytest.approx(
-            (reference.slope, reference.intercept, reference.low_slope, reference.high_slope))
+            (reference.slope, reference.intercept, reference.low_slope, reference.high_slope)
+        )
         tau = stats.kendalltau(epochs, values).statistic
         pairs = n * (n - 1) / 2
         _, counts = np.unique(values, return_counts=True)
@@ -137,7 +140,9 @@ def test_mann_kendall_p_is_two_sided_and_one_when_all_values_tie() -> None:
     # GIVEN S of a strictly rising and a strictly falling series of 10 (variance 125)
     rising, falling = np.arange(10.0), np.arange(10.0)[::-1]
     # THEN the p-values are equal, small, and follow the continuity-corrected normal approximation
-    assert trend(rising).p_value == trend(falling).p_value == pytest.approx(math.erfc(44 / math.sqrt(125) / math.sqrt(2)))
+    assert (
+        trend(rising).p_value == trend(falling).p_value == pytest.approx(math.erfc(44 / math.sqrt(125) / math.sqrt(2)))
+    )
     assert mann_kendall_p(0, 10.0) == 1.0
     assert trend(np.full(10, 5.0)).p_value == 1.0
 
@@ -184,8 +189,20 @@ def test_an_isolated_spike_after_the_start_is_not_warmup() -> None:
 
 def test_a_steady_leak_with_uneven_increments_has_no_warmup() -> None:
     # GIVEN the lists variant's recursion leak as recorded (12 epochs, ~24 MB per epoch, +-0.3 MB)
-    values = [67022848, 91197440, 115924992, 140533760, 165044224, 189501440, 213708800, 238383104,
-              262852608, 287289344, 311762944, 336211968]
+    values = [
+        67022848,
+        91197440,
+        115924992,
+        140533760,
+        165044224,
+        189501440,
+        213708800,
+        238383104,
+        262852608,
+        287289344,
+        311762944,
+        336211968,
+    ]
     # THEN no epoch is taken for warm-up
     assert detect_warmup(values) == 0
 
@@ -349,11 +366,16 @@ def test_projection_finds_the_epoch_the_line_reaches_cap_and_machine() -> None:
     values = 100 * MiB + MiB * np.arange(1, 41)
     growth = summarise_growth(table(values), memory_cap_bytes=200 * MiB, memory_total_bytes=1 * GiB)
     # THEN the cap is reached at epoch 100 and 1 GiB at epoch 924
-    assert growth["projection"] == {"memory_cap_bytes": 200 * MiB, "cap_epoch": 100,
-                                    "memory_total_bytes": GiB, "memory_total_epoch": 924}
+    assert growth["projection"] == {
+        "memory_cap_bytes": 200 * MiB,
+        "cap_epoch": 100,
+        "memory_total_bytes": GiB,
+        "memory_total_epoch": 924,
+    }
     assert format_growth(growth) == (
         "verdict: leak, +1.0 MiB/epoch (95% CI 1.0-1.0 MiB) over 40 epochs after 0 warm-up epochs; "
-        "reaches the 200.0 MiB cap at epoch ~100 and this machine's 1.0 GiB at epoch ~924")
+        "reaches the 200.0 MiB cap at epoch ~100 and this machine's 1.0 GiB at epoch ~924"
+    )
     # AND a cap one byte higher is reached one epoch later (the first epoch at or above it)
     assert summarise_growth(table(values), memory_cap_bytes=200 * MiB + 1)["projection"]["cap_epoch"] == 101
 
@@ -397,13 +419,15 @@ def test_format_growth_adds_the_heap_line_and_the_reason_when_inconclusive() -> 
     assert format_growth(growth) == (
         "verdict: inconclusive, +33.0 KiB/epoch (95% CI 29.7-34.7 KiB) over 30 epochs after 0 warm-up epochs; "
         "the 95% CI straddles the 32.0 KiB/epoch threshold\n"
-        "Python heap: flat, +2.0 KiB/epoch (95% CI 2.0-2.0 KiB) over 30 epochs after 0 warm-up epochs")
+        "Python heap: flat, +2.0 KiB/epoch (95% CI 2.0-2.0 KiB) over 30 epochs after 0 warm-up epochs"
+    )
 
 
 def test_exceeds_budget_only_when_the_growth_is_confidently_above_it() -> None:
     growth = summarise_growth(table(BASE + 3 * MiB * np.arange(1, 41)))
     assert exceeds_budget(growth, 64 * KiB) == (
-        "RSS grew 3.0 MiB/epoch over 40 epochs (95% CI 3.0-3.0 MiB); budget 64.0 KiB/epoch")
+        "RSS grew 3.0 MiB/epoch over 40 epochs (95% CI 3.0-3.0 MiB); budget 64.0 KiB/epoch"
+    )
     assert exceeds_budget(growth, 4 * MiB) is None
     assert exceeds_budget(summarise_growth(table(np.full(40, BASE))), 0) is None
 
@@ -413,7 +437,10 @@ def test_a_budget_can_be_stricter_than_the_leak_threshold() -> None:
     growth = summarise_growth(table(BASE + PAGE * np.arange(1, 31)))
     assert growth["verdict"] == "flat"
     # THEN a 1 KiB budget still catches it, a 4 KiB one does not
-    assert exceeds_budget(growth, KiB) == "RSS grew 4.0 KiB/epoch over 30 epochs (95% CI 4.0-4.0 KiB); budget 1.0 KiB/epoch"
+    assert (
+        exceeds_budget(growth, KiB)
+        == "RSS grew 4.0 KiB/epoch over 30 epochs (95% CI 4.0-4.0 KiB); budget 1.0 KiB/epoch"
+    )
     assert exceeds_budget(growth, PAGE) is None
 
 

@@ -30,9 +30,7 @@ def test_plugin_is_installed_as_a_pytest11_entry_point() -> None:
 def user_project(root: Path, leak: bool) -> Path:
     """A user's project: examples/my_loop.py (its leak line uncommented when ``leak``) and its test."""
     source = (EXAMPLES / "my_loop.py").read_text()
-    assert LEAK_LINE in source, (
-        "examples/my_loop.py lost its commented-out leak line, which the README shows"
-    )
+    assert LEAK_LINE in source, "examples/my_loop.py lost its commented-out leak line, which the README shows"
     if leak:
         source = source.replace(LEAK_LINE, LEAK_LINE.replace("# ", "", 1))
     root.mkdir()
@@ -43,13 +41,16 @@ def user_project(root: Path, leak: bool) -> Path:
 
 def run_pytest(project: Path) -> subprocess.CompletedProcess[str]:
     """``python -m pytest`` in the project, as the user runs it, with no leakbench options from our environment."""
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")
-    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_user_loop_is_guarded_and_passes(tmp_path: Path) -> None:
@@ -74,7 +75,5 @@ def test_user_loop_with_its_leak_fails_with_the_readme_message(tmp_path: Path) -
         (line for line in lines if line.startswith("leakbench: my_loop.py:MyLoop: ")),
         "",
     )
-    assert message.startswith("leakbench: my_loop.py:MyLoop: RSS grew 320."), (
-        result.stdout
-    )
+    assert message.startswith("leakbench: my_loop.py:MyLoop: RSS grew 320."), result.stdout
     assert message.endswith(" KiB); budget 64.0 KiB/epoch"), message

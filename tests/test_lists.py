@@ -67,7 +67,7 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
-@pytest.mark.parametrize("channels, kernels, size, s", [(1, 4, 6, 3), (3, 4, 5, 2)])
+@pytest.mark.parametrize(("channels", "kernels", "size", "s"), [(1, 4, 6, 3), (3, 4, 5, 2)])
 def test_conv_backward_matches_finite_differences(
     rng: np.random.Generator, channels: int, kernels: int, size: int, s: int
 ) -> None:
@@ -112,12 +112,12 @@ def test_relu_backward_matches_finite_differences(rng: np.random.Generator) -> N
     assert relative_error(delta, num) < TOLERANCE
 
 
-
 def test_relu_passes_no_delta_at_exactly_zero() -> None:
     # GIVEN pre-activations 0.0 (as an all-zero patch with a zero bias gives), positive and negative
     kept = forward_layer(ReluLayer(), [[[0.0, 2.0, -1.0]]])[1]
     # WHEN a delta comes back THEN only the strictly positive one passes (derivative 0 at 0)
     assert backward_layer(ReluLayer(), kept, [[[5.0, 5.0, 5.0]]])[0] == [[[0.0, 5.0, 0.0]]]
+
 
 def test_pool_backward_matches_finite_differences(rng: np.random.Generator) -> None:
     # GIVEN distinct random pixels (no ties) and an upstream delta
@@ -253,7 +253,9 @@ def test_network_gradients_match_finite_differences(network: Any) -> None:
     try:
         for name, shape in PARAMETER_SHAPES.items():
             # WHEN a few entries of each parameter are nudged both ways
-            flat = [tuple(i) for i in pick.choice(list(np.ndindex(shape)), size=min(6, int(np.prod(shape))), replace=False)]
+            flat = [
+                tuple(i) for i in pick.choice(list(np.ndindex(shape)), size=min(6, int(np.prod(shape))), replace=False)
+            ]
             numeric = []
             for index in flat:
                 up, down = params[name].copy(), params[name].copy()
@@ -282,13 +284,13 @@ def test_set_parameters_refuses_a_wrong_shape() -> None:
     # GIVEN a parameter set with one wrong shape
     params = initial_parameters(0) | {"fc1.bias": np.zeros(3)}
     # WHEN it is set THEN a one-line usage error names the parameter
-    with pytest.raises(UsageError, match="fc1.bias"):
+    with pytest.raises(UsageError, match=r"fc1\.bias"):
         ListsCNN(RunConfig(seed=0)).set_parameters(params)
 
 
 def test_unknown_leak_raises_usage_error() -> None:
     # GIVEN a leak name the variant does not have WHEN it is built THEN the error names it and the accepted ones
-    with pytest.raises(UsageError, match="'nope'.*recursion"):
+    with pytest.raises(UsageError, match=r"'nope'.*recursion"):
         ListsCNN(RunConfig(seed=0, leak="nope"))
 
 
@@ -362,7 +364,6 @@ def test_fixed_loop_lets_the_differences_go(runs: Any) -> None:
     growth = blocks[-1] - blocks[0]
     # THEN almost nothing stayed behind (less than 2 % of one epoch's differences)
     assert growth < DIFFERENCE_BLOCKS // 50, f"grew {growth} blocks"
-
 
 
 def at_depth(frames: int, work: Callable[[], Any]) -> Any:

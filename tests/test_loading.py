@@ -46,7 +46,9 @@ def test_two_files_with_the_same_name_do_not_collide(tmp_path: Path) -> None:
     # GIVEN two different loop.py files WHEN both are loaded THEN each keeps its own class
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "loop.py").write_text(f"class Loop:\n    WHO = {name!r}\n    def train_epoch(self, epoch): ...\n")
+        (tmp_path / name / "loop.py").write_text(
+            f"class Loop:\n    WHO = {name!r}\n    def train_epoch(self, epoch): ...\n"
+        )
     a = loading.load_loop_class(f"{tmp_path / 'a' / 'loop.py'}:Loop")
     b = loading.load_loop_class(f"{tmp_path / 'b' / 'loop.py'}:Loop")
     assert (a.WHO, b.WHO) == ("a", "b")

@@ -36,9 +36,7 @@ class Grows:
 
 
 @pytest.fixture
-def project(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> pytest.Pytester:
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """A pytester project holding loops.py; the plugin is loaded by -p only."""
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     pytester.makepyfile(loops=LOOPS)
@@ -133,9 +131,7 @@ def test_missed(leakbench_guard):
     )
     # THEN the first passes and the second fails saying what was seen instead
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(
-        ["leakbench: loops.py:Flat: expected a leak, but RSS flat, * over * epochs*"]
-    )
+    result.stdout.fnmatch_lines(["leakbench: loops.py:Flat: expected a leak, but RSS flat, * over * epochs*"])
 
 
 def test_peak_budget(project: pytest.Pytester) -> None:
@@ -150,9 +146,7 @@ def test_peak(leakbench_guard):
     # THEN the test fails naming the peak, the budget and the excess
     result.assert_outcomes(failed=1)
     result.stdout.re_match_lines(
-        [
-            r"leakbench: loops\.py:Flat: peak RSS [\d.]+ MiB is over the 1\.0 MiB budget by [\d.]+ MiB$"
-        ]
+        [r"leakbench: loops\.py:Flat: peak RSS [\d.]+ MiB is over the 1\.0 MiB budget by [\d.]+ MiB$"]
     )
 
 
@@ -168,9 +162,7 @@ def test_heap(leakbench_guard):
     # THEN the message names the Python heap (the run was traced)
     result.assert_outcomes(failed=1)
     result.stdout.re_match_lines(
-        [
-            r"leakbench: loops\.py:Grows: Python heap grew 1\.0 MiB/epoch over \d+ epochs .*budget 64\.0 KiB/epoch$"
-        ]
+        [r"leakbench: loops\.py:Grows: Python heap grew 1\.0 MiB/epoch over \d+ epochs .*budget 64\.0 KiB/epoch$"]
     )
 
 
@@ -191,7 +183,8 @@ def test_strict(leakbench_guard):
     result.stdout.fnmatch_lines(
         [
             "leakbench: loops.py:Flat: RSS inconclusive, * over 3 epochs after * warm-up epochs; only 3 epochs*",
-            "*LeakbenchWarning: loops.py:Flat: RSS inconclusive, * over 3 epochs after * warm-up epochs; only 3 epochs*; run more epochs for a verdict",
+            "*LeakbenchWarning: loops.py:Flat: RSS inconclusive, * over 3 epochs after * warm-up epochs;"
+            " only 3 epochs*; run more epochs for a verdict",
         ]
     )
 
@@ -208,9 +201,7 @@ def test_bad(leakbench_guard):
     # THEN the test fails with the size error quoting the bad input, before any run
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
-        [
-            "leakbench: max-growth: invalid size 'sixty KiB': expected a byte count or a number with a unit*"
-        ]
+        ["leakbench: max-growth: invalid size 'sixty KiB': expected a byte count or a number with a unit*"]
     )
     assert not (project.path / "leakbench").exists()
 
@@ -282,7 +273,5 @@ def test_any(leakbench_guard):
     # THEN the test errors with the file, the entry, the key and the accepted keys
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
-        [
-            '*pyproject.toml [[]tool.leakbench.budgets."numpy"[]]: unknown key *max_growth*; accepted: max-growth*'
-        ]
+        ['*pyproject.toml [[]tool.leakbench.budgets."numpy"[]]: unknown key *max_growth*; accepted: max-growth*']
     )

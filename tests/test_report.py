@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from harness import report, storage
-from harness.report import document as render
-from harness.report import writers as render_formats
 from harness.errors import UsageError
 from harness.formatting import format_speed
+from harness.report import document as render
+from harness.report import writers as render_formats
 from harness.storage import Run
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runs"
@@ -34,9 +34,7 @@ def runs() -> list[Run]:
 
 
 @pytest.fixture(scope="module")
-def written(
-    runs: list[Run], tmp_path_factory: pytest.TempPathFactory
-) -> render.ReportFiles:
+def written(runs: list[Run], tmp_path_factory: pytest.TempPathFactory) -> render.ReportFiles:
     """The report of the fixture runs, written once for the tests that read it."""
     return render.write_report(runs, tmp_path_factory.mktemp("report"))
 
@@ -59,9 +57,7 @@ def golden(name: str, text: str) -> None:
     if not path.exists():
         path.parent.mkdir(exist_ok=True)
         path.write_text(text)
-        pytest.fail(
-            f"golden file {path} was missing and has been written: review it and commit it"
-        )
+        pytest.fail(f"golden file {path} was missing and has been written: review it and commit it")
     assert text == path.read_text()
 
 
@@ -80,8 +76,7 @@ def test_the_trace_table_matches_its_golden_text(runs: list[Run]) -> None:
     traced = report.traced_runs(runs)
     assert traced, "the fixtures need a traced run"
     text = "\n\n".join(
-        f"{r.meta['run_id']}\n{render_formats.markdown_table(report.trace_table(r))}\n"
-        f"types: {report.growing_types(r)}"
+        f"{r.meta['run_id']}\n{render_formats.markdown_table(report.trace_table(r))}\ntypes: {report.growing_types(r)}"
         for r in traced
     )
     golden("trace_tables.md", text + "\n")
@@ -110,13 +105,8 @@ def test_the_seed_table_numbers_agree_with_the_csv_files_read_independently(
     assert table["time for 200 epochs"] == f"{time_200:#.3g} s"
     assert table["epochs per second"] == format_speed(200 / time_200)
     mean_500 = statistics.mean(float(r["correct_prob"]) for r in rows_at[500])
-    assert table["accuracy after 500 epochs (mean correct_prob)"].startswith(
-        f"{100 * mean_500:.1f}%"
-    )
-    assert (
-        f"n={len(rows_at[500])}"
-        in table["accuracy after 500 epochs (mean correct_prob)"]
-    )
+    assert table["accuracy after 500 epochs (mean correct_prob)"].startswith(f"{100 * mean_500:.1f}%")
+    assert f"n={len(rows_at[500])}" in table["accuracy after 500 epochs (mean correct_prob)"]
 
 
 def test_the_per_run_numbers_come_from_the_run_files(runs: list[Run]) -> None:
@@ -129,24 +119,18 @@ def test_the_per_run_numbers_come_from_the_run_files(runs: list[Run]) -> None:
     samples = read_csv(Path(run.path) / "samples.csv")
     rss = [int(r["rss_bytes"]) for r in epochs]
     peaks = [int(r["peak_rss_bytes"]) for r in epochs]
-    assert row["peak_rss_bytes"] == max(
-        rss + peaks + [int(r["rss_bytes"]) for r in samples]
-    )
+    assert row["peak_rss_bytes"] == max(rss + peaks + [int(r["rss_bytes"]) for r in samples])
     seconds = sum(float(r["epoch_s"]) for r in epochs)
     assert row["epochs_per_s"] == pytest.approx(len(rss) / seconds)
     assert row["bytes_per_epoch"] == run.meta["growth"]["bytes_per_epoch"]
     assert row["verdict"] == run.meta["growth"]["verdict"] == "leak"
-    assert row["correct_prob"] == pytest.approx(
-        float(run.epochs["correct_prob"].iloc[-1])
-    )
+    assert row["correct_prob"] == pytest.approx(float(run.epochs["correct_prob"].iloc[-1]))
 
 
 def test_growth_is_computed_when_a_run_has_none_stored(runs: list[Run]) -> None:
     # GIVEN a leak run whose meta.json has no growth analysis
     run = by_name(runs, "lists-recursion-s0-e3f659")
-    bare = Run(
-        run.path, {**run.meta, "growth": None}, run.epochs, run.samples, run.trace
-    )
+    bare = Run(run.path, {**run.meta, "growth": None}, run.epochs, run.samples, run.trace)
     # WHEN tabulated THEN the verdict is computed from its epochs, and agrees with the stored one
     assert report.growth_of(bare)["verdict"] == "leak"
 
@@ -161,9 +145,7 @@ def test_the_headline_sets_each_leak_beside_its_fixed_run_of_the_same_length(
     assert {r.meta["epochs_planned"] for r in panels["lists"].fixed} == {12}
     numpy_leaky = panels["numpy"].leaky
     assert numpy_leaky and all(not r.meta["trace"] for r in numpy_leaky)
-    assert {r.meta["epochs_planned"] for r in panels["numpy"].fixed} == {
-        r.meta["epochs_planned"] for r in numpy_leaky
-    }
+    assert {r.meta["epochs_planned"] for r in panels["numpy"].fixed} == {r.meta["epochs_planned"] for r in numpy_leaky}
 
 
 def test_a_run_stopped_by_the_memory_cap_is_marked_at_its_stop(runs: list[Run]) -> None:
@@ -194,15 +176,11 @@ def test_the_samples_run_is_chosen_by_id_or_else_an_untraced_leak(
     assert chosen is not None and chosen.meta["leak"] and not chosen.meta["trace"]
     wanted = by_name(runs, "lists-noleak")
     assert report.pick_run(runs, wanted.meta["run_id"]) is wanted
-    with pytest.raises(
-        UsageError, match="--samples-run 'nope' is not among the reported runs"
-    ):
+    with pytest.raises(UsageError, match="--samples-run 'nope' is not among the reported runs"):
         report.pick_run(runs, "nope")
 
 
-def test_run_directories_are_found_in_results_directories_once_each(
-    runs: list[Run], tmp_path: Path
-) -> None:
+def test_run_directories_are_found_in_results_directories_once_each(runs: list[Run], tmp_path: Path) -> None:
     # GIVEN the fixtures directory and one of its runs named again
     one = Path(runs[0].path)
     # THEN each run is found once
@@ -230,9 +208,7 @@ def test_the_report_files_are_written_with_every_figure_as_png(
     } <= names
     for path in written.figures:
         assert path.read_bytes().startswith(PNG_SIGNATURE)
-        assert (
-            5_000 < path.stat().st_size < 400_000
-        )  # a drawn figure, small enough to commit
+        assert 5_000 < path.stat().st_size < 400_000  # a drawn figure, small enough to commit
 
 
 def test_the_html_report_is_self_contained_with_the_figures_inlined(
@@ -245,30 +221,19 @@ def test_the_html_report_is_self_contained_with_the_figures_inlined(
     # AND each figure is an inlined PNG identical to its file
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(images) == len(written.figures)
-    assert sorted(base64.b64decode(i) for i in images) == sorted(
-        p.read_bytes() for p in written.figures
-    )
+    assert sorted(base64.b64decode(i) for i in images) == sorted(p.read_bytes() for p in written.figures)
 
 
 def test_markdown_and_html_carry_the_same_tables(written: render.ReportFiles) -> None:
     # GIVEN both reports
     markdown, html = written.markdown.read_text(), written.html.read_text()
-    md_rows = [
-        line
-        for line in markdown.splitlines()
-        if line.startswith("| ") and not line.startswith("|---")
-    ]
+    md_rows = [line for line in markdown.splitlines() if line.startswith("| ") and not line.startswith("|---")]
     html_rows = re.findall(r"<tr>(.*?)</tr>", html)
     # THEN every table row of one is a row of the other, cell for cell
     assert len(md_rows) == len(html_rows) > 20
     for md_row, html_row in zip(md_rows, html_rows):
-        md_cells = [
-            c.strip().replace("\\|", "|") for c in md_row.strip("|").split(" | ")
-        ]
-        html_cells = [
-            re.sub(r"<[^>]+>", "", c)
-            for c in re.findall(r"<t[hd]>(.*?)</t[hd]>", html_row)
-        ]
+        md_cells = [c.strip().replace("\\|", "|") for c in md_row.strip("|").split(" | ")]
+        html_cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<t[hd]>(.*?)</t[hd]>", html_row)]
         import html as html_module
 
         assert md_cells == [html_module.unescape(c) for c in html_cells]
@@ -318,10 +283,7 @@ def test_the_report_command_writes_the_report_and_refuses_a_bad_path(
         timeout=60,
     )
     assert bad.returncode == 2
-    assert (
-        bad.stderr.strip().count("\n") == 0
-        and "not a run directory or a results directory" in bad.stderr
-    )
+    assert bad.stderr.strip().count("\n") == 0 and "not a run directory or a results directory" in bad.stderr
 
 
 def test_a_run_with_no_epoch_yet_is_listed_without_figures(tmp_path: Path) -> None:
@@ -329,9 +291,7 @@ def test_a_run_with_no_epoch_yet_is_listed_without_figures(tmp_path: Path) -> No
     run_dir = tmp_path / "runs" / "starting"
     run_dir.mkdir(parents=True)
     meta = json.loads((FIXTURES / LISTS_FIXED / "meta.json").read_text())
-    meta.update(
-        run_id="starting", status="running", epochs_done=0, ended_at=None, growth=None
-    )
+    meta.update(run_id="starting", status="running", epochs_done=0, ended_at=None, growth=None)
     (run_dir / "meta.json").write_text(json.dumps(meta))
     # WHEN reported
     files = render.write_report(storage.load_runs([run_dir]), tmp_path / "out")
@@ -348,9 +308,7 @@ def test_an_unreadable_run_in_a_results_directory_is_left_out_with_its_reason(
     shutil.copytree(FIXTURES / LISTS_FIXED, tmp_path / "good")
     shutil.copytree(FIXTURES / LISTS_FIXED, tmp_path / "future")
     meta = json.loads((tmp_path / "future" / "meta.json").read_text())
-    (tmp_path / "future" / "meta.json").write_text(
-        json.dumps(meta | {"schema_version": 99})
-    )
+    (tmp_path / "future" / "meta.json").write_text(json.dumps(meta | {"schema_version": 99}))
     # WHEN the results directory is loaded THEN the good run is there and the other is named as left out
     skipped: list[str] = []
     runs = storage.load_runs([tmp_path], skipped)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from harness import report, storage
+from harness import storage
 from harness.report import document as render
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runs"
@@ -76,16 +76,12 @@ def png_width(data: bytes) -> int:
 
 def broken(html: str) -> str:
     """The page with every image's data cut, so nothing can decode: the control."""
-    return re.sub(
-        r'src="data:image/png;base64,[^"]+"', 'src="data:image/png;base64,AAAA"', html
-    )
+    return re.sub(r'src="data:image/png;base64,[^"]+"', 'src="data:image/png;base64,AAAA"', html)
 
 
 def decoded_widths(page: Path, profile: Path) -> list[int]:
     """Each <img>'s natural width after load, as the probe script wrote it into the dumped DOM."""
-    dom = chromium(
-        ["--virtual-time-budget=5000", "--dump-dom", page.as_uri()], profile
-    ).stdout
+    dom = chromium(["--virtual-time-budget=5000", "--dump-dom", page.as_uri()], profile).stdout
     match = re.search(r'data-decoded="([^"]*)"', dom)
     assert match, "the probe script did not run"
     return [int(w) for w in match.group(1).split(",")]
@@ -109,9 +105,7 @@ def test_every_figure_decodes_in_the_browser(report_dir: Path, tmp_path: Path) -
 
 def render_order(report_dir: Path, html: str) -> list[Path]:
     """The figure files in the order the page shows them (each <figure> has the file's stem as id)."""
-    return [
-        report_dir / f"{name}.png" for name in re.findall(r'<figure id="([^"]+)"', html)
-    ]
+    return [report_dir / f"{name}.png" for name in re.findall(r'<figure id="([^"]+)"', html)]
 
 
 def colour_share(image: np.ndarray, colour: tuple[float, float, float]) -> float:
@@ -147,10 +141,5 @@ def test_the_screenshot_shows_the_figures(report_dir: Path, tmp_path: Path) -> N
         tmp_path / "p2",
     )
     control_image = imread(control_shot)
-    assert (
-        float((control_image[..., :3] < 0.95).any(axis=-1).mean()) > 0.01
-    )  # the text did render
-    assert (
-        max(colour_share(control_image, colour) for colour in (RED, BLUE, ORANGE))
-        < 0.00001
-    )
+    assert float((control_image[..., :3] < 0.95).any(axis=-1).mean()) > 0.01  # the text did render
+    assert max(colour_share(control_image, colour) for colour in (RED, BLUE, ORANGE)) < 0.00001

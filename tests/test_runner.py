@@ -16,12 +16,12 @@ import pytest
 
 from harness import recording as runner
 from harness import records, storage
-from harness.worker import attribution, tracing
 from harness.errors import UsageError
-from harness.interface import RunConfig
-from harness.worker.keepers import find_keepers
 from harness.formatting import format_duration
+from harness.interface import RunConfig
 from harness.recording.progress import Progress, format_progress
+from harness.worker import attribution, tracing
+from harness.worker.keepers import find_keepers
 
 LOOPS = Path(__file__).parent / "fixtures" / "loops.py"
 STDLIB = attribution.STDLIB_DIRS[0]
@@ -91,7 +91,9 @@ def test_execute_records_a_run_and_returns_its_outcome(tmp_path: Path) -> None:
     request = runner.RunRequest(f"{LOOPS}:GrowLoop", RunConfig(epochs=3, leak="grow"), tmp_path / "results")
     seen: list[str] = []
     # WHEN executed in-process (as sweep and the pytest plugin do)
-    outcome = runner.execute(request, on_start=lambda d: seen.append(json.loads((d / "meta.json").read_text())["status"]))
+    outcome = runner.execute(
+        request, on_start=lambda d: seen.append(json.loads((d / "meta.json").read_text())["status"])
+    )
     # THEN on_start saw the run begin, and the outcome matches what is on disk
     assert seen == ["running"]
     assert (outcome.status, outcome.exit_code, outcome.epochs_done, outcome.stop) == ("completed", 0, 3, None)
@@ -144,14 +146,24 @@ def test_compare_keeps_growing_sites_and_types_largest_first() -> None:
     # GIVEN a baseline and a later state where one site grew a lot, one a little, one shrank
     a, b, c = ("/p/a.py", 1), ("/p/b.py", 2), ("/p/c.py", 3)
     baseline = tracing.HeapState(2, 1000, {a: [100, 1], b: [50, 1], c: [500, 5]}, {}, Counter({"list": 10, "dict": 5}))
-    final = tracing.HeapState(9, 5000, {a: [4100, 41], b: [60, 2], c: [100, 1]}, {a: (a,)}, Counter({"list": 50, "dict": 4, "Node": 3}))
+    final = tracing.HeapState(
+        9, 5000, {a: [4100, 41], b: [60, 2], c: [100, 1]}, {a: (a,)}, Counter({"list": 50, "dict": 4, "Node": 3})
+    )
     # WHEN compared
     trace = tracing.compare(baseline, final, final_run=True)
     # THEN sites and types are the growing ones, largest first, with what they hold now
-    assert [(s["file"], s["size_diff"], s["count_diff"]) for s in trace["sites"]] == [("/p/a.py", 4000, 40), ("/p/b.py", 10, 1)]
+    assert [(s["file"], s["size_diff"], s["count_diff"]) for s in trace["sites"]] == [
+        ("/p/a.py", 4000, 40),
+        ("/p/b.py", 10, 1),
+    ]
     assert trace["sites"][0]["stack"] == ["/p/a.py:1"]
     assert [(t["type"], t["count_diff"], t["count"]) for t in trace["types"]] == [("list", 40, 50), ("Node", 3, 3)]
-    assert (trace["baseline_epoch"], trace["final_epoch"], trace["heap_final_bytes"], trace["final"]) == (2, 9, 5000, True)
+    assert (trace["baseline_epoch"], trace["final_epoch"], trace["heap_final_bytes"], trace["final"]) == (
+        2,
+        9,
+        5000,
+        True,
+    )
 
 
 def _held_by_a_generator() -> Iterator[list[list[float]]]:

@@ -17,17 +17,32 @@ from harness.errors import UsageError
 def meta_dict(run_id: str = "run-1", **changes: Any) -> dict[str, Any]:
     """A valid meta.json dict as the runner writes it at the end of a run."""
     meta = records.RunMeta(
-        run_id=run_id, variant="tests/fixtures/loops.py:GrowLoop", leak="grow", seed=0, epochs_planned=3,
-        epochs_done=3, status=records.COMPLETED, config={"seed": 0}, memory_cap_bytes=1 << 30,
-        memory_limit_bytes=3 << 30, timeout_s=None, trace=False, sample_interval_s=0.05,
-        started_at="2025-01-01T00:00:00.000Z", ended_at="2025-01-01T00:00:01.000Z",
-        host={"memory_total_bytes": 1 << 34}, versions={"python": "3.11"}, git_commit=None,
-    ).to_dict()  # fmt: skip
+        run_id=run_id,
+        variant="tests/fixtures/loops.py:GrowLoop",
+        leak="grow",
+        seed=0,
+        epochs_planned=3,
+        epochs_done=3,
+        status=records.COMPLETED,
+        config={"seed": 0},
+        memory_cap_bytes=1 << 30,
+        memory_limit_bytes=3 << 30,
+        timeout_s=None,
+        trace=False,
+        sample_interval_s=0.05,
+        started_at="2025-01-01T00:00:00.000Z",
+        ended_at="2025-01-01T00:00:01.000Z",
+        host={"memory_total_bytes": 1 << 34},
+        versions={"python": "3.11"},
+        git_commit=None,
+    ).to_dict()
     return meta | changes
 
 
 def epoch_record(epoch: int, rss: int, heap: int | None = None) -> records.EpochRecord:
-    return records.EpochRecord(epoch, rss, rss, heap, 1000 + epoch, 0.01, 0.01 * epoch, {"loss": 1.0 / epoch, "accuracy": 0.5})
+    return records.EpochRecord(
+        epoch, rss, rss, heap, 1000 + epoch, 0.01, 0.01 * epoch, {"loss": 1.0 / epoch, "accuracy": 0.5}
+    )
 
 
 @pytest.fixture
@@ -60,7 +75,7 @@ def test_run_dirs_made_in_the_same_second_are_all_distinct(tmp_path: Path) -> No
 def test_a_clashing_id_is_replaced_not_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN a random suffix that repeats once (as a simultaneous run could produce)
     suffixes = iter(["aaaaaa", "aaaaaa", "bbbbbb"])
-    monkeypatch.setattr(storage.secrets, "token_hex", lambda n: next(suffixes))
+    monkeypatch.setattr(storage.layout.secrets, "token_hex", lambda n: next(suffixes))
     first = storage.create_run_dir(tmp_path, "lists", None, 0)
     (first / "meta.json").write_text("{}")
     # WHEN a second directory is made THEN it gets a new suffix and the first is untouched
@@ -123,13 +138,22 @@ def test_a_run_that_died_before_its_first_epoch_loads_empty(tmp_path: Path) -> N
         (lambda p: (p / "meta.json").unlink(), "is not a leakbench run directory: it has no meta.json"),
         (lambda p: (p / "meta.json").write_text("{not json"), "cannot read"),
         (lambda p: (p / "meta.json").write_text('{"run_id": "x"}'), "has no schema_version"),
-        (lambda p: storage.write_meta(p, meta_dict(schema_version=2)), "has schema_version 2; this leakbench reads version 1: upgrade leakbench"),
-        (lambda p: storage.write_meta(p, meta_dict(status="exploded")), "not valid run metadata: status must be one of"),
+        (
+            lambda p: storage.write_meta(p, meta_dict(schema_version=2)),
+            "has schema_version 2; this leakbench reads version 1: upgrade leakbench",
+        ),
+        (
+            lambda p: storage.write_meta(p, meta_dict(status="exploded")),
+            "not valid run metadata: status must be one of",
+        ),
         (lambda p: (p / "epochs.csv").write_text("epoch,loss\n1,0.5\n"), "lacks the columns rss_bytes"),
-        (lambda p: (p / "epochs.csv").write_text(",".join(records.EPOCH_COLUMNS) + "\n1,lots,1,,1,0.1,0.1\n"), "column rss_bytes holds values that are not whole numbers"),
+        (
+            lambda p: (p / "epochs.csv").write_text(",".join(records.EPOCH_COLUMNS) + "\n1,lots,1,,1,0.1,0.1\n"),
+            "column rss_bytes holds values that are not whole numbers",
+        ),
         (lambda p: (p / "trace.json").write_text("[1,"), "cannot read"),
     ],
-)  # fmt: skip
+)
 def test_unreadable_runs_are_refused_with_the_reason(run_dir: Path, damage: Any, fragment: str) -> None:
     # GIVEN a run directory damaged in one way WHEN loaded THEN a one-line UsageError says what is wrong
     damage(run_dir)
@@ -212,7 +236,7 @@ def test_samples_stop_info_and_meta_check_their_fields() -> None:
         records.StopInfo("completed", 1, 1, 0)
     with pytest.raises(ValueError, match="ended_at must be null exactly while the run is running"):
         records.RunMeta.from_dict(meta_dict(status="running"))
-    with pytest.raises(ValueError, match="meta.json lacks run_id"):
+    with pytest.raises(ValueError, match=r"meta\.json lacks run_id"):
         records.RunMeta.from_dict({k: v for k, v in meta_dict().items() if k != "run_id"})
     assert records.StopInfo("failed", 2, None, 1, ["a", "b"]).to_dict()["stderr_tail"] == ["a", "b"]
 

@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 
 from harness import sweep
-from harness.sweep import spec as sweep_spec
 from harness.errors import UsageError
-from harness.loops import class_leaks, resolve_class
+from harness.loops import VARIANTS, class_leaks, resolve_class
 from harness.report import run_table
 from harness.storage import load_runs
-from harness.loops import VARIANTS
+from harness.sweep import spec as sweep_spec
 
 TINY_SPEC = """
 name = "tiny"
@@ -62,9 +61,7 @@ class FakeRunner:
             "--trace" in argv,
             self.status,
         )
-        return subprocess.CompletedProcess(
-            argv, self.exit_code, f"growth: flat\n{run_dir}\n", ""
-        )
+        return subprocess.CompletedProcess(argv, self.exit_code, f"growth: flat\n{run_dir}\n", "")
 
 
 def write_meta(
@@ -109,15 +106,9 @@ def test_a_spec_expands_to_the_product_of_its_lists() -> None:
     # WHEN it is parsed THEN there are 12 runs, each with the group's settings
     assert len(spec.runs) == 12
     assert {(r.leak, r.fc_only, r.seed) for r in spec.runs} == {
-        (leak, fc, seed)
-        for leak in (None, "history")
-        for fc in (False, True)
-        for seed in (4, 5, 6)
+        (leak, fc, seed) for leak in (None, "history") for fc in (False, True) for seed in (4, 5, 6)
     }
-    assert all(
-        r.epochs == 7 and r.memory_cap == "300MiB" and r.variant == "numpy"
-        for r in spec.runs
-    )
+    assert all(r.epochs == 7 and r.memory_cap == "300MiB" and r.variant == "numpy" for r in spec.runs)
     assert spec.name == "test"
 
 
@@ -133,27 +124,31 @@ def test_an_optional_variant_that_does_not_import_is_left_out_and_named(monkeypa
 
 def test_options_are_passed_to_run_and_take_part_in_matching(tmp_path: Path) -> None:
     # GIVEN a group with variant options
-    spec = sweep.parse_spec({"runs": [{"variants": ["torch"], "epochs": 3, "options": {"threads": 1, "tag": "a"}}]}, "t")
+    spec = sweep.parse_spec(
+        {"runs": [{"variants": ["torch"], "epochs": 3, "options": {"threads": 1, "tag": "a"}}]}, "t"
+    )
     (planned,) = spec.runs
     # THEN they reach the command line as --option KEY=JSON
     argv = planned.argv(tmp_path)
-    assert argv[argv.index("--option"):] == ["--option", "tag=\"a\"", "--option", "threads=1"]
+    assert argv[argv.index("--option") :] == ["--option", 'tag="a"', "--option", "threads=1"]
     # AND a stored run matches only with the same options
-    meta = {"variant": "torch", "leak": None, "seed": 0, "epochs_planned": 3, "trace": False,
-            "config": {"options": {"threads": 1, "tag": "a"}}}
+    meta = {
+        "variant": "torch",
+        "leak": None,
+        "seed": 0,
+        "epochs_planned": 3,
+        "trace": False,
+        "config": {"options": {"threads": 1, "tag": "a"}},
+    }
     assert planned.matches(meta)
     assert not planned.matches(meta | {"config": {"options": {"threads": 2, "tag": "a"}}})
     with pytest.raises(UsageError, match="options must be a table"):
         sweep.parse_spec({"runs": [{"variants": ["numpy"], "options": {"fc_only": True}}]}, "t")
 
 
-def test_seeds_as_a_count_mean_zero_to_n_minus_one_and_repeated_runs_are_run_once() -> (
-    None
-):
+def test_seeds_as_a_count_mean_zero_to_n_minus_one_and_repeated_runs_are_run_once() -> None:
     # GIVEN the same group twice, with seeds as a count
-    spec = spec_of(
-        '[[runs]]\nvariants = ["lists"]\nseeds = 3\n[[runs]]\nvariants = ["lists"]\nseeds = [2]\n'
-    )
+    spec = spec_of('[[runs]]\nvariants = ["lists"]\nseeds = 3\n[[runs]]\nvariants = ["lists"]\nseeds = [2]\n')
     # THEN seeds 0, 1, 2 appear once each
     assert [r.seed for r in spec.runs] == [0, 1, 2]
 
@@ -177,19 +172,15 @@ def test_seeds_as_a_count_mean_zero_to_n_minus_one_and_repeated_runs_are_run_onc
         ('name = "x"\n', "at least one [[runs]]"),
     ],
 )
-def test_a_bad_spec_is_refused_with_one_line_naming_the_problem(
-    text: str, message: str
-) -> None:
+def test_a_bad_spec_is_refused_with_one_line_naming_the_problem(text: str, message: str) -> None:
     # WHEN a spec with a mistake is parsed THEN a UsageError names it
-    with pytest.raises(
-        UsageError, match=message.replace("[", r"\[").replace("]", r"\]")
-    ):
+    with pytest.raises(UsageError, match=message.replace("[", r"\[").replace("]", r"\]")):
         spec_of(text)
 
 
 def test_an_unknown_spec_name_lists_the_bundled_ones(tmp_path: Path) -> None:
     # WHEN a spec is neither a file nor a bundled name THEN the message names the accepted names
-    with pytest.raises(UsageError, match="bundled spec name .*seed"):
+    with pytest.raises(UsageError, match=r"bundled spec name .*seed"):
         sweep.load_spec(str(tmp_path / "missing.toml"))
 
 
@@ -199,11 +190,7 @@ def test_the_bundled_seed_spec_reproduces_the_seed_and_every_leak() -> None:
     runs = spec.runs
     # THEN the seed's table: numpy, 10 seeds each of CNN and fc-only, 500 epochs, no leak
     for fc_only in (False, True):
-        table_runs = [
-            r
-            for r in runs
-            if r.variant == "numpy" and r.epochs == 500 and r.fc_only == fc_only
-        ]
+        table_runs = [r for r in runs if r.variant == "numpy" and r.epochs == 500 and r.fc_only == fc_only]
         assert sorted(r.seed for r in table_runs) == list(range(10))
         assert all(r.leak is None for r in table_runs)
     # AND every available variant runs with each of its leaks and without, the leak runs under a memory cap
@@ -212,9 +199,7 @@ def test_the_bundled_seed_spec_reproduces_the_seed_and_every_leak() -> None:
             continue
         mine = [r for r in runs if r.variant == name and not r.fc_only and not r.trace]
         leaks = {r.leak for r in mine}
-        assert None in leaks and leaks - {None} == set(
-            class_leaks(resolve_class(name))
-        ), name
+        assert None in leaks and leaks - {None} == set(class_leaks(resolve_class(name))), name
         assert all(r.memory_cap for r in mine if r.leak), name
         # AND a leak run and its fixed partner have the same length, so the headline sets them side by side
         assert len({r.epochs for r in mine if r.epochs != 500}) == 1, name
@@ -287,40 +272,29 @@ def test_a_resumed_sweep_redoes_failed_and_missing_runs_only(tmp_path: Path) -> 
     )
     runner = FakeRunner()
     # WHEN the tiny spec is swept into it
-    outcomes = sweep.run_sweep(
-        spec_of(TINY_SPEC), tmp_path, log=io.StringIO(), runner=runner
-    )
+    outcomes = sweep.run_sweep(spec_of(TINY_SPEC), tmp_path, log=io.StringIO(), runner=runner)
     # THEN only seed 1 is run again (a memory_cap ending is a finished leak run)
     assert len(runner.calls) == 1 and "--seed" in runner.calls[0]
     assert runner.calls[0][runner.calls[0].index("--seed") + 1] == "1"
     assert [o.status for o in outcomes] == ["skipped", "completed", "skipped"]
-    assert (
-        outcomes[0].run_dir == tmp_path / "done"
-        and outcomes[2].run_dir == tmp_path / "capped"
-    )
+    assert outcomes[0].run_dir == tmp_path / "done" and outcomes[2].run_dir == tmp_path / "capped"
 
 
 def test_a_failed_run_is_reported_and_the_sweep_goes_on(tmp_path: Path) -> None:
     # GIVEN a runner whose runs fail (exit 5)
     runner = FakeRunner(status="failed", exit_code=5)
     # WHEN swept THEN every run was tried and each outcome says failed
-    outcomes = sweep.run_sweep(
-        spec_of(TINY_SPEC), tmp_path, log=io.StringIO(), runner=runner
-    )
+    outcomes = sweep.run_sweep(spec_of(TINY_SPEC), tmp_path, log=io.StringIO(), runner=runner)
     assert len(runner.calls) == 3 and {o.status for o in outcomes} == {"failed"}
 
 
 def test_a_usage_error_stops_the_sweep_at_once(tmp_path: Path) -> None:
     # GIVEN a runner that refuses its arguments (exit 2, as for a leak a variant does not have)
     def refuse(argv: list[str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.CompletedProcess(
-            argv, 2, "", "leakbench: error: unknown leak 'x'\n"
-        )
+        return subprocess.CompletedProcess(argv, 2, "", "leakbench: error: unknown leak 'x'\n")
 
     # WHEN swept THEN it stops after the first run, whose message is kept
-    outcomes = sweep.run_sweep(
-        spec_of(TINY_SPEC), tmp_path, log=io.StringIO(), runner=refuse
-    )
+    outcomes = sweep.run_sweep(spec_of(TINY_SPEC), tmp_path, log=io.StringIO(), runner=refuse)
     assert len(outcomes) == 1 and outcomes[0].status == "error"
     assert "unknown leak" in outcomes[0].message
 
@@ -336,8 +310,7 @@ def test_the_eta_uses_seconds_per_epoch_measured_per_variant() -> None:
     ]
     assert eta.remaining(numpy_runs) == (20.0, [])
     assert (
-        eta.describe(numpy_runs + [sweep.PlannedRun("lists", None, 0, 12, False)])
-        == "ETA 20s + lists (not timed yet)"
+        eta.describe([*numpy_runs, sweep.PlannedRun("lists", None, 0, 12, False)]) == "ETA 20s + lists (not timed yet)"
     )
     assert eta.describe([sweep.PlannedRun("numpy", None, 2, 7450, False)]) == "ETA 1h02m"
 
@@ -359,9 +332,7 @@ def test_a_real_sweep_end_to_end_then_resumed_then_reported(tmp_path: Path) -> N
         "report",
     ]
     # WHEN it is swept the way a user does, in a subprocess
-    first = subprocess.run(
-        command, cwd=tmp_path, capture_output=True, check=False, text=True, timeout=300
-    )
+    first = subprocess.run(command, cwd=tmp_path, capture_output=True, check=False, text=True, timeout=300)
     # THEN every run finished, the report was written, and the leak run was judged a leak
     assert first.returncode == 0, first.stderr
     assert "[3/3] numpy history s0, 20 epochs: completed" in first.stderr
@@ -371,17 +342,10 @@ def test_a_real_sweep_end_to_end_then_resumed_then_reported(tmp_path: Path) -> N
         ("none", "flat"),
         ("none", "flat"),
     ]
-    assert (tmp_path / "report" / "report.html").is_file() and (
-        tmp_path / "report" / "memory.png"
-    ).is_file()
-    assert (
-        "| numpy | CNN | history | 0 | 20/20 | completed | leak |"
-        in (tmp_path / "report" / "report.md").read_text()
-    )
+    assert (tmp_path / "report" / "report.html").is_file() and (tmp_path / "report" / "memory.png").is_file()
+    assert "| numpy | CNN | history | 0 | 20/20 | completed | leak |" in (tmp_path / "report" / "report.md").read_text()
     # WHEN the same command runs again THEN nothing is repeated
-    second = subprocess.run(
-        command, cwd=tmp_path, capture_output=True, check=False, text=True, timeout=120
-    )
+    second = subprocess.run(command, cwd=tmp_path, capture_output=True, check=False, text=True, timeout=120)
     assert second.returncode == 0, second.stderr
     assert second.stderr.count("already done") == 3
     assert len(list((tmp_path / "runs").glob("*/meta.json"))) == 3
@@ -405,7 +369,4 @@ def test_a_real_sweep_end_to_end_then_resumed_then_reported(tmp_path: Path) -> N
         timeout=60,
     )
     assert compared.returncode == 1, compared.stderr
-    assert (
-        "regression: numpy CNN none -> numpy CNN history: growth per epoch"
-        in compared.stdout
-    )
+    assert "regression: numpy CNN none -> numpy CNN history: growth per epoch" in compared.stdout

@@ -10,8 +10,9 @@ from __future__ import annotations
 import gc
 import importlib
 import sys
+from collections.abc import Iterator
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -68,9 +69,7 @@ def conv(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.einsum("ncyxij,kcij->nkyx", windows, w) + b[None, :, None, None], windows
 
 
-def conv_backward(
-    delta: np.ndarray, windows: np.ndarray, w: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def conv_backward(delta: np.ndarray, windows: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The seed's way: input delta = correlation of the zero-bordered delta with the flipped kernels."""
     kh, kw = w.shape[2:]
     bordered = np.pad(delta, ((0, 0), (0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1)))
@@ -114,7 +113,18 @@ def reference_forward(p: Params, images: np.ndarray) -> tuple[np.ndarray, dict[s
     h_pre = flat @ p["fc1.weight"].T + p["fc1.bias"]
     h = relu(h_pre)
     probs = softmax(h @ p["fc2.weight"].T + p["fc2.bias"])
-    return probs, dict(z1=z1, win1=win1, arg1=arg1, z2=z2, win2=win2, arg2=arg2, p2=p2, flat=flat, h_pre=h_pre, h=h)
+    return probs, {
+        "z1": z1,
+        "win1": win1,
+        "arg1": arg1,
+        "z2": z2,
+        "win2": win2,
+        "arg2": arg2,
+        "p2": p2,
+        "flat": flat,
+        "h_pre": h_pre,
+        "h": h,
+    }
 
 
 def reference_loss_and_gradients(p: Params, images: np.ndarray, labels: np.ndarray) -> tuple[float, Params]:
@@ -141,18 +151,23 @@ def reference_training(seed: int, epochs: int, batch_size: int, fc_only: bool) -
     for _ in range(epochs):
         total = 0.0
         for start in range(0, n, batch_size):
-            images, labels = data.train_images[start : start + batch_size], data.train_labels[start : start + batch_size]
+            images, labels = (
+                data.train_images[start : start + batch_size],
+                data.train_labels[start : start + batch_size],
+            )
             loss, grads = reference_loss_and_gradients(p, images, labels)
             total += loss * len(labels)
             for name in learning:
                 p[name] = p[name] - 0.1 * grads[name]
         probs, _ = reference_forward(p, data.test_images)
         rows = np.arange(len(data.test_labels))
-        history.append({
-            "loss": total / n,
-            "accuracy": float((probs.argmax(axis=1) == data.test_labels).mean()),
-            "correct_prob": float(probs[rows, data.test_labels].mean()),
-        })
+        history.append(
+            {
+                "loss": total / n,
+                "accuracy": float((probs.argmax(axis=1) == data.test_labels).mean()),
+                "correct_prob": float(probs[rows, data.test_labels].mean()),
+            }
+        )
     return history
 
 
@@ -287,7 +302,9 @@ def test_loss_and_gradients_match_reference(torch_net: ModuleType, fc_only: bool
 
 
 @pytest.mark.parametrize("leak", [None, "graph"], ids=["fixed", "leaky"])
-@pytest.mark.parametrize("batch_size,fc_only", [(150, False), (64, False), (150, True)], ids=["seed", "batch64", "fc_only"])
+@pytest.mark.parametrize(
+    ("batch_size", "fc_only"), [(150, False), (64, False), (150, True)], ids=["seed", "batch64", "fc_only"]
+)
 def test_training_matches_reference(torch_net: ModuleType, leak: str | None, batch_size: int, fc_only: bool) -> None:
     # GIVEN the variant, with or without its leak, and the NumPy reference for the same seed
     loop = make(torch_net, seed=5, leak=leak, batch_size=batch_size, options={"fc_only": fc_only})

@@ -25,7 +25,10 @@ def run(tmp_path: Path, *args: str) -> dict[str, Any]:
     """``python -m harness run ARGS --quiet`` into tmp_path; the run's meta.json."""
     done = subprocess.run(
         [sys.executable, "-m", "harness", "run", *args, "--quiet", "--results", str(tmp_path)],
-        capture_output=True, text=True, timeout=900, check=False,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     run_dir = Path(done.stdout.strip().splitlines()[-1])
@@ -43,8 +46,10 @@ def test_numpy_stays_flat_over_3000_epochs(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_repeated_fixed_numpy_runs_never_raise_a_false_alarm(tmp_path: Path) -> None:
     # GIVEN 10 repeated fixed runs of numpy (1000 epochs, different seeds)
-    verdicts = [run(tmp_path, "--variant", "numpy", "--epochs", "1000", "--seed", str(seed))["growth"]["verdict"]
-                for seed in range(10)]
+    verdicts = [
+        run(tmp_path, "--variant", "numpy", "--epochs", "1000", "--seed", str(seed))["growth"]["verdict"]
+        for seed in range(10)
+    ]
     # THEN none of them is called a leak
     assert "leak" not in verdicts, verdicts
 
@@ -54,8 +59,9 @@ def test_repeated_fixed_numpy_runs_never_raise_a_false_alarm(tmp_path: Path) -> 
 def test_fixed_pure_python_variants_are_not_called_leaks(tmp_path: Path, variant: str) -> None:
     # GIVEN the fixed pure-Python variants (3 repeats of lists, as the issue asks; 1 of generators), 20 epochs each
     repeats = 3 if variant == "lists" else 1
-    growths = [run(tmp_path, "--variant", variant, "--epochs", "20", "--seed", str(seed))["growth"]
-               for seed in range(repeats)]
+    growths = [
+        run(tmp_path, "--variant", variant, "--epochs", "20", "--seed", str(seed))["growth"] for seed in range(repeats)
+    ]
     # THEN none is a leak, and the growth they do show is far below the leaks' MiB per epoch
     assert all(g["verdict"] in ("flat", "inconclusive") for g in growths), growths
     assert all(g["bytes_per_epoch"] < 64 * 1024 for g in growths), growths
@@ -77,7 +83,7 @@ def test_the_same_loop_without_its_leak_is_flat(tmp_path: Path) -> None:
 
 
 def leak_line() -> str:
-    """'model.py:N' for the line marked '# LEAK' in the lists variant: where each recursion level keeps its differences."""
+    """'model.py:N', the line marked '# LEAK' in the lists variant: where each recursion level keeps its differences."""
     lines = (VARIANTS / "lists" / "model.py").read_text().splitlines()
     (number,) = [i for i, text in enumerate(lines, start=1) if "# LEAK" in text]
     return f"model.py:{number}"

@@ -8,7 +8,8 @@ compare variants number for number.
 
 from __future__ import annotations
 
-from typing import ClassVar, Mapping, Protocol
+from collections.abc import Mapping
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -35,8 +36,6 @@ class CanonicalCNN(Protocol):
         """Replace the current parameters with canonical ones."""
         ...
 
-    def loss_and_gradients(
-        self, images: np.ndarray, labels: np.ndarray
-    ) -> tuple[float, dict[str, np.ndarray]]:
+    def loss_and_gradients(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
         """Mean cross-entropy over the given samples and its gradient for every parameter."""
         ...

@@ -14,8 +14,8 @@ Every variant reports it through the training interface's optional
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from harness.interface import RunConfig
 from variants.data import TEST_PER_CLASS, TRAIN_PER_CLASS

@@ -13,18 +13,6 @@ the arithmetic (pure); :mod:`~harness.bench.table` prints the table and the
 
 from __future__ import annotations
 
-from harness.bench.results import (
-    Outcome,
-    Overhead,
-    Report,
-    Row,
-    Spread,
-    loop_rate,
-    ratio,
-    share,
-    span_rate,
-    summarise,
-)
 from harness.bench.measure import (
     JOB_TIMEOUT_S,
     THREAD_VARIABLES,
@@ -48,6 +36,18 @@ from harness.bench.plan import (
     Job,
     Plan,
     make_plan,
+)
+from harness.bench.results import (
+    Outcome,
+    Overhead,
+    Report,
+    Row,
+    Spread,
+    loop_rate,
+    ratio,
+    share,
+    span_rate,
+    summarise,
 )
 from harness.bench.table import (
     HEADER,

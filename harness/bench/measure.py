@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import recording, records, storage
-from harness.bench.results import Outcome
 from harness.bench.plan import MATMUL, MATMUL_REPEATS, MATMUL_SIZE, RUN, Job, Plan
+from harness.bench.results import Outcome
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 JOB_TIMEOUT_S = 600.0
@@ -107,9 +107,15 @@ class Measurer:
             command = [sys.executable, "-m", "harness.bench.child", "--fd", str(channel.fileno()), json.dumps(payload)]
             try:
                 done = subprocess.run(
-                    command, pass_fds=(channel.fileno(),), env=self.environment, stdin=subprocess.DEVNULL,
-                    stdout=log, stderr=log, timeout=self.timeout_s, check=False,
-                )  # fmt: skip
+                    command,
+                    pass_fds=(channel.fileno(),),
+                    env=self.environment,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    timeout=self.timeout_s,
+                    check=False,
+                )
             except subprocess.TimeoutExpired:
                 raise MeasurementError(
                     f"{job.label} (round {job.round}) took longer than {self.timeout_s:g} s"

@@ -37,8 +37,11 @@ def format_table(report: Report) -> str:
         )
     # Skipped variants go under the table, their names aligned with the measured ones.
     width = max(len(name) for name in [header[0], *(row.variant for row in report.rows)])
-    lines = text_table([header[0].ljust(width), *header[1:]], [[c[0].ljust(width), *c[1:]] for c in cells],
-                       right=[False] + [True] * (len(header) - 1)).splitlines()
+    lines = text_table(
+        [header[0].ljust(width), *header[1:]],
+        [[c[0].ljust(width), *c[1:]] for c in cells],
+        right=[False] + [True] * (len(header) - 1),
+    ).splitlines()
     lines += [f"{variant.ljust(width)}  skipped: {reason}" for variant, reason in skipped]
     lines += footer_lines(report)
     return "\n".join(lines)
@@ -72,7 +75,8 @@ def footer_lines(report: Report) -> list[str]:
     load = "/".join(f"{value:.2f}" for value in report.load_average) or "unknown"
     lines.append(
         f"epochs = warm-up+measured; epochs/s = measured epochs / their train_epoch time, median of"
-        f" {report.repeat} interleaved round{'s' if report.repeat != 1 else ''}, each in a fresh process; {threads}; load average (1 min) at start/end {load}"
+        f" {report.repeat} interleaved round{'s' if report.repeat != 1 else ''}, each in a fresh process;"
+        f" {threads}; load average (1 min) at start/end {load}"
     )
     return lines
 

@@ -43,14 +43,21 @@ DEFAULT_VARIANTS = ("numpy", "numba", "torch", "lists", "generators")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``bench``."""
-    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), metavar="NAME",
-                        help=f"registered variants to time (default: {' '.join(DEFAULT_VARIANTS)})")  # fmt: skip
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(DEFAULT_VARIANTS),
+        metavar="NAME",
+        help=f"registered variants to time (default: {' '.join(DEFAULT_VARIANTS)})",
+    )
     defaults = ", ".join(f"{name} {bench.DEFAULT_EPOCHS[name]}" for name in DEFAULT_VARIANTS)
     parser.add_argument(
         "--epochs", type=whole_number, metavar="N", help=f"measured epochs per measurement (default: {defaults})"
     )
     warmups = ", ".join(f"{name} {bench.DEFAULT_WARMUP[name]}" for name in DEFAULT_VARIANTS)
-    parser.add_argument("--warmup", type=whole_number, metavar="N", help=f"untimed epochs before them (default: {warmups})")
+    parser.add_argument(
+        "--warmup", type=whole_number, metavar="N", help=f"untimed epochs before them (default: {warmups})"
+    )
     parser.add_argument("--repeat", type=whole_number, default=5, metavar="R", help="interleaved rounds (default 5)")
     parser.add_argument(
         "--baseline", metavar="NAME", help="the variant the ratios are to (default numpy, else the first)"
@@ -61,8 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fc-only", action="store_true", help="train only the fully connected layers (the seed's 2nd column)"
     )
-    parser.add_argument("--overhead", action=argparse.BooleanOptionalAction, default=None,
-                        help="also time numpy under `run` (default: on when numpy is benchmarked)")  # fmt: skip
+    parser.add_argument(
+        "--overhead",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also time numpy under `run` (default: on when numpy is benchmarked)",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also save the numbers as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 

@@ -60,9 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SIZE",
         help="peak RSS budget for every run, e.g. 500MiB (overrides the config)",
     )
-    parser.add_argument(
-        "--strict", action="store_true", help="fail runs whose verdict is inconclusive"
-    )
+    parser.add_argument("--strict", action="store_true", help="fail runs whose verdict is inconclusive")
     parser.add_argument(
         "--config",
         type=Path,
@@ -89,9 +87,7 @@ def line(shown: str, judgement: Judgement, budget: Budget) -> str:
     if budget.max_growth is not None:
         limits.append(f"budget {format_rate(budget.max_growth)}")
     if budget.max_peak is not None and judgement.peak_rss_bytes is not None:
-        limits.append(
-            f"peak {format_size(judgement.peak_rss_bytes)} of {format_size(budget.max_peak)}"
-        )
+        limits.append(f"peak {format_size(judgement.peak_rss_bytes)} of {format_size(budget.max_peak)}")
     extra = "".join(f"; {text}" for text in (*limits, *judgement.notes))
     return f"{tag} {where}: {judgement.summary}{extra}"
 
@@ -102,20 +98,13 @@ def run(args: argparse.Namespace) -> int:
         max_growth=size_option("max-growth", args.max_growth),
         max_peak=size_option("max-peak", args.max_peak),
     )
-    if args.config is not None:
-        table = load_budgets(args.config, required=True)
-    else:
-        table = load_budgets(DEFAULT_CONFIG)
+    table = load_budgets(args.config, required=True) if args.config is not None else load_budgets(DEFAULT_CONFIG)
     # Every directory is read and analysed before anything is printed: a usage error leaves no half report.
     runs = [load_run(path) for path in args.run_dirs]
     judged = [(run, budget_for(run, table, overrides)) for run in runs]
     judgements = [judge(run, budget, strict=args.strict) for run, budget in judged]
     for path, (run, budget), judgement in zip(args.run_dirs, judged, judgements):
         print(line(str(path), judgement, budget))
-        if (
-            run.meta.get("growth") is None
-            and budget.warmup is None
-            and run.meta.get("status") != RUNNING
-        ):
+        if run.meta.get("growth") is None and budget.warmup is None and run.meta.get("status") != RUNNING:
             store_growth(run.path, run.meta, judgement.analysis)
     return 1 if any(judgement.failures for judgement in judgements) else 0

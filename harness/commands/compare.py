@@ -19,12 +19,12 @@ Exit status: 0; with --fail-on-regression, 1 when any change is worse beyond the
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from harness.report import compare
 from harness.report.run_table import run_table
 from harness.report.writers import markdown_table, text_table
 from harness.storage import load_runs
-from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,9 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="exit 1 when the candidate is worse than the baseline beyond the noise",
     )
-    parser.add_argument(
-        "--markdown", action="store_true", help="print the table as Markdown"
-    )
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,18 +62,14 @@ def run(args: argparse.Namespace) -> int:
     table = compare.comparison_table(changes)
     for group, rows in table.groupby("group", sort=False):
         rows = rows.drop(columns="group")
-        print(
-            f"\n{group}\n"
-            + (markdown_table(rows) if args.markdown else text_table(rows))
-        )
+        print(f"\n{group}\n" + (markdown_table(rows) if args.markdown else text_table(rows)))
     print("\n" + compare.NOISE_LEGEND)
     worse = compare.regressions(changes)
     better = [c for c in changes if c.beyond_noise and not c.worse]
     print(
-        f"\n{len(worse)} worse and {len(better)} better beyond the noise; {len(changes) - len(worse) - len(better)} within it."
+        f"\n{len(worse)} worse and {len(better)} better beyond the noise;"
+        f" {len(changes) - len(worse) - len(better)} within it."
     )
     for change in worse:
-        print(
-            f"regression: {change.group}: {change.metric.name} {compare.describe(change)}"
-        )
+        print(f"regression: {change.group}: {change.metric.name} {compare.describe(change)}")
     return 1 if args.fail_on_regression and worse else 0

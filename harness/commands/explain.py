@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from harness.report.explain import explain_text
 from harness.growth import summarise_run
+from harness.report.explain import explain_text
 from harness.storage import load_run, store_growth
 
 

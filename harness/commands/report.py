@@ -54,9 +54,7 @@ def run(args: argparse.Namespace) -> int:
     runs = load_runs(args.paths, skipped)
     for reason in skipped:
         print(f"leakbench: note: left out: {reason}", file=sys.stderr)
-    files = write_report(
-        runs, args.out, samples_run=args.samples_run, seed_variant=args.seed_variant
-    )
+    files = write_report(runs, args.out, samples_run=args.samples_run, seed_variant=args.seed_variant)
     print(files.html)
     print(files.markdown)
     return 0

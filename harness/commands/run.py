@@ -25,7 +25,6 @@ from pathlib import Path
 
 from harness import recording
 from harness.commands.argtypes import finite_number, key_value, whole_number
-from harness.worker import tracing
 from harness.errors import UsageError
 from harness.interface import (
     SEED_BATCH_SIZE,
@@ -35,33 +34,86 @@ from harness.interface import (
 )
 from harness.records import COMPLETED, FAILED
 from harness.sizes import ACCEPTED, parse_size
+from harness.worker import tracing
 
 STDERR_TAIL_SHOWN = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``run``."""
-    parser.add_argument("--variant", required=True, metavar="VARIANT", help="registered name, package.module:Class or file.py:Class")
+    parser.add_argument(
+        "--variant", required=True, metavar="VARIANT", help="registered name, package.module:Class or file.py:Class"
+    )
     parser.add_argument("--leak", metavar="LEAK", help="switch on one of the variant's leaks (see `list`)")
-    parser.add_argument("--epochs", type=whole_number, default=SEED_EPOCHS, metavar="N", help=f"epochs to train (default {SEED_EPOCHS})")
-    parser.add_argument("--seed", type=whole_number, default=0, metavar="S", help="seed of the data and initial weights (default 0)")
-    parser.add_argument("--fc-only", action="store_true", help="train only the fully connected layers (the seed's 2nd column)")
-    parser.add_argument("--option", action="append", type=key_value, default=[], metavar="KEY=VALUE",
-                        help="a variant option, repeatable, e.g. --option threads=1 for torch; VALUE is read as "
-                        "JSON when it parses (1, 0.5, true), else as text")  # fmt: skip
-    parser.add_argument("--learning-rate", type=finite_number, default=SEED_LEARNING_RATE, metavar="LR", help=f"default {SEED_LEARNING_RATE}")
-    parser.add_argument("--batch-size", type=whole_number, default=SEED_BATCH_SIZE, metavar="B", help=f"default {SEED_BATCH_SIZE} (the whole training set)")
-    parser.add_argument("--memory-cap", metavar="SIZE", help="stop the worker when its RSS passes SIZE, e.g. 300MiB "
-                        "(default: the smaller of 4 GiB and half the available memory)")  # fmt: skip
-    parser.add_argument("--timeout", type=finite_number, metavar="SECONDS", help="stop the worker after SECONDS (default: none)")
-    parser.add_argument("--sample-interval", type=finite_number, default=recording.DEFAULT_SAMPLE_INTERVAL_S, metavar="SECONDS",
-                        help=f"seconds between RSS samples (default {recording.DEFAULT_SAMPLE_INTERVAL_S})")  # fmt: skip
-    parser.add_argument("--results", type=Path, default=Path("results"), metavar="DIR", help="where run directories go (default ./results)")
-    parser.add_argument("--trace", action="store_true", help="trace allocations (tracemalloc; slower) and write trace.json")
-    parser.add_argument("--trace-frames", type=whole_number, default=tracing.FRAMES, metavar="N",
-                        help=f"frames kept per traced allocation (default {tracing.FRAMES}); fewer is faster, "
-                        "1 suits loops that allocate in their own code")  # fmt: skip
-    parser.add_argument("--quiet", action="store_true", help="no progress line and no summary: print only the run directory")
+    parser.add_argument(
+        "--epochs", type=whole_number, default=SEED_EPOCHS, metavar="N", help=f"epochs to train (default {SEED_EPOCHS})"
+    )
+    parser.add_argument(
+        "--seed", type=whole_number, default=0, metavar="S", help="seed of the data and initial weights (default 0)"
+    )
+    parser.add_argument(
+        "--fc-only", action="store_true", help="train only the fully connected layers (the seed's 2nd column)"
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        type=key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a variant option, repeatable, e.g. --option threads=1 for torch; VALUE is read as "
+        "JSON when it parses (1, 0.5, true), else as text",
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=finite_number,
+        default=SEED_LEARNING_RATE,
+        metavar="LR",
+        help=f"default {SEED_LEARNING_RATE}",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=whole_number,
+        default=SEED_BATCH_SIZE,
+        metavar="B",
+        help=f"default {SEED_BATCH_SIZE} (the whole training set)",
+    )
+    parser.add_argument(
+        "--memory-cap",
+        metavar="SIZE",
+        help="stop the worker when its RSS passes SIZE, e.g. 300MiB "
+        "(default: the smaller of 4 GiB and half the available memory)",
+    )
+    parser.add_argument(
+        "--timeout", type=finite_number, metavar="SECONDS", help="stop the worker after SECONDS (default: none)"
+    )
+    parser.add_argument(
+        "--sample-interval",
+        type=finite_number,
+        default=recording.DEFAULT_SAMPLE_INTERVAL_S,
+        metavar="SECONDS",
+        help=f"seconds between RSS samples (default {recording.DEFAULT_SAMPLE_INTERVAL_S})",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results"),
+        metavar="DIR",
+        help="where run directories go (default ./results)",
+    )
+    parser.add_argument(
+        "--trace", action="store_true", help="trace allocations (tracemalloc; slower) and write trace.json"
+    )
+    parser.add_argument(
+        "--trace-frames",
+        type=whole_number,
+        default=tracing.FRAMES,
+        metavar="N",
+        help=f"frames kept per traced allocation (default {tracing.FRAMES}); fewer is faster, "
+        "1 suits loops that allocate in their own code",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress line and no summary: print only the run directory"
+    )
 
 
 def request_from_args(args: argparse.Namespace) -> recording.RunRequest:

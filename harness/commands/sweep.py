@@ -56,15 +56,15 @@ def run(args: argparse.Namespace) -> int:
     spec = sweep.load_spec(args.spec)
     results = args.results or Path("results") / spec.name
     for name in spec.unavailable:
-        print(f"sweep: skipping optional variant {name}: it does not import here (`python -m harness list` says why)",
-              file=sys.stderr)
+        print(
+            f"sweep: skipping optional variant {name}: it does not import here (`python -m harness list` says why)",
+            file=sys.stderr,
+        )
     if args.dry_run:
         finished = sweep.finished_runs(results)
         for index, planned in enumerate(spec.runs, start=1):
             done = sweep.already_done(planned, finished)
-            print(
-                f"[{index}/{len(spec.runs)}] {planned.describe()}: {'done, ' + done.name if done else 'to run'}"
-            )
+            print(f"[{index}/{len(spec.runs)}] {planned.describe()}: {'done, ' + done.name if done else 'to run'}")
         return 0
     try:
         outcomes = sweep.run_sweep(spec, results)
@@ -74,11 +74,9 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    failed = [o for o in outcomes if o.status not in FINISHED + ("skipped",)]
+    failed = [o for o in outcomes if o.status not in (*FINISHED, "skipped")]
     stopped_early = len(outcomes) < len(spec.runs)
-    print(
-        f"sweep {spec.name}: {len(outcomes) - len(failed)} of {len(spec.runs)} runs finished, in {results}"
-    )
+    print(f"sweep {spec.name}: {len(outcomes) - len(failed)} of {len(spec.runs)} runs finished, in {results}")
     for outcome in failed:
         print(
             f"not finished: {outcome.run.describe()}: {outcome.status} {outcome.message}".rstrip(),

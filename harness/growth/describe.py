@@ -10,26 +10,25 @@ from harness.growth.verdict import MEASURES, ci_label
 
 
 def measure_name(measure: Mapping[str, Any]) -> str:
-    """"RSS" or "Python heap": what a measure's series is."""
+    """ "RSS" or "Python heap": what a measure's series is."""
     return MEASURES.get(str(measure.get("measure", "")), "memory")
 
 
 def reaches(projection: Mapping[str, Any] | None) -> str:
-    """"the 4.0 GiB cap at epoch ~174 and this machine's 23.5 GiB at epoch ~1030" ("" when neither is reached)."""
+    """ "the 4.0 GiB cap at epoch ~174 and this machine's 23.5 GiB at epoch ~1030" ("" when neither is reached)."""
     if not projection:
         return ""
     parts = []
     if projection.get("cap_epoch") is not None:
         parts.append(f"the {format_size(projection['memory_cap_bytes'])} cap at epoch ~{projection['cap_epoch']}")
     if projection.get("memory_total_epoch") is not None:
-        parts.append(
-            f"this machine's {format_size(projection['memory_total_bytes'])} at epoch ~{projection['memory_total_epoch']}"
-        )
+        total, epoch = format_size(projection["memory_total_bytes"]), projection["memory_total_epoch"]
+        parts.append(f"this machine's {total} at epoch ~{epoch}")
     return " and ".join(parts)
 
 
 def describe_measure(measure: Mapping[str, Any], named: bool = False, projection: bool = True) -> str:
-    """"leak, +12.3 MiB/epoch (95% CI 12.1-12.5 MiB) over 40 epochs after 2 warm-up epochs; reaches ...".
+    """ "leak, +12.3 MiB/epoch (95% CI 12.1-12.5 MiB) over 40 epochs after 2 warm-up epochs; reaches ...".
 
     ``named`` puts the series' name first ("RSS leak, ..."); an inconclusive
     verdict ends with its reason, a leak with where its projection reaches

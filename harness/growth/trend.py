@@ -57,8 +57,9 @@ class Trend:
         return self.intercept + self.slope * epoch
 
 
-def trend(values: Sequence[float] | np.ndarray, epochs: Sequence[float] | np.ndarray | None = None,
-          confidence: float = 0.95) -> Trend:
+def trend(
+    values: Sequence[float] | np.ndarray, epochs: Sequence[float] | np.ndarray | None = None, confidence: float = 0.95
+) -> Trend:
     """Theil-Sen slope of ``values`` against ``epochs`` (default 1..n) with Sen's CI and Mann-Kendall p."""
     y = np.asarray(values, dtype=float).ravel()
     x = np.arange(1, y.size + 1, dtype=float) if epochs is None else np.asarray(epochs, dtype=float).ravel()

@@ -58,8 +58,12 @@ NATIVE_SHARE = 0.25
 MEASURES = {"rss_bytes": "RSS", "heap_bytes": "Python heap"}
 
 
-def verdict(fit: Trend | None, min_bytes_per_epoch: float = MIN_BYTES_PER_EPOCH,
-            min_epochs: int = MIN_EPOCHS, alpha: float = ALPHA) -> tuple[str, str]:
+def verdict(
+    fit: Trend | None,
+    min_bytes_per_epoch: float = MIN_BYTES_PER_EPOCH,
+    min_epochs: int = MIN_EPOCHS,
+    alpha: float = ALPHA,
+) -> tuple[str, str]:
     """("leak" | "flat" | "inconclusive", one-line reason) for a fitted trend; see the module docstring."""
     n = 0 if fit is None else fit.n
     if fit is None or n < min_epochs:
@@ -75,9 +79,14 @@ def verdict(fit: Trend | None, min_bytes_per_epoch: float = MIN_BYTES_PER_EPOCH,
     return "inconclusive", f"the {level} straddles the {threshold} threshold"
 
 
-def summarise_growth(epochs: pd.DataFrame, memory_cap_bytes: int | None = None,
-                     memory_total_bytes: int | None = None, *,
-                     min_bytes_per_epoch: float = MIN_BYTES_PER_EPOCH, min_epochs: int = MIN_EPOCHS) -> dict[str, Any]:
+def summarise_growth(
+    epochs: pd.DataFrame,
+    memory_cap_bytes: int | None = None,
+    memory_total_bytes: int | None = None,
+    *,
+    min_bytes_per_epoch: float = MIN_BYTES_PER_EPOCH,
+    min_epochs: int = MIN_EPOCHS,
+) -> dict[str, Any]:
     """The ``growth`` dict of a run (JSON-ready) from its epochs.csv table; see the module docstring."""
     for column in ("epoch", "rss_bytes"):
         if column not in epochs.columns:
@@ -94,10 +103,12 @@ def summarise_growth(epochs: pd.DataFrame, memory_cap_bytes: int | None = None,
 
 def _measure(epochs: pd.DataFrame, column: str, min_bytes_per_epoch: float, min_epochs: int) -> dict[str, Any]:
     """Warm-up, trend and verdict of one memory column."""
-    table = pd.DataFrame({
-        "epoch": pd.to_numeric(epochs["epoch"], errors="coerce"),
-        "value": pd.to_numeric(epochs[column], errors="coerce"),
-    }).dropna()
+    table = pd.DataFrame(
+        {
+            "epoch": pd.to_numeric(epochs["epoch"], errors="coerce"),
+            "value": pd.to_numeric(epochs[column], errors="coerce"),
+        }
+    ).dropna()
     # A truncated or repeated row must not break the strictly increasing epochs a trend needs.
     table = table.drop_duplicates("epoch", keep="last").sort_values("epoch")
     x, y = table["epoch"].to_numpy(float), table["value"].to_numpy(float)
@@ -138,16 +149,21 @@ def _native(rss: dict[str, Any], heap: dict[str, Any] | None) -> tuple[bool | No
     if heap["verdict"] == "leak":
         # tracemalloc sees a real leak; heap_bytes exists only under --trace, where RSS also carries
         # tracemalloc's own record of every traced block (several times a small object's size).
-        return False, (f"RSS grows {format_rate(rss['bytes_per_epoch'])} and the Python heap "
-                       f"{format_rate(heap['bytes_per_epoch'])}: the heap leak is real (see the sites); much of "
-                       "the rest is likely tracemalloc's own bookkeeping for the traced blocks")
-    return True, (f"RSS grows {format_rate(rss['bytes_per_epoch'])} but the Python heap only "
-                  f"{format_rate(heap['bytes_per_epoch'])}: the growth is native memory or allocator "
-                  "fragmentation, which tracemalloc cannot see")
+        return False, (
+            f"RSS grows {format_rate(rss['bytes_per_epoch'])} and the Python heap "
+            f"{format_rate(heap['bytes_per_epoch'])}: the heap leak is real (see the sites); much of "
+            "the rest is likely tracemalloc's own bookkeeping for the traced blocks"
+        )
+    return True, (
+        f"RSS grows {format_rate(rss['bytes_per_epoch'])} but the Python heap only "
+        f"{format_rate(heap['bytes_per_epoch'])}: the growth is native memory or allocator "
+        "fragmentation, which tracemalloc cannot see"
+    )
 
 
-def _projection(rss: dict[str, Any], memory_cap_bytes: int | None,
-                memory_total_bytes: int | None) -> dict[str, int | None] | None:
+def _projection(
+    rss: dict[str, Any], memory_cap_bytes: int | None, memory_total_bytes: int | None
+) -> dict[str, int | None] | None:
     """Epochs at which the fitted line reaches the memory cap and the machine's memory, for a leak."""
     if rss["verdict"] != "leak":
         return None
@@ -159,8 +175,12 @@ def _projection(rss: dict[str, Any], memory_cap_bytes: int | None,
             return None
         return max(1, last + math.ceil((limit - at_last) / slope))
 
-    return {"memory_cap_bytes": memory_cap_bytes, "cap_epoch": reach(memory_cap_bytes),
-            "memory_total_bytes": memory_total_bytes, "memory_total_epoch": reach(memory_total_bytes)}
+    return {
+        "memory_cap_bytes": memory_cap_bytes,
+        "cap_epoch": reach(memory_cap_bytes),
+        "memory_total_bytes": memory_total_bytes,
+        "memory_total_epoch": reach(memory_total_bytes),
+    }
 
 
 def summarise_run(epochs: pd.DataFrame, meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -174,8 +194,11 @@ def exceeds_budget(growth: dict[str, Any], max_bytes_per_epoch: float) -> str | 
     # Confidently: enough epochs, a significant trend and the whole CI above the budget; the
     # verdict's rule with the budget as threshold.  A budget may be stricter than the verdict's
     # threshold, but one below the allocator's creep (a few KiB/epoch in short runs) fails on it.
-    if not isinstance(max_bytes_per_epoch, (int, float)) or isinstance(max_bytes_per_epoch, bool) \
-            or not max_bytes_per_epoch >= 0:
+    if (
+        not isinstance(max_bytes_per_epoch, (int, float))
+        or isinstance(max_bytes_per_epoch, bool)
+        or not max_bytes_per_epoch >= 0
+    ):
         raise UsageError(f"invalid growth budget {max_bytes_per_epoch!r}: expected bytes per epoch >= 0")
     if growth.get("bytes_per_epoch") is None or growth["n_epochs_used"] < growth.get("min_epochs", MIN_EPOCHS):
         return None
@@ -183,15 +206,16 @@ def exceeds_budget(growth: dict[str, Any], max_bytes_per_epoch: float) -> str | 
         return None
     name = MEASURES.get(growth.get("measure", ""), "memory")
     rate, ci = format_rate_ci(growth["bytes_per_epoch"], growth["ci_low"], growth["ci_high"])
-    return f"{name} grew {rate} over {plural(growth['n_epochs_used'], 'epoch')} ({ci_label(growth)} {ci}); budget {format_rate(max_bytes_per_epoch)}"
+    over = plural(growth["n_epochs_used"], "epoch")
+    return f"{name} grew {rate} over {over} ({ci_label(growth)} {ci}); budget {format_rate(max_bytes_per_epoch)}"
 
 
 def ci_label(measure: Mapping[str, Any]) -> str:
-    """"95% CI"."""
+    """ "95% CI"."""
     return f"{measure.get('confidence', CONFIDENCE):.0%} CI"
 
 
 def _p_relation(p: float) -> str:
-    """"=0.012" or "<0.001", to follow a "p"."""
+    """ "=0.012" or "<0.001", to follow a "p"."""
     text = format_p(p)
     return text if text.startswith("<") else "=" + text

@@ -21,8 +21,12 @@ WARMUP_SIGMAS = 4.0  # "on the line": within this many robust standard deviation
 NOISE_FLOOR_BYTES = 16 * 1024  # or 4 pages (a page-granular series often has zero spread), or one epoch's growth
 
 
-def detect_warmup(values: Sequence[float] | np.ndarray, epochs: Sequence[float] | np.ndarray | None = None,
-                  max_fraction: float = MAX_WARMUP_FRACTION, noise_floor: float = NOISE_FLOOR_BYTES) -> int:
+def detect_warmup(
+    values: Sequence[float] | np.ndarray,
+    epochs: Sequence[float] | np.ndarray | None = None,
+    max_fraction: float = MAX_WARMUP_FRACTION,
+    noise_floor: float = NOISE_FLOOR_BYTES,
+) -> int:
     """How many leading epochs are warm-up: before the series settles onto the line its later part follows."""
     # The last (1 - max_fraction) of the series is warm-up free by assumption; a Theil-Sen
     # line through it, extrapolated back, says where earlier epochs "should" be.  The
@@ -45,6 +49,6 @@ def detect_warmup(values: Sequence[float] | np.ndarray, epochs: Sequence[float] 
     scale = 1.4826 * float(np.median(np.abs(tail - np.median(tail))))  # MAD as a normal sigma
     off = np.abs(residuals) > max(WARMUP_SIGMAS * scale, noise_floor, abs(slope))
     for k in range(limit + 1):
-        if not off[k:k + WARMUP_SETTLE].any():
+        if not off[k : k + WARMUP_SETTLE].any():
             return k
     return limit

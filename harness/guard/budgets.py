@@ -36,9 +36,7 @@ from harness.sizes import parse_size
 
 EXPECTS = ("flat", "leak")
 MEASURES = ("rss", "heap")
-DEFAULT_EPOCHS = (
-    30  # enough for the growth verdict on a loop that leaks a page or more per epoch
-)
+DEFAULT_EPOCHS = 30  # enough for the growth verdict on a loop that leaks a page or more per epoch
 KEYS = {
     "max-growth": "max_growth",
     "max-peak": "max_peak",
@@ -66,44 +64,28 @@ class Budget:
     def __post_init__(self) -> None:
         for name in ("max_growth", "max_peak"):
             # TOML hands over text; callers with text of their own convert it with size_option().
-            object.__setattr__(
-                self, name, size_option(name.replace("_", "-"), getattr(self, name))
-            )
+            object.__setattr__(self, name, size_option(name.replace("_", "-"), getattr(self, name)))
         if self.expect is not None and self.expect not in EXPECTS:
-            raise UsageError(
-                f"invalid expect {self.expect!r}: expected one of {', '.join(EXPECTS)}"
-            )
+            raise UsageError(f"invalid expect {self.expect!r}: expected one of {', '.join(EXPECTS)}")
         if self.measure is not None and self.measure not in MEASURES:
-            raise UsageError(
-                f"invalid measure {self.measure!r}: expected one of {', '.join(MEASURES)}"
-            )
+            raise UsageError(f"invalid measure {self.measure!r}: expected one of {', '.join(MEASURES)}")
         if self.epochs is not None and (not _is_int(self.epochs) or self.epochs < 1):
-            raise UsageError(
-                f"invalid epochs {self.epochs!r}: expected a positive integer"
-            )
+            raise UsageError(f"invalid epochs {self.epochs!r}: expected a positive integer")
         if self.warmup is not None and (not _is_int(self.warmup) or self.warmup < 0):
-            raise UsageError(
-                f"invalid warmup {self.warmup!r}: expected a non-negative integer of epochs"
-            )
+            raise UsageError(f"invalid warmup {self.warmup!r}: expected a non-negative integer of epochs")
         if self.options is not None:
             if not isinstance(self.options, Mapping) or not all(isinstance(k, str) for k in self.options):
                 raise UsageError(f"invalid options {self.options!r}: expected a table of variant options")
             object.__setattr__(self, "options", dict(self.options))
-        if self.expect == "leak" and (
-            self.max_growth is not None or self.max_peak is not None
-        ):
-            raise UsageError(
-                'expect = "leak" takes no max-growth or max-peak: a run expected to leak has no budget'
-            )
+        if self.expect == "leak" and (self.max_growth is not None or self.max_peak is not None):
+            raise UsageError('expect = "leak" takes no max-growth or max-peak: a run expected to leak has no budget')
 
     def over(self, base: Budget) -> Budget:
         """This budget with what it leaves unset taken from ``base`` (no budgets inherited by an expected leak)."""
         if self.expect == "leak":
             base = replace(base, max_growth=None, max_peak=None)
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return replace(
-            base, **{name: value for name, value in values.items() if value is not None}
-        )
+        return replace(base, **{name: value for name, value in values.items() if value is not None})
 
     @property
     def expects_leak(self) -> bool:
@@ -162,9 +144,7 @@ def budget_from_mapping(data: Mapping[str, Any], where: str) -> Budget:
     """A Budget from TOML keys (``max-growth`` ...); UsageError naming ``where`` and the bad key or value."""
     unknown = sorted(set(data) - set(KEYS))
     if unknown:
-        raise UsageError(
-            f"{where}: unknown key {unknown[0]!r}; accepted: {', '.join(KEYS)}"
-        )
+        raise UsageError(f"{where}: unknown key {unknown[0]!r}; accepted: {', '.join(KEYS)}")
     try:
         return Budget(**{KEYS[name]: value for name, value in data.items()})
     except UsageError as exc:
@@ -178,25 +158,17 @@ def parse_table(tool: Mapping[str, Any], source: Path | None = None) -> BudgetTa
     entries_data = top.pop("budgets", {})
     unknown = sorted(set(top) - set(KEYS))
     if unknown:
-        raise UsageError(
-            f"{where}: unknown key {unknown[0]!r}; accepted: budgets, {', '.join(KEYS)}"
-        )
+        raise UsageError(f"{where}: unknown key {unknown[0]!r}; accepted: budgets, {', '.join(KEYS)}")
     defaults = budget_from_mapping(top, where)
     if defaults.expect == "leak":
-        raise UsageError(
-            f'{where}: expect = "leak" belongs in a budgets entry, not in the defaults'
-        )
+        raise UsageError(f'{where}: expect = "leak" belongs in a budgets entry, not in the defaults')
     if not isinstance(entries_data, Mapping):
-        raise UsageError(
-            f"{where}: budgets must be a table of entries such as [tool.leakbench.budgets.numpy]"
-        )
+        raise UsageError(f"{where}: budgets must be a table of entries such as [tool.leakbench.budgets.numpy]")
     entries: dict[str, Budget] = {}
     for name, data in entries_data.items():
         entry_where = f'{source or "pyproject.toml"} [tool.leakbench.budgets."{name}"]'
         if not isinstance(data, Mapping):
-            raise UsageError(
-                f"{entry_where}: expected a table of keys ({', '.join(KEYS)}), got {data!r}"
-            )
+            raise UsageError(f"{entry_where}: expected a table of keys ({', '.join(KEYS)}), got {data!r}")
         entries[name] = budget_from_mapping(data, entry_where)
     return BudgetTable(defaults, entries, source)
 
@@ -208,9 +180,7 @@ def load_budgets(path: str | Path | None, *, required: bool = False) -> BudgetTa
     path = Path(path)
     if not path.is_file():
         if required:
-            raise UsageError(
-                f"no configuration file {str(path)!r}; expected a pyproject.toml with [tool.leakbench]"
-            )
+            raise UsageError(f"no configuration file {str(path)!r}; expected a pyproject.toml with [tool.leakbench]")
         return BudgetTable()
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -72,7 +72,7 @@ class Judgement:
 
 
 def analyse(run: Run, budget: Budget) -> Analysed:
-    """The run's growth, after skipping ``budget.warmup`` epochs when set; UsageError when the measure was not recorded."""
+    """The run's growth after skipping ``budget.warmup`` epochs if set; UsageError if the measure is not recorded."""
     meta = run.meta
     epochs = run.epochs
     skipped = budget.warmup or 0
@@ -96,9 +96,7 @@ def analyse(run: Run, budget: Budget) -> Analysed:
 
 def _stop_text(meta: dict[str, Any]) -> str:
     stop = meta.get("stop") or {}
-    where = (
-        f"after epoch {meta.get('epochs_done', 0)}/{meta.get('epochs_planned', '?')}"
-    )
+    where = f"after epoch {meta.get('epochs_done', 0)}/{meta.get('epochs_planned', '?')}"
     message = stop.get("message")
     return f"{where}: {message}" if message else where
 
@@ -113,7 +111,9 @@ def check_status(run: Analysed, budget: Budget, strict: bool) -> str | None:
             return None
         rss = (run.meta.get("stop") or {}).get("rss_bytes")
         at = f" at RSS {format_size(rss)}" if rss else ""
-        return f"stopped by the {format_size(run.meta.get('memory_cap_bytes') or 0)} memory cap{at} {_stop_text(run.meta)}"
+        return (
+            f"stopped by the {format_size(run.meta.get('memory_cap_bytes') or 0)} memory cap{at} {_stop_text(run.meta)}"
+        )
     if status == records.RUNNING:
         return f"the run has not finished (status running, {run.meta.get('epochs_done', 0)} epochs recorded)"
     return f"the run {status} {_stop_text(run.meta)}"
@@ -121,11 +121,7 @@ def check_status(run: Analysed, budget: Budget, strict: bool) -> str | None:
 
 def check_expected_leak(run: Analysed, budget: Budget, strict: bool) -> str | None:
     """A run expected to leak must be called a leak (or have hit the memory cap)."""
-    if (
-        not budget.expects_leak
-        or run.measure["verdict"] == "leak"
-        or run.meta.get("status") == records.MEMORY_CAP
-    ):
+    if not budget.expects_leak or run.measure["verdict"] == "leak" or run.meta.get("status") == records.MEMORY_CAP:
         return None
     return f"expected a leak, but {describe_measure(run.measure, named=True, projection=False)}"
 
@@ -137,20 +133,12 @@ def check_growth(run: Analysed, budget: Budget, strict: bool) -> str | None:
     if budget.max_growth is not None:
         return exceeds_budget(run.measure, budget.max_growth)
     message = exceeds_budget(run.measure, run.measure["min_bytes_per_epoch"])
-    return (
-        None
-        if message is None
-        else f"{message} (the leak threshold: no max-growth set)"
-    )
+    return None if message is None else f"{message} (the leak threshold: no max-growth set)"
 
 
 def check_peak(run: Analysed, budget: Budget, strict: bool) -> str | None:
     """A peak RSS above ``max-peak`` fails."""
-    if (
-        budget.max_peak is None
-        or run.peak_rss_bytes is None
-        or run.peak_rss_bytes <= budget.max_peak
-    ):
+    if budget.max_peak is None or run.peak_rss_bytes is None or run.peak_rss_bytes <= budget.max_peak:
         return None
     return (
         f"peak RSS {format_size(run.peak_rss_bytes)} is over the {format_size(budget.max_peak)} budget "
@@ -189,11 +177,7 @@ def judge(run: Run, budget: Budget, *, strict: bool = False) -> Judgement:
             failures.append(message)
     notes = []
     measure = analysed.measure
-    if (
-        not failures
-        and measure["verdict"] == "inconclusive"
-        and not budget.expects_leak
-    ):
+    if not failures and measure["verdict"] == "inconclusive" and not budget.expects_leak:
         notes.append("run more epochs for a verdict")  # the summary already says why it is inconclusive
     if not failures and budget.expects_leak and status == records.MEMORY_CAP:
         notes.append(f"the leak reached the memory cap {_stop_text(analysed.meta)}")

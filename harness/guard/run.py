@@ -27,9 +27,7 @@ def loop_spec(loop: str | type) -> str:
     if isinstance(loop, str):
         return loop
     if not isinstance(loop, type):
-        raise UsageError(
-            f"loop must be a class or a variant spec such as 'numpy' or 'my_loop.py:MyLoop', got {loop!r}"
-        )
+        raise UsageError(f"loop must be a class or a variant spec such as 'numpy' or 'my_loop.py:MyLoop', got {loop!r}")
     if "." in loop.__qualname__:
         raise UsageError(
             f"{loop.__qualname__} must be defined at the top level of a module for the worker to import it"
@@ -62,7 +60,7 @@ def guard_loop(
     timeout_s: float | None = None,
     memory_cap: int | str | None = None,
 ) -> Judgement:
-    """Run ``loop`` for ``budget``'s epochs in a worker (traced when measuring the heap) and judge it against ``budget``."""
+    """Run ``loop`` for ``budget``'s epochs in a worker (traced when measuring the heap) and judge it."""
     config = RunConfig(
         seed=seed,
         epochs=budget.epochs_or_default,

@@ -31,9 +31,15 @@ def check_variant(
         try:
             # A session of its own: a terminal's Ctrl-C reaches only the parent, which decides.
             done = subprocess.run(
-                command, pass_fds=(write_fd,), stdin=subprocess.DEVNULL, capture_output=True,
-                text=True, timeout=timeout_s, check=False, start_new_session=True,
-            )  # fmt: skip
+                command,
+                pass_fds=(write_fd,),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                check=False,
+                start_new_session=True,
+            )
         except subprocess.TimeoutExpired:
             raise UsageError(f"loading variant {variant!r} took longer than {timeout_s:.0f} s") from None
         os.close(write_fd)

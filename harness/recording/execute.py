@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from harness import records, storage, sysinfo
+from harness.formatting import format_size
 from harness.growth import format_growth, summarise_run
 from harness.recording.check import check_variant
 from harness.recording.progress import Progress
 from harness.recording.request import RunOutcome, RunRequest, default_memory_cap, memory_limit_for
 from harness.recording.supervise import Session, SignalFlag
-from harness.formatting import format_size
 
 STDERR_TAIL_LINES = 20
 

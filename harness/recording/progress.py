@@ -8,8 +8,8 @@ import time
 from collections.abc import Mapping
 from typing import TextIO
 
-from harness.records import EpochRecord, Sample
 from harness.formatting import format_duration, format_size
+from harness.records import EpochRecord, Sample
 
 REDRAW_S = 0.1  # at most ten redraws a second: a fast loop must not spend its time on the terminal
 
@@ -80,7 +80,9 @@ class Progress:
             return
         self._drawn_at = now
         width = shutil.get_terminal_size((100, 24)).columns - 1
-        line = format_progress(self._epoch, self.planned, self._rss, self._first_rss, self._metrics, self._elapsed, width)
+        line = format_progress(
+            self._epoch, self.planned, self._rss, self._first_rss, self._metrics, self._elapsed, width
+        )
         self.stream.write("\r\x1b[K" + line)
         self.stream.flush()
         self._shown = True

@@ -9,9 +9,9 @@ from typing import Any
 
 import psutil
 
-from harness.worker import tracing
 from harness.errors import UsageError
 from harness.interface import RunConfig
+from harness.worker import tracing
 
 DEFAULT_SAMPLE_INTERVAL_S = 0.05
 MAX_DEFAULT_CAP = 4 * 1024**3

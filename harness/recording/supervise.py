@@ -206,9 +206,12 @@ class Session:
                 self.spawned_at = time.monotonic()
                 self.proc = subprocess.Popen(
                     worker_command(write_fd, "--job", job),
-                    pass_fds=(write_fd,), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                    pass_fds=(write_fd,),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
                     start_new_session=True,
-                )  # fmt: skip
+                )
             os.close(write_fd)
             process = psutil.Process(self.proc.pid)
             self._poll_loop(read_fd, process)

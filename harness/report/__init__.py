@@ -39,7 +39,16 @@ from harness.report.runs import (
     run_label,
     sort_runs,
 )
-from harness.report.seed import MODELS, SEED_CHECKPOINTS, SEED_EPOCHS, SEED_FIGURES, mean_curves, seed_curves, seed_runs, seed_table
+from harness.report.seed import (
+    MODELS,
+    SEED_CHECKPOINTS,
+    SEED_EPOCHS,
+    SEED_FIGURES,
+    mean_curves,
+    seed_curves,
+    seed_runs,
+    seed_table,
+)
 from harness.report.trace import growing_types, trace_table, traced_runs
 
 __all__ = [

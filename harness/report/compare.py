@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from harness.formatting import format_bytes, format_percent, format_speed
 from harness.growth import MIN_BYTES_PER_EPOCH
 from harness.records import COMPLETED
-from harness.formatting import format_bytes, format_percent, format_speed
 
 MIB = 1024 * 1024
 # Group runs by what they are, so two results directories compare like with like.
@@ -152,15 +152,10 @@ def unmatched_groups(baseline: pd.DataFrame, candidate: pd.DataFrame) -> list[st
 
 def _groups(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The table split by variant, model and leak, named ``"numpy CNN none"``."""
-    return {
-        " ".join(str(k) for k in key): rows
-        for key, rows in table.groupby(list(GROUP_KEYS), sort=False)
-    }
+    return {" ".join(str(k) for k in key): rows for key, rows in table.groupby(list(GROUP_KEYS), sort=False)}
 
 
-def _pairs(
-    baseline: pd.DataFrame, candidate: pd.DataFrame
-) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
+def _pairs(baseline: pd.DataFrame, candidate: pd.DataFrame) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
     """Matched (group name, baseline rows, candidate rows)."""
     left, right = _groups(baseline), _groups(candidate)
     if len(left) == 1 and len(right) == 1:
@@ -168,15 +163,11 @@ def _pairs(
             next(iter(left.items())),
             next(iter(right.items())),
         )
-        return [
-            (name_b if name_b == name_c else f"{name_b} -> {name_c}", rows_b, rows_c)
-        ]
+        return [(name_b if name_b == name_c else f"{name_b} -> {name_c}", rows_b, rows_c)]
     return [(name, left[name], right[name]) for name in left if name in right]
 
 
-def _change(
-    group: str, metric: Metric, baseline: pd.DataFrame, candidate: pd.DataFrame
-) -> Change:
+def _change(group: str, metric: Metric, baseline: pd.DataFrame, candidate: pd.DataFrame) -> Change:
     """One metric compared with the noise rule of the module docstring."""
     b = baseline[metric.column].dropna().to_numpy(float)
     c = candidate[metric.column].dropna().to_numpy(float)
@@ -294,9 +285,7 @@ def caveats(baseline: pd.DataFrame, candidate: pd.DataFrame) -> list[str]:
     for side, table in (("baseline", baseline), ("candidate", candidate)):
         unfinished = table[table["status"] != COMPLETED]
         for row in unfinished.itertuples(index=False):
-            notes.append(
-                f"{side} run {row.run_id} ended {row.status} after {row.epochs_done} epochs"
-            )
+            notes.append(f"{side} run {row.run_id} ended {row.status} after {row.epochs_done} epochs")
     return notes
 
 

@@ -18,8 +18,8 @@ from harness.formatting import format_bytes
 from harness.records import NO_LEAK
 from harness.report import figures as plots
 from harness.report.writers import (
-    Figure,
     Block,
+    Figure,
     Heading,
     Paragraph,
     Table,
@@ -55,9 +55,7 @@ def write_report(
     return ReportFiles(html=html_path, markdown=markdown_path, figures=figures)
 
 
-def build_blocks(
-    runs: Sequence[Run], out_dir: Path, samples_run: str | None, seed_variant: str
-) -> list[Block]:
+def build_blocks(runs: Sequence[Run], out_dir: Path, samples_run: str | None, seed_variant: str) -> list[Block]:
     """Compute the tables, draw the figures into ``out_dir`` and lay them out as blocks, in reading order."""
     runs = report.sort_runs(runs)
     table = report.run_table(runs)
@@ -98,9 +96,7 @@ def build_blocks(
     if len(timed):
         blocks.append(
             _figure(
-                plots.plot_speed(
-                    table, out_dir / "speed.png", report.ordered_variants(runs)
-                ),
+                plots.plot_speed(table, out_dir / "speed.png", report.ordered_variants(runs)),
                 "speed",
                 "Speed of each implementation",
                 "Epochs per second of the leak-free runs (time in `train_epoch`, median over repeats), log scale; "
@@ -116,7 +112,8 @@ def build_blocks(
 RUN_TABLE_NOTE = (
     "Growth per epoch is the robust trend of RSS after the detected warm-up, with its 95% interval; "
     "the verdict is `leak`, `flat` or `inconclusive`. Peak RSS is the largest resident size seen (epoch records "
-    "and timed samples). Epochs/s counts the time spent in `train_epoch` (not the pauses of a traced run's snapshots). Accuracy is the share of the "
+    "and timed samples). Epochs/s counts the time spent in `train_epoch` (not the pauses of a traced run's "
+    "snapshots). Accuracy is the share of the "
     '30 test images classified right after the last epoch; correct_prob is the seed\'s "accuracy": the mean '
     "probability given to the correct class."
 )
@@ -126,24 +123,12 @@ def _overview(table: pd.DataFrame) -> str:
     """One sentence: how many runs of which variants, and how they ended."""
     if table.empty:
         return "No runs."
-    statuses = ", ".join(
-        f"{n} {s}" for s, n in table["status"].value_counts().sort_index().items()
-    )
+    statuses = ", ".join(f"{n} {s}" for s, n in table["status"].value_counts().sort_index().items())
     variants = ", ".join(dict.fromkeys(table["variant"].astype(str)))
     leaks = table[table["leak"] != NO_LEAK]
-    verdicts = (
-        ", ".join(
-            f"{n} {v}" for v, n in leaks["verdict"].value_counts().sort_index().items()
-        )
-        or "none"
-    )
+    verdicts = ", ".join(f"{n} {v}" for v, n in leaks["verdict"].value_counts().sort_index().items()) or "none"
     fixed = table[table["leak"] == NO_LEAK]
-    fixed_verdicts = (
-        ", ".join(
-            f"{n} {v}" for v, n in fixed["verdict"].value_counts().sort_index().items()
-        )
-        or "none"
-    )
+    fixed_verdicts = ", ".join(f"{n} {v}" for v, n in fixed["verdict"].value_counts().sort_index().items()) or "none"
     return (
         f"{len(table)} runs of {variants} ({statuses}). "
         f"Verdicts of the leaky runs: {verdicts}; of the fixed runs: {fixed_verdicts}."
@@ -165,9 +150,7 @@ def _seed_blocks(runs: Sequence[Run], out_dir: Path, variant: str) -> list[Block
     ]
     if curves.empty:
         blocks.append(
-            Paragraph(
-                f"No leak-free `{variant}` runs recorded `correct_prob`: the seed's plots are left out."
-            )
+            Paragraph(f"No leak-free `{variant}` runs recorded `correct_prob`: the seed's plots are left out.")
         )
         return blocks
     means = report.mean_curves(curves)

@@ -13,8 +13,9 @@ TOP = 10  # rows of each trace table shown; trace.json keeps 25
 PATH_WIDTH = 60  # longer site paths keep their tail, which names the file
 
 
-def explain_text(meta: dict[str, Any], growth: dict[str, Any], trace: dict[str, Any] | None,
-                 root: str | None = None, top: int = TOP) -> str:
+def explain_text(
+    meta: dict[str, Any], growth: dict[str, Any], trace: dict[str, Any] | None, root: str | None = None, top: int = TOP
+) -> str:
     """The whole ``explain`` report: run, trend table, reasons, projection, and the trace tables."""
     parts = [_header(meta), _trend_table(growth), _reasons(growth)]
     if trace is None:
@@ -27,12 +28,14 @@ def explain_text(meta: dict[str, Any], growth: dict[str, Any], trace: dict[str, 
 
 
 def _header(meta: dict[str, Any]) -> str:
-    """"run <id>" and one line naming variant, leak, seed, epochs and status."""
+    """ "run <id>" and one line naming variant, leak, seed, epochs and status."""
     leak = meta.get("leak") or "none"
     done, planned = meta.get("epochs_done", "?"), meta.get("epochs_planned", "?")
-    return (f"run {meta.get('run_id', '?')}\n"
-            f"  variant {meta.get('variant', '?')}, leak {leak}, seed {meta.get('seed', '?')}: "
-            f"{done} of {planned} epochs, {meta.get('status', '?')}")
+    return (
+        f"run {meta.get('run_id', '?')}\n"
+        f"  variant {meta.get('variant', '?')}, leak {leak}, seed {meta.get('seed', '?')}: "
+        f"{done} of {planned} epochs, {meta.get('status', '?')}"
+    )
 
 
 def _trend_table(growth: dict[str, Any]) -> str:
@@ -47,11 +50,23 @@ def _trend_table(growth: dict[str, Any]) -> str:
             continue
         rate, ci = format_rate_ci(measure["bytes_per_epoch"], measure["ci_low"], measure["ci_high"], signed=True)
         first, last = measure["first_epoch_used"], measure["last_epoch"]
-        rows.append([name, measure["verdict"], rate, ci, format_p(measure["p_value"]),
-                     str(measure["warmup_epochs"]), f"{first}-{last} ({measure['n_epochs_used']})"])
+        rows.append(
+            [
+                name,
+                measure["verdict"],
+                rate,
+                ci,
+                format_p(measure["p_value"]),
+                str(measure["warmup_epochs"]),
+                f"{first}-{last} ({measure['n_epochs_used']})",
+            ]
+        )
     level = f"{growth.get('confidence', 0.95):.0%} CI"
-    return _table(["memory", "verdict", "growth", level, "p", "warm-up", "epochs fitted"], rows,
-                 right=[False, False, True, True, True, True, False])
+    return _table(
+        ["memory", "verdict", "growth", level, "p", "warm-up", "epochs fitted"],
+        rows,
+        right=[False, False, True, True, True, True, False],
+    )
 
 
 def _reasons(growth: dict[str, Any]) -> str:
@@ -59,7 +74,9 @@ def _reasons(growth: dict[str, Any]) -> str:
     lines = []
     for measure in (growth, growth.get("heap")):
         if measure is not None:
-            lines.append(f"{MEASURES.get(measure['measure'], measure['measure'])}: {measure['verdict']}: {measure['reason']}.")
+            lines.append(
+                f"{MEASURES.get(measure['measure'], measure['measure'])}: {measure['verdict']}: {measure['reason']}."
+            )
     where = reaches(growth.get("projection"))
     if where:
         lines.append(f"At this rate RSS reaches {where}.")
@@ -71,19 +88,30 @@ def _reasons(growth: dict[str, Any]) -> str:
 def sites_table(trace: dict[str, Any], root: str | None = None, top: int = TOP) -> str:
     """Title and table of the allocation sites whose traced memory grew most."""
     sites = trace.get("sites") or []
-    title = (f"Allocation sites that grew most, epoch {trace.get('baseline_epoch')} -> {trace.get('final_epoch')} "
-             f"(tracemalloc{'' if trace.get('final', True) else ', interim: the run ended before its final trace'}):")
+    title = (
+        f"Allocation sites that grew most, epoch {trace.get('baseline_epoch')} -> {trace.get('final_epoch')} "
+        f"(tracemalloc{'' if trace.get('final', True) else ', interim: the run ended before its final trace'}):"
+    )
     if not sites:
         return title + "\n  none grew"
-    rows = [[_site(row, root), format_bytes(row["size_diff"], signed=True),
-             _signed(f"{row['count_diff']:,}", row["count_diff"]), format_size(row["size"]), f"{row['count']:,}"]
-            for row in sites[:top]]
+    rows = [
+        [
+            _site(row, root),
+            format_bytes(row["size_diff"], signed=True),
+            _signed(f"{row['count_diff']:,}", row["count_diff"]),
+            format_size(row["size"]),
+            f"{row['count']:,}",
+        ]
+        for row in sites[:top]
+    ]
     body = _table(["site", "+size", "+blocks", "size", "blocks"], rows, right=[False, True, True, True, True])
     heap = ""
     if trace.get("heap_baseline_bytes") is not None and trace.get("heap_final_bytes") is not None:
         change = trace["heap_final_bytes"] - trace["heap_baseline_bytes"]
-        heap = (f"\n  traced heap {format_size(trace['heap_baseline_bytes'])} -> {format_size(trace['heap_final_bytes'])}"
-                f" ({format_bytes(change, signed=True)})")
+        heap = (
+            f"\n  traced heap {format_size(trace['heap_baseline_bytes'])} -> {format_size(trace['heap_final_bytes'])}"
+            f" ({format_bytes(change, signed=True)})"
+        )
     return title + heap + "\n" + body + _stack(sites[0], root)
 
 
@@ -100,7 +128,7 @@ def _stack(row: dict[str, Any], root: str | None) -> str:
 
 
 def _holder(holder: dict[str, Any] | None, root: str | None) -> str:
-    """"local `outcomes` of Loop._epochs_from at lists.py:125", or why the chain ended without one."""
+    """ "local `outcomes` of Loop._epochs_from at lists.py:125", or why the chain ended without one."""
     if holder is None:
         return "an object the worker holds (the loop itself; see the chain)"
     where = _site({"file": holder["file"], "line": holder["line"]}, root) if holder.get("line") else holder["file"]
@@ -128,7 +156,9 @@ def types_table(trace: dict[str, Any], top: int = TOP) -> str:
     title = "Object types whose live count grew most (gc-tracked objects):"
     if not types:
         return title + "\n  none grew"
-    rows = [[row["type"], _signed(f"{row['count_diff']:,}", row["count_diff"]), f"{row['count']:,}"] for row in types[:top]]
+    rows = [
+        [row["type"], _signed(f"{row['count_diff']:,}", row["count_diff"]), f"{row['count']:,}"] for row in types[:top]
+    ]
     return title + "\n" + _table(["type", "+count", "count"], rows, right=[False, True, True])
 
 
@@ -138,7 +168,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequenc
 
 
 def _site(row: dict[str, Any], root: str | None) -> str:
-    """"file:line", relative to ``root`` or site-packages when under them, shortened from the left when long."""
+    """ "file:line", relative to ``root`` or site-packages when under them, shortened from the left when long."""
     path = str(row["file"])
     if root and os.path.isabs(path):
         relative = os.path.relpath(path, root)
@@ -151,7 +181,7 @@ def _site(row: dict[str, Any], root: str | None) -> str:
             path = tail
             break
     text = f"{path}:{row['line']}"
-    return text if len(text) <= PATH_WIDTH else "..." + text[-(PATH_WIDTH - 3):]
+    return text if len(text) <= PATH_WIDTH else "..." + text[-(PATH_WIDTH - 3) :]
 
 
 def _signed(text: str, value: float) -> str:

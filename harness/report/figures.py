@@ -75,9 +75,7 @@ def plot_memory_panels(panels: Sequence[MemoryPanel], path: Path) -> Path:
 
 def _legend_below(axes: Axes) -> None:
     """The legend under the axes, where it cannot hide a line or a stop marker."""
-    axes.legend(
-        loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="small", frameon=False
-    )
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="small", frameon=False)
 
 
 def _draw_runs(axes: Axes, runs: Sequence[Run], colour: str, label: str) -> None:
@@ -136,9 +134,7 @@ def plot_samples(run: Run, path: Path) -> Path:
             color="0.6",
             linewidth=0.7,
             linestyle=":",
-            label=("epoch starts" if step == 1 else f"every {step}th epoch start")
-            if index == 0
-            else None,
+            label=("epoch starts" if step == 1 else f"every {step}th epoch start") if index == 0 else None,
         )
     hit = cap_hit(run)
     if hit is not None:
@@ -178,14 +174,10 @@ def plot_seed_runs(curves: pd.DataFrame, means: pd.DataFrame, path: Path) -> Pat
                 color=MODEL_COLOURS[model],
                 alpha=0.35,
                 linewidth=0.8,
-                label=f"each seed ({mine['run_id'].nunique()} runs)"
-                if index == 0
-                else None,
+                label=f"each seed ({mine['run_id'].nunique()} runs)" if index == 0 else None,
             )
         mean = means[means["model"] == model]
-        axes.plot(
-            mean["epoch"], mean["value"], color="black", linewidth=2, label="mean"
-        )
+        axes.plot(mean["epoch"], mean["value"], color="black", linewidth=2, label="mean")
         _probability_axes(axes, "epoch")
         axes.set_title(f"{model}: accuracy per epoch")
     return _save(figure, path)
@@ -215,9 +207,7 @@ def plot_seed_time(curves: pd.DataFrame, means: pd.DataFrame, path: Path) -> Pat
     for model, mine in curves.groupby("model", sort=False):
         colour = MODEL_COLOURS.get(str(model))
         for _, run in mine.groupby("run_id", sort=False):
-            axes.plot(
-                run["elapsed_s"], run["value"], color=colour, alpha=0.25, linewidth=0.7
-            )
+            axes.plot(run["elapsed_s"], run["value"], color=colour, alpha=0.25, linewidth=0.7)
         mean = means[means["model"] == model]
         axes.plot(
             mean["elapsed_s"],
@@ -248,9 +238,7 @@ def plot_speed(table: pd.DataFrame, path: Path, variants: Sequence[str] = ()) ->
     speed = fixed.groupby(["variant", "model"], sort=False)["epochs_per_s"].median()
     order = {name: index for index, name in enumerate(variants)}
     speed = speed.sort_index(
-        key=lambda level: level.map(
-            lambda v: order.get(v, len(order)) if level.name == "variant" else v
-        )
+        key=lambda level: level.map(lambda v: order.get(v, len(order)) if level.name == "variant" else v)
     )
     figure = _new_figure(7, 1.6 + 0.45 * max(1, len(speed)))
     axes = figure.subplots()

@@ -44,13 +44,7 @@ def memory_panels(runs: Sequence[Run]) -> list[MemoryPanel]:
     """
     panels = []
     for variant in ordered_variants(runs):
-        mine = [
-            r
-            for r in runs
-            if r.meta.get("variant") == variant
-            and model_of(r) == "CNN"
-            and not r.epochs.empty
-        ]
+        mine = [r for r in runs if r.meta.get("variant") == variant and model_of(r) == "CNN" and not r.epochs.empty]
         mine = [r for r in mine if not r.meta.get("trace")] or mine
         leaky = [r for r in mine if leak_of(r) != NO_LEAK]
         fixed = [r for r in mine if leak_of(r) == NO_LEAK]

@@ -81,17 +81,12 @@ def format_run_table(table: pd.DataFrame) -> pd.DataFrame:
             "model": table["model"],
             "leak": table["leak"],
             "seed": table["seed"].astype(str),
-            "epochs": [
-                f"{d}/{p}"
-                for d, p in zip(table["epochs_done"], table["epochs_planned"])
-            ],
+            "epochs": [f"{d}/{p}" for d, p in zip(table["epochs_done"], table["epochs_planned"])],
             "status": table["status"],
             "verdict": table["verdict"],
             "growth per epoch (95% CI)": [
                 format_growth(b, lo, hi)
-                for b, lo, hi in zip(
-                    table["bytes_per_epoch"], table["ci_low"], table["ci_high"]
-                )
+                for b, lo, hi in zip(table["bytes_per_epoch"], table["ci_low"], table["ci_high"])
             ],
             "peak RSS": [format_bytes(v) for v in table["peak_rss_bytes"]],
             "epochs/s": [format_speed(v) for v in table["epochs_per_s"]],

@@ -7,7 +7,7 @@ loading runs is :func:`harness.storage.load_runs`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from harness.growth import summarise_run
 from harness.loops import VARIANTS
 from harness.records import NO_LEAK
 from harness.storage import Run
+
 
 def model_of(run: Run) -> str:
     """``"fc-only"`` when only the fully connected layers learn, else ``"CNN"``."""
@@ -114,9 +115,7 @@ def pick_run(runs: Sequence[Run], wanted: str | None) -> Run | None:
             if wanted in (run.meta.get("run_id"), Path(run.path).name, str(run.path)):
                 return run
         names = ", ".join(str(r.meta.get("run_id")) for r in runs[:5])
-        raise UsageError(
-            f"--samples-run {wanted!r} is not among the reported runs (for example: {names})"
-        )
+        raise UsageError(f"--samples-run {wanted!r} is not among the reported runs (for example: {names})")
     with_samples = [r for r in runs if not r.samples.empty and not r.epochs.empty]
     leaky = [r for r in with_samples if leak_of(r) != NO_LEAK]
     untraced = [r for r in leaky if not r.meta.get("trace")]

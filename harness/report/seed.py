@@ -39,25 +39,19 @@ MODELS = ("CNN", "fc-only")
 
 def seed_runs(runs: Sequence[Run], variant: str = "numpy") -> list[Run]:
     """The variant's leak-free runs planned for the seed's 500 epochs (or, if there are none, all of them)."""
-    mine = [
-        r for r in runs if r.meta.get("variant") == variant and leak_of(r) == NO_LEAK
-    ]
+    mine = [r for r in runs if r.meta.get("variant") == variant and leak_of(r) == NO_LEAK]
     # A short leak-free run (the partner of a leak run) is not one of the seed's repeated runs.
     full = [r for r in mine if int(r.meta.get("epochs_planned") or 0) >= SEED_EPOCHS]
     return full or mine
 
 
-def seed_curves(
-    runs: Sequence[Run], variant: str = "numpy", metric: str = "correct_prob"
-) -> pd.DataFrame:
+def seed_curves(runs: Sequence[Run], variant: str = "numpy", metric: str = "correct_prob") -> pd.DataFrame:
     """Long table (model, seed, run_id, epoch, elapsed_s, value) of :func:`seed_runs`, for the seed's plots."""
     frames = []
     for run in seed_runs(runs, variant):
         if metric not in run.epochs:
             continue
-        frame = run.epochs[["epoch", "elapsed_s", metric]].rename(
-            columns={metric: "value"}
-        )
+        frame = run.epochs[["epoch", "elapsed_s", metric]].rename(columns={metric: "value"})
         frames.append(
             frame.assign(
                 model=model_of(run),
@@ -66,9 +60,7 @@ def seed_curves(
             )
         )
     if not frames:
-        return pd.DataFrame(
-            columns=["model", "seed", "run_id", "epoch", "elapsed_s", "value"]
-        )
+        return pd.DataFrame(columns=["model", "seed", "run_id", "epoch", "elapsed_s", "value"])
     curves = pd.concat(frames, ignore_index=True)
     return curves[["model", "seed", "run_id", "epoch", "elapsed_s", "value"]]
 
@@ -78,9 +70,7 @@ def mean_curves(curves: pd.DataFrame) -> pd.DataFrame:
     if curves.empty:
         return pd.DataFrame(columns=["model", "epoch", "value", "elapsed_s", "runs"])
     grouped = curves.groupby(["model", "epoch"], sort=True)
-    means = grouped.agg(
-        value=("value", "mean"), elapsed_s=("elapsed_s", "mean"), runs=("value", "size")
-    )
+    means = grouped.agg(value=("value", "mean"), elapsed_s=("elapsed_s", "mean"), runs=("value", "size"))
     return means.reset_index()
 
 
@@ -97,9 +87,7 @@ def seed_table(runs: Sequence[Run], variant: str = "numpy") -> pd.DataFrame:
             format_speed(theirs["epochs_per_s"]),
             "1x",
             format_percent(theirs["prob_200"]),
-            format_percent(theirs["prob_500"])
-            if theirs["prob_500"] is not None
-            else "never reached (its leak)",
+            format_percent(theirs["prob_500"]) if theirs["prob_500"] is not None else "never reached (its leak)",
         ]
         columns[f"{model}: ours ({variant})"] = [
             _time(ours["time_200_s"]),

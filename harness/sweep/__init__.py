@@ -18,7 +18,16 @@ from harness.sweep.execute import (
     sweep_run_dirs,
     write_manifest,
 )
-from harness.sweep.spec import RUN_KEYS, SPEC_KEYS, PlannedRun, Spec, bundled_specs, load_spec, parse_spec, variant_available
+from harness.sweep.spec import (
+    RUN_KEYS,
+    SPEC_KEYS,
+    PlannedRun,
+    Spec,
+    bundled_specs,
+    load_spec,
+    parse_spec,
+    variant_available,
+)
 
 __all__ = [
     "RUN_KEYS",

@@ -12,7 +12,6 @@ The spec format and its parsing live in :mod:`harness.sweep.spec`.
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import time
@@ -44,9 +43,7 @@ def finished_runs(results_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     return found
 
 
-def already_done(
-    run: PlannedRun, finished: list[tuple[Path, dict[str, Any]]]
-) -> Path | None:
+def already_done(run: PlannedRun, finished: list[tuple[Path, dict[str, Any]]]) -> Path | None:
     """The directory of a finished run with ``run``'s parameters, if there is one."""
     return next((path for path, meta in finished if run.matches(meta)), None)
 
@@ -102,9 +99,7 @@ Runner = Callable[[list[str]], "subprocess.CompletedProcess[str]"]
 
 def _run_subprocess(argv: list[str]) -> subprocess.CompletedProcess[str]:
     """Run one ``harness run`` and capture what it prints; on Ctrl-C let it record its run as interrupted."""
-    with subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as process:
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
         try:
             stdout, stderr = process.communicate()
         except KeyboardInterrupt:
@@ -161,28 +156,20 @@ def run_sweep(
     return outcomes
 
 
-def _outcome(
-    run: PlannedRun, result: subprocess.CompletedProcess[str], seconds: float
-) -> Outcome:
+def _outcome(run: PlannedRun, result: subprocess.CompletedProcess[str], seconds: float) -> Outcome:
     """Read a finished ``harness run``: its run directory (the last line it printed) and status."""
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     run_dir = Path(lines[-1].strip()) if lines else None
     if run_dir is None or not (run_dir / META).is_file():
         run_dir = next(
-            (
-                Path(w)
-                for w in reversed(result.stdout.split())
-                if (Path(w) / META).is_file()
-            ),
+            (Path(w) for w in reversed(result.stdout.split()) if (Path(w) / META).is_file()),
             None,
         )
     status, message = "error", ""
     if run_dir is not None:
         status = str((read_meta(run_dir) or {}).get("status", "error"))
     if result.returncode not in RECORDED:
-        tail = result.stderr.strip().splitlines()[-1:] or [
-            f"exit code {result.returncode}"
-        ]
+        tail = result.stderr.strip().splitlines()[-1:] or [f"exit code {result.returncode}"]
         message = tail[0]
     return Outcome(run, status, run_dir, seconds, message)
 

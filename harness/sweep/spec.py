@@ -102,21 +102,13 @@ class PlannedRun:
 
     def describe(self) -> str:
         """``"numpy fc-only history s3, 500 epochs"``."""
-        parts = (
-            [self.variant]
-            + (["fc-only"] if self.fc_only else [])
-            + ([self.leak] if self.leak else [])
-        )
-        return f"{' '.join(parts)} s{self.seed}, {self.epochs} epochs" + (
-            " traced" if self.trace else ""
-        )
+        parts = [self.variant] + (["fc-only"] if self.fc_only else []) + ([self.leak] if self.leak else [])
+        return f"{' '.join(parts)} s{self.seed}, {self.epochs} epochs" + (" traced" if self.trace else "")
 
     def matches(self, meta: Mapping[str, Any]) -> bool:
         """Whether a stored run's metadata has this run's parameters (and its memory cap, when one is set)."""
         options = (meta.get("config") or {}).get("options") or {}
-        if self.memory_cap is not None and meta.get("memory_cap_bytes") != parse_size(
-            self.memory_cap
-        ):
+        if self.memory_cap is not None and meta.get("memory_cap_bytes") != parse_size(self.memory_cap):
             return False
         return (
             meta.get("variant") == self.variant
@@ -143,9 +135,7 @@ class Spec:
 def bundled_specs() -> list[str]:
     """Names of the specs shipped in harness/specs."""
     folder = importlib.resources.files("harness") / "specs"
-    return sorted(
-        entry.name[:-5] for entry in folder.iterdir() if entry.name.endswith(".toml")
-    )
+    return sorted(entry.name[:-5] for entry in folder.iterdir() if entry.name.endswith(".toml"))
 
 
 def load_spec(name_or_path: str) -> Spec:
@@ -154,9 +144,7 @@ def load_spec(name_or_path: str) -> Spec:
     if path.is_file():
         text, default_name, origin = _read_text(path), path.stem, str(path)
     elif name_or_path in bundled_specs():
-        resource = (
-            importlib.resources.files("harness") / "specs" / f"{name_or_path}.toml"
-        )
+        resource = importlib.resources.files("harness") / "specs" / f"{name_or_path}.toml"
         text, default_name, origin = (
             resource.read_text(encoding="utf-8"),
             name_or_path,
@@ -181,9 +169,7 @@ def _read_text(path: Path) -> str:
         raise UsageError(f"cannot read sweep spec {str(path)!r}: {exc}") from None
 
 
-def parse_spec(
-    data: Mapping[str, Any], default_name: str, origin: str = "spec"
-) -> Spec:
+def parse_spec(data: Mapping[str, Any], default_name: str, origin: str = "spec") -> Spec:
     """Check a spec's tables and expand them into planned runs (variants x leaks x seeds x fc_only)."""
     unknown = set(data) - SPEC_KEYS
     if unknown:
@@ -191,11 +177,7 @@ def parse_spec(
             f"{origin}: unknown keys {', '.join(sorted(unknown))}; accepted: {', '.join(sorted(SPEC_KEYS))}"
         )
     groups = data.get("runs")
-    if (
-        not isinstance(groups, list)
-        or not groups
-        or not all(isinstance(g, dict) for g in groups)
-    ):
+    if not isinstance(groups, list) or not groups or not all(isinstance(g, dict) for g in groups):
         raise UsageError(f"{origin}: needs at least one [[runs]] table")
     planned: list[PlannedRun] = []
     unavailable: list[str] = []
@@ -215,14 +197,9 @@ def _expand(group: Mapping[str, Any], where: str, unavailable: list[str]) -> Ite
     """The planned runs of one [[runs]] table."""
     unknown = set(group) - RUN_KEYS
     if unknown:
-        raise UsageError(
-            f"{where}: unknown keys {', '.join(sorted(unknown))}; accepted: {', '.join(sorted(RUN_KEYS))}"
-        )
+        raise UsageError(f"{where}: unknown keys {', '.join(sorted(unknown))}; accepted: {', '.join(sorted(RUN_KEYS))}")
     variants = _strings(group.get("variants"), "variants", where, required=True)
-    leaks = [
-        None if leak == NO_LEAK else leak
-        for leak in _strings(group.get("leaks", [NO_LEAK]), "leaks", where)
-    ]
+    leaks = [None if leak == NO_LEAK else leak for leak in _strings(group.get("leaks", [NO_LEAK]), "leaks", where)]
     seeds = _seeds(group.get("seeds", [0]), where)
     epochs = group.get("epochs", SEED_EPOCHS)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -230,22 +207,14 @@ def _expand(group: Mapping[str, Any], where: str, unavailable: list[str]) -> Ite
     fc_only = group.get("fc_only", False)
     fc_values = fc_only if isinstance(fc_only, list) else [fc_only]
     if not fc_values or not all(isinstance(v, bool) for v in fc_values):
-        raise UsageError(
-            f"{where}: fc_only must be true, false or a list of them, got {fc_only!r}"
-        )
+        raise UsageError(f"{where}: fc_only must be true, false or a list of them, got {fc_only!r}")
     memory_cap = group.get("memory_cap")
     if memory_cap is not None:
         parse_size(memory_cap)  # refuse a bad size now, not at the 20th run
         memory_cap = str(memory_cap)
     timeout = group.get("timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or timeout <= 0
-    ):
-        raise UsageError(
-            f"{where}: timeout must be a positive number of seconds, got {timeout!r}"
-        )
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise UsageError(f"{where}: timeout must be a positive number of seconds, got {timeout!r}")
     trace, optional = group.get("trace", False), group.get("optional", False)
     if not isinstance(trace, bool) or not isinstance(optional, bool):
         raise UsageError(f"{where}: trace and optional must be true or false")
@@ -255,15 +224,15 @@ def _expand(group: Mapping[str, Any], where: str, unavailable: list[str]) -> Ite
     label = str(group.get("label", ""))
     options = _options(group.get("options", {}), where)
     for variant, leak, fc, seed in itertools.product(variants, leaks, fc_values, seeds):
-        yield PlannedRun(
-            variant, leak, seed, epochs, fc, memory_cap, timeout, trace, label, options
-        )
+        yield PlannedRun(variant, leak, seed, epochs, fc, memory_cap, timeout, trace, label, options)
 
 
 def _options(value: Any, where: str) -> tuple[tuple[str, str], ...]:
     """A table of variant options as sorted (key, JSON value) pairs; fc_only has its own key."""
     if not isinstance(value, Mapping) or "fc_only" in value:
-        raise UsageError(f"{where}: options must be a table of variant options (fc_only has its own key), got {value!r}")
+        raise UsageError(
+            f"{where}: options must be a table of variant options (fc_only has its own key), got {value!r}"
+        )
     return tuple(sorted((str(key), json.dumps(item)) for key, item in value.items()))
 
 
@@ -273,11 +242,7 @@ def _strings(value: Any, key: str, where: str, required: bool = False) -> list[s
         raise UsageError(f"{where}: {key} is required (a list of names)")
     if isinstance(value, str):
         value = [value]
-    if (
-        not isinstance(value, list)
-        or not value
-        or not all(isinstance(v, str) and v for v in value)
-    ):
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
         raise UsageError(f"{where}: {key} must be a list of names, got {value!r}")
     return list(value)
 
@@ -289,14 +254,10 @@ def _seeds(value: Any, where: str) -> list[int]:
     if (
         isinstance(value, list)
         and value
-        and all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
-        )
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
     ):
         return list(dict.fromkeys(value))
-    raise UsageError(
-        f"{where}: seeds must be a positive count or a list of non-negative integers, got {value!r}"
-    )
+    raise UsageError(f"{where}: seeds must be a positive count or a list of non-negative integers, got {value!r}")
 
 
 def variant_available(name: str) -> bool:

@@ -14,11 +14,16 @@ from harness.worker.train import check, run
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m harness.worker", description="the worker process of leakbench: trains one loop and sends its records")
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.worker",
+        description="the worker process of leakbench: trains one loop and sends its records",
+    )
     parser.add_argument("--fd", type=int, required=True, help="file descriptor of the record pipe")
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--check", metavar="JSON", help='{"variant": ..., "leak": ...}: resolve and validate only')
-    mode.add_argument("--job", metavar="JSON", help="the run: variant, config, trace_path, memory_limit_bytes, parent_pid")
+    mode.add_argument(
+        "--job", metavar="JSON", help="the run: variant, config, trace_path, memory_limit_bytes, parent_pid"
+    )
     return parser.parse_args(argv)
 
 
@@ -31,10 +36,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     die_with_parent(job.get("parent_pid"))
     channel = Channel(args.fd)
     limit_memory(job.get("memory_limit_bytes"))
-    if args.check is not None:
-        code = check(channel, job["variant"], job.get("leak"))
-    else:
-        code = run(channel, job)
+    code = check(channel, job["variant"], job.get("leak")) if args.check is not None else run(channel, job)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # skip interpreter teardown: a leaked heap can take seconds to free

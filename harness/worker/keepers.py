@@ -22,7 +22,14 @@ KEEPER_SCAN = 200_000  # live containers examined to find an object allocated at
 KEEPER_HOPS = 30  # referrer hops per chain (each hop is one gc.get_referrers scan of the heap)
 # The tracer's frames and ours hold references while a chain is followed: they are not keepers.
 _OWN_FILES = (__file__, os.path.join(os.path.dirname(__file__), "tracing.py"))
-_TERMINALS = (types.FrameType, types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType, types.FunctionType, types.ModuleType)
+_TERMINALS = (
+    types.FrameType,
+    types.GeneratorType,
+    types.CoroutineType,
+    types.AsyncGeneratorType,
+    types.FunctionType,
+    types.ModuleType,
+)
 
 
 def _assigned_line(code: types.CodeType, name: str) -> int | None:
@@ -39,20 +46,40 @@ def _name_in(namespace: dict[str, Any], child: object) -> str | None:
 
 def _holder(holder: object, child: object) -> dict[str, Any]:
     """Where ``holder`` keeps ``child``: a function's local (with the line assigning it), a global, a closure."""
-    frame = holder if isinstance(holder, types.FrameType) else getattr(holder, "gi_frame", None) or getattr(holder, "cr_frame", None)
+    frame = (
+        holder
+        if isinstance(holder, types.FrameType)
+        else getattr(holder, "gi_frame", None) or getattr(holder, "cr_frame", None)
+    )
     if frame is not None:
         name = _name_in(frame.f_locals, child)
         code = frame.f_code
         return {
-            "kind": "local" if name else "frame", "file": code.co_filename, "function": code.co_qualname, "name": name,
-            "line": (_assigned_line(code, name) if name else None) or frame.f_lineno, "suspended_at": frame.f_lineno,
-        }  # fmt: skip
+            "kind": "local" if name else "frame",
+            "file": code.co_filename,
+            "function": code.co_qualname,
+            "name": name,
+            "line": (_assigned_line(code, name) if name else None) or frame.f_lineno,
+            "suspended_at": frame.f_lineno,
+        }
     if isinstance(holder, types.ModuleType):
-        return {"kind": "global", "file": getattr(holder, "__file__", None), "function": None,
-                "name": _name_in(vars(holder), child), "line": None, "suspended_at": None}  # fmt: skip
+        return {
+            "kind": "global",
+            "file": getattr(holder, "__file__", None),
+            "function": None,
+            "name": _name_in(vars(holder), child),
+            "line": None,
+            "suspended_at": None,
+        }
     code = getattr(holder, "__code__", None)
-    return {"kind": "closure", "file": getattr(code, "co_filename", None), "function": getattr(holder, "__qualname__", None),
-            "name": None, "line": getattr(code, "co_firstlineno", None), "suspended_at": None}  # fmt: skip
+    return {
+        "kind": "closure",
+        "file": getattr(code, "co_filename", None),
+        "function": getattr(holder, "__qualname__", None),
+        "name": None,
+        "line": getattr(code, "co_firstlineno", None),
+        "suspended_at": None,
+    }
 
 
 def _step(holder: object, child: object) -> str:
@@ -72,9 +99,10 @@ def _step(holder: object, child: object) -> str:
 def _referrers(obj: object, ignore: set[int]) -> list[object]:
     """Containers referring to ``obj``, less the tracer's own (its frames and bookkeeping)."""
     return [
-        ref for ref in gc.get_referrers(obj)
+        ref
+        for ref in gc.get_referrers(obj)
         if id(ref) not in ignore and not (isinstance(ref, types.FrameType) and ref.f_code.co_filename in _OWN_FILES)
-    ]  # fmt: skip
+    ]
 
 
 def _chain(target: object, ignore: set[int]) -> dict[str, Any]:

@@ -19,8 +19,8 @@ from typing import Any
 from harness import loops, records, sysinfo
 from harness.errors import UsageError
 from harness.interface import RunConfig
-from harness.worker.process import memory_now
 from harness.worker import protocol
+from harness.worker.process import memory_now
 from harness.worker.protocol import Channel
 from harness.worker.tracing import FRAMES, Tracer
 
@@ -28,7 +28,7 @@ TRACEBACK_LINES = 12  # lines of a training error's traceback sent to the parent
 
 
 class StopRequested(BaseException):
-    """Raised inside train_epoch when the parent asks the worker to stop (BaseException: user code should not catch it)."""
+    """Raised in train_epoch when the parent asks the worker to stop (a BaseException: loops should not catch it)."""
 
 
 class _StopFlag:
@@ -114,7 +114,9 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
                 metrics = records.check_metrics(metrics)
             except (TypeError, ValueError) as exc:
                 print(f"leakbench: epoch {epoch}: {exc}", file=sys.stderr)
-                channel.send(protocol.ERROR, phase=f"epoch {epoch}", exception=str(exc), traceback=[], memory_error=False)
+                channel.send(
+                    protocol.ERROR, phase=f"epoch {epoch}", exception=str(exc), traceback=[], memory_error=False
+                )
                 return 1
             record = records.EpochRecord(
                 epoch=epoch,
@@ -132,7 +134,9 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
                 metric_names = tuple(record.metrics)
             elif set(record.metrics) - set(metric_names):
                 extra = ", ".join(sorted(set(record.metrics) - set(metric_names)))
-                print(f"leakbench: epoch {epoch} returned metrics not in epoch 1 ({extra}); not recorded", file=sys.stderr)
+                print(
+                    f"leakbench: epoch {epoch} returned metrics not in epoch 1 ({extra}); not recorded", file=sys.stderr
+                )
             channel.send(protocol.EPOCH, **record.to_dict())
             if tracer is not None:
                 tracer.after_epoch(epoch)

@@ -17,9 +17,10 @@ in C.  Parameters arrive as flat canonical (C-order) lists, see
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter, mul
-from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 Vector = Sequence[float]
 Params = Mapping[str, list[float]]
@@ -64,9 +65,7 @@ def _rows(flat: list[float], width: int) -> list[list[float]]:
 class Conv:
     """Valid cross-correlation, stride 1, one bias per kernel (the seed's convolution)."""
 
-    def __init__(
-        self, name: str, channels: int, size: int, kernels: int, ksize: int, input_delta: bool = True
-    ) -> None:
+    def __init__(self, name: str, channels: int, size: int, kernels: int, ksize: int, input_delta: bool = True) -> None:
         self.weight, self.bias = f"{name}.weight", f"{name}.bias"
         self.kernels, self.input_delta = kernels, input_delta
         self.width = channels * ksize * ksize  # one kernel, flattened like the canonical weight
@@ -74,28 +73,53 @@ class Conv:
         self.area = out * out
         # Per output position, the input indices under the kernel in (c, i, j) order: the weight's order.
         self._patches = [
-            _gather([c * size * size + (y + i) * size + x + j
-                     for c in range(channels) for i in range(ksize) for j in range(ksize)])
-            for y in range(out) for x in range(out)
+            _gather(
+                [
+                    c * size * size + (y + i) * size + x + j
+                    for c in range(channels)
+                    for i in range(ksize)
+                    for j in range(ksize)
+                ]
+            )
+            for y in range(out)
+            for x in range(out)
         ]
         # Backward the seed's way: border the delta with ksize-1 zeros, correlate with the flipped kernels.
         # The bordered delta is one gather from the delta plus a trailing 0.0 that every border cell reads.
         padded = out + 2 * (ksize - 1)
         zero = kernels * self.area
-        self._border = _gather([
-            k * self.area + (y - ksize + 1) * out + x - ksize + 1
-            if ksize - 1 <= y < ksize - 1 + out and ksize - 1 <= x < ksize - 1 + out else zero
-            for k in range(kernels) for y in range(padded) for x in range(padded)
-        ])
+        self._border = _gather(
+            [
+                k * self.area + (y - ksize + 1) * out + x - ksize + 1
+                if ksize - 1 <= y < ksize - 1 + out and ksize - 1 <= x < ksize - 1 + out
+                else zero
+                for k in range(kernels)
+                for y in range(padded)
+                for x in range(padded)
+            ]
+        )
         self._back_patches = [
-            _gather([k * padded * padded + (y + i) * padded + x + j
-                     for k in range(kernels) for i in range(ksize) for j in range(ksize)])
-            for y in range(size) for x in range(size)
+            _gather(
+                [
+                    k * padded * padded + (y + i) * padded + x + j
+                    for k in range(kernels)
+                    for i in range(ksize)
+                    for j in range(ksize)
+                ]
+            )
+            for y in range(size)
+            for x in range(size)
         ]
         # For input channel c, the flipped kernels over all k in (k, i, j) order.
         self._flips = [
-            _gather([k * self.width + c * ksize * ksize + (ksize - 1 - i) * ksize + ksize - 1 - j
-                     for k in range(kernels) for i in range(ksize) for j in range(ksize)])
+            _gather(
+                [
+                    k * self.width + c * ksize * ksize + (ksize - 1 - i) * ksize + ksize - 1 - j
+                    for k in range(kernels)
+                    for i in range(ksize)
+                    for j in range(ksize)
+                ]
+            )
             for c in range(channels)
         ]
 
@@ -157,7 +181,9 @@ class MaxPool:
         out = size // pool
         self._windows = [
             [c * size * size + (pool * y + i) * size + pool * x + j for i in range(pool) for j in range(pool)]
-            for c in range(channels) for y in range(out) for x in range(out)
+            for c in range(channels)
+            for y in range(out)
+            for x in range(out)
         ]
         self._gathers = [(_gather(w), w) for w in self._windows]
 

@@ -8,7 +8,8 @@ the value was built from; that is the ``thunks`` leak of the generators variant.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -16,7 +17,7 @@ T = TypeVar("T")
 class Thunk(Generic[T]):
     """``function(*inputs)``, computed on the first :meth:`force` and memoised."""
 
-    __slots__ = ("_function", "_inputs", "_value", "_forced", "_keep_inputs", "__weakref__")
+    __slots__ = ("__weakref__", "_forced", "_function", "_inputs", "_keep_inputs", "_value")
 
     def __init__(self, function: Callable[..., T], *inputs: Any, keep_inputs: bool = False) -> None:
         self._function: Callable[..., T] | None = function
@@ -26,7 +27,7 @@ class Thunk(Generic[T]):
         self._keep_inputs = keep_inputs
 
     @classmethod
-    def ready(cls, value: T) -> "Thunk[T]":
+    def ready(cls, value: T) -> Thunk[T]:
         """An already evaluated thunk that refers to nothing else."""
         thunk: Thunk[T] = cls(_identity, value)
         thunk.force()

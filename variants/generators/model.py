@@ -16,14 +16,15 @@ Haskell loop.  Both compute the same numbers in the same order.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from operator import add
-from typing import ClassVar, Iterable, Iterator, Mapping, Sequence
+from typing import ClassVar
 
 import numpy as np
 
 from harness.errors import UsageError
-from harness.loops import check_leak
 from harness.interface import RunConfig
+from harness.loops import check_leak
 from variants.data import initial_parameters, make_dataset
 from variants.flops import SeedFlops
 from variants.generators.layers import (
@@ -130,9 +131,7 @@ def _update(previous: Thunk[Params], results: Iterable[Trace], rate: float, name
 def to_lists(params: Mapping[str, np.ndarray]) -> dict[str, list[float]]:
     """Canonical arrays to flat C-order Python float lists, checking names and shapes."""
     if set(params) != set(PARAMETER_SHAPES):
-        raise UsageError(
-            f"parameters must be exactly {', '.join(PARAMETER_SHAPES)}; got {', '.join(sorted(params))}"
-        )
+        raise UsageError(f"parameters must be exactly {', '.join(PARAMETER_SHAPES)}; got {', '.join(sorted(params))}")
     lists = {}
     for name, shape in PARAMETER_SHAPES.items():
         array = np.asarray(params[name], dtype=np.float64)
@@ -212,9 +211,7 @@ class GeneratorsCNN(SeedFlops):
         """Replace the current parameters with canonical ones (this also starts a new thunk chain)."""
         self._params = Thunk.ready(to_lists(params))
 
-    def loss_and_gradients(
-        self, images: np.ndarray, labels: np.ndarray
-    ) -> tuple[float, dict[str, np.ndarray]]:
+    def loss_and_gradients(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
         """Mean loss over the samples and its mean gradient for all eight parameters, without updating."""
         flat = images_to_lists(images)
         targets = [int(y) for y in np.asarray(labels).ravel()]

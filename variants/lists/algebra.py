@@ -45,10 +45,7 @@ def convolve(kernels: Kernels, biases: Row, image: Image) -> Image:
 
 def flip_kernels(kernels: Kernels) -> Kernels:
     """The seed's w': kernels regrouped by input channel and turned by 180 degrees."""
-    return [
-        [[line[::-1] for line in kernel[c][::-1]] for kernel in kernels]
-        for c in range(len(kernels[0]))
-    ]
+    return [[[line[::-1] for line in kernel[c][::-1]] for kernel in kernels] for c in range(len(kernels[0]))]
 
 
 def add_border(width: int, image: Image) -> Image:
@@ -68,9 +65,7 @@ def filter_gradients(image: Image, delta: Image, s: int) -> Kernels:
     for channel in delta:
         d = [v for line in channel for v in line]
         flat = [sum(map(mul, d, shifted)) for shifted in slides]
-        grads.append(
-            [[flat[c + i * s : c + (i + 1) * s] for i in range(s)] for c in range(0, len(flat), area)]
-        )
+        grads.append([[flat[c + i * s : c + (i + 1) * s] for i in range(s)] for c in range(0, len(flat), area)])
     return grads
 
 
@@ -113,14 +108,13 @@ def depool_max(s: int, positions: Positions, delta: Image) -> Image:
 def relu(image: Image) -> Image:
     """x if x > 0 else 0.0, pixel by pixel."""
     # A conditional, not max(0.0, v): a call per pixel is three times slower.
-    return [[[v if v > 0.0 else 0.0 for v in line] for line in plane] for plane in image]  # noqa: FURB136
+    return [[[v if v > 0.0 else 0.0 for v in line] for line in plane] for plane in image]
 
 
 def relu_delta(inputs: Image, delta: Image) -> Image:
     """The delta where the pre-activation was > 0, else 0.0."""
     return [
-        [[d if x > 0.0 else 0.0 for d, x in zip(dl, xl)] for dl, xl in zip(dp, xp)]
-        for dp, xp in zip(delta, inputs)
+        [[d if x > 0.0 else 0.0 for d, x in zip(dl, xl)] for dl, xl in zip(dp, xp)] for dp, xp in zip(delta, inputs)
     ]
 
 
@@ -135,8 +129,7 @@ def unflatten(shape_of: Image, delta: Image) -> Image:
     rows, cols = len(shape_of[0]), len(shape_of[0][0])
     size = rows * cols
     return [
-        [values[c * size + y * cols : c * size + (y + 1) * cols] for y in range(rows)]
-        for c in range(len(shape_of))
+        [values[c * size + y * cols : c * size + (y + 1) * cols] for y in range(rows)] for c in range(len(shape_of))
     ]
 
 

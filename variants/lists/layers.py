@@ -161,7 +161,7 @@ def backward_prop(
             if up is None:  # the last layer walked passes nothing up
                 return None, [diff]
             top_delta, diffs = backward_prop(rest, kept[1:], up)
-            return top_delta, diffs + [diff]
+            return top_delta, [*diffs, diff]
     raise TypeError("layers must be a sequence")
 
 

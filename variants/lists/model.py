@@ -21,8 +21,8 @@ from typing import ClassVar
 import numpy as np
 
 from harness.errors import UsageError
-from harness.loops import check_leak
 from harness.interface import RunConfig
+from harness.loops import check_leak
 from variants.data import initial_parameters, make_dataset
 from variants.flops import SeedFlops
 from variants.lists.algebra import Image
@@ -123,7 +123,9 @@ class ListsCNN(SeedFlops):
 
     def _epochs_from(self, epoch: int) -> Iterator[dict[str, float]]:
         """The leak: one recursion level per epoch, each keeping its epoch's per-sample differences."""
-        outcomes = [self._learn_batch(batch) for batch in self._batches]  # LEAK: this frame keeps every (loss, differences)
+        # The next line is the leak: this frame keeps every (loss, differences) until the recursion returns.
+        outcomes = [self._learn_batch(batch) for batch in self._batches]  # LEAK
+
         yield self._metrics([loss for loss, _ in outcomes])
         yield from self._epochs_from(epoch + 1)
 
@@ -159,7 +161,8 @@ class ListsCNN(SeedFlops):
         """Make sure the epoch recursion can go ``epochs`` deep, or refuse clearly."""
         if epochs > MAX_RECURSIVE_EPOCHS:
             raise UsageError(
-                f"leak 'recursion' recurses once per epoch and supports at most {MAX_RECURSIVE_EPOCHS} epochs, got {epochs}"
+                "leak 'recursion' recurses once per epoch and supports at most"
+                f" {MAX_RECURSIVE_EPOCHS} epochs, got {epochs}"
             )
         needed = _stack_depth() + epochs + FRAME_MARGIN
         if needed > sys.getrecursionlimit():
@@ -186,7 +189,9 @@ class ListsCNN(SeedFlops):
         images, labels = np.asarray(images), np.asarray(labels)
         shape = (1, IMAGE_SIZE, IMAGE_SIZE)
         if images.ndim != 4 or images.shape[1:] != shape or images.shape[0] < 1:
-            raise UsageError(f"images must have shape (N, {', '.join(map(str, shape))}) with N >= 1, got {images.shape}")
+            raise UsageError(
+                f"images must have shape (N, {', '.join(map(str, shape))}) with N >= 1, got {images.shape}"
+            )
         if labels.shape != (images.shape[0],) or not np.all((labels >= 0) & (labels < CLASSES)):
             raise UsageError(f"labels must be {images.shape[0]} class indices in 0..{CLASSES - 1}, got {labels!r}")
         layers = self._layers
@@ -197,4 +202,3 @@ class ListsCNN(SeedFlops):
         ]
         loss = sum(loss for loss, _ in outcomes) / len(outcomes)
         return float(loss), to_canonical(mean_differences([diffs for _, diffs in outcomes]))
-

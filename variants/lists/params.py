@@ -55,9 +55,7 @@ def build_network(params: Mapping[str, np.ndarray]) -> list[Layer]:
 def check_parameters(params: Mapping[str, Any]) -> None:
     """Refuse a parameter set whose names or shapes are not the canonical ones."""
     if set(params) != set(PARAMETER_SHAPES):
-        raise UsageError(
-            f"parameters must be exactly {', '.join(PARAMETER_SHAPES)}; got {', '.join(sorted(params))}"
-        )
+        raise UsageError(f"parameters must be exactly {', '.join(PARAMETER_SHAPES)}; got {', '.join(sorted(params))}")
     for name, shape in PARAMETER_SHAPES.items():
         if np.shape(params[name]) != shape:
             raise UsageError(f"parameter {name} must have shape {shape}, got {np.shape(params[name])}")
@@ -120,4 +118,4 @@ def update_layers(layers: Sequence[Layer], per_sample: Sequence[Sequence[Layer]]
     """New layers after one batch; the differences cover the last ``len(per_sample[0])`` layers."""
     means = mean_differences(per_sample)
     frozen = len(layers) - len(means)
-    return list(layers[:frozen]) + [update_layer(l, m, lr) for l, m in zip(layers[frozen:], means)]
+    return list(layers[:frozen]) + [update_layer(layer, mean, lr) for layer, mean in zip(layers[frozen:], means)]

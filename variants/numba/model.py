@@ -28,10 +28,6 @@ from typing import ClassVar
 import numpy as np
 
 from harness.interface import RunConfig
-from variants.numpy.model import BuffersCNN
-from variants.numpy.layers import ConvOnBuffer
-from variants.numpy.memory import Arena
-from variants.numpy.net import BatchNet
 from variants.numba.kernels import (
     col2im,
     compile_gradient_step,
@@ -39,6 +35,10 @@ from variants.numba.kernels import (
     pool_relu_backward,
     pool_relu_forward,
 )
+from variants.numpy.conv import ConvOnBuffer
+from variants.numpy.memory import Arena
+from variants.numpy.model import BuffersCNN
+from variants.numpy.net import BatchNet
 
 
 class FusedPoolRelu:

@@ -9,8 +9,8 @@ the same storage: the arena allocates each named buffer once, for the first
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 

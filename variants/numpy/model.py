@@ -15,17 +15,18 @@ The default keeps only the three metric floats per epoch, in an array sized for
 
 from __future__ import annotations
 
-from typing import ClassVar, Mapping
+from collections.abc import Mapping
+from typing import ClassVar
 
 import numpy as np
 
-from harness.loops import check_leak
 from harness.interface import RunConfig
+from harness.loops import check_leak
+from variants.data import initial_parameters, make_dataset
+from variants.flops import SeedFlops
 from variants.numpy.memory import Arena, small_ufunc_buffers
 from variants.numpy.net import Batch, BatchNet
 from variants.numpy.params import FlatParameters
-from variants.data import initial_parameters, make_dataset
-from variants.flops import SeedFlops
 
 METRICS = ("loss", "accuracy", "correct_prob")
 

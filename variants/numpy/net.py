@@ -3,7 +3,7 @@
 A :class:`Batch` holds what never changes for a batch of fixed images: conv1's
 patch matrix (so conv1's im2col runs once per batch at construction, not every
 epoch) and the targets.  A :class:`BatchNet` connects the layers of
-:mod:`variants.numpy.layers` for ``n`` samples; nets of several sizes share
+:mod:`variants.numpy.conv` and :mod:`variants.numpy.layers` for ``n`` samples; nets of several sizes share
 one :class:`~variants.numpy.memory.Arena`.
 """
 
@@ -14,19 +14,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from variants.numpy.layers import (
-    Conv,
-    ConvOnBuffer,
-    Dense,
-    Pooling,
-    PoolRelu,
-    Relu,
-    SoftmaxCrossEntropy,
-    Targets,
-    patch_columns,
-)
-from variants.numpy.memory import Arena
-from variants.numpy.params import FlatParameters
 from variants.network import (
     CLASSES,
     CONV1_KERNELS,
@@ -38,6 +25,10 @@ from variants.network import (
     IMAGE_SIZE,
     POOL,
 )
+from variants.numpy.conv import Conv, ConvOnBuffer, patch_columns
+from variants.numpy.layers import Dense, Pooling, PoolRelu, Relu, SoftmaxCrossEntropy, Targets
+from variants.numpy.memory import Arena
+from variants.numpy.params import FlatParameters
 
 POOLED1 = (IMAGE_SIZE - CONV1_SIZE + 1) // POOL  # 5
 POOLED2 = (POOLED1 - CONV2_SIZE + 1) // POOL  # 2

@@ -10,7 +10,7 @@ fc_only's step touches one contiguous tail.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

@@ -24,7 +24,8 @@ epoch at batch 150 (measured; ~115 MiB over the seed's 500 epochs).
 
 from __future__ import annotations
 
-from typing import ClassVar, Mapping
+from collections.abc import Mapping
+from typing import ClassVar
 
 import numpy as np
 
@@ -33,13 +34,11 @@ try:
     from torch import nn
     from torch.nn import functional as F
 except ImportError as error:  # the variant is optional; say how to get it
-    raise ImportError(
-        "the torch variant needs PyTorch, which is not installed: pip install '.[torch]'"
-    ) from error
+    raise ImportError("the torch variant needs PyTorch, which is not installed: pip install '.[torch]'") from error
 
 from harness.errors import UsageError
-from harness.loops import check_leak
 from harness.interface import RunConfig
+from harness.loops import check_leak
 from variants.data import initial_parameters, make_dataset
 from variants.flops import SeedFlops
 from variants.network import (
@@ -166,9 +165,7 @@ class TorchCNN(SeedFlops):
                     raise UsageError(f"{name} must have shape {PARAMETER_SHAPES[name]}, got {value.shape}")
                 p.copy_(torch.from_numpy(value))
 
-    def loss_and_gradients(
-        self, images: np.ndarray, labels: np.ndarray
-    ) -> tuple[float, dict[str, np.ndarray]]:
+    def loss_and_gradients(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
         """Mean cross-entropy over the samples and its gradient for all 8 parameters; no update."""
         names = list(PARAMETER_SHAPES)
         parameters = [self._parameters[name] for name in names]

@@ -1,0 +1,50 @@
+"""Storage: run directories on disk (docs/SCHEMA.md), between the stages that write them and those that read them.
+
+The recording stage makes a run directory (:mod:`~harness.storage.layout`) and
+appends to it as the run goes (:mod:`~harness.storage.writer`): rows flushed as
+they arrive, meta.json replaced whole, so a run that died keeps everything
+recorded up to then.  The growth, guard and report stages read it back
+(:mod:`~harness.storage.reader`: :func:`load_run`, :func:`load_runs`) as
+metadata and pandas tables.
+"""
+
+from harness.storage.layout import (
+    EPOCHS,
+    META,
+    SAMPLES,
+    TRACE,
+    WORKER_LOG,
+    check_results_dir,
+    create_run_dir,
+    iso,
+    new_run_id,
+    slug,
+    utc_now,
+)
+from harness.storage.reader import Run, find_run_dirs, find_runs, load_run, load_runs, read_meta
+from harness.storage.writer import FSYNC_INTERVAL_S, CsvAppender, RunWriter, store_growth, write_meta
+
+__all__ = [
+    "EPOCHS",
+    "FSYNC_INTERVAL_S",
+    "META",
+    "SAMPLES",
+    "TRACE",
+    "WORKER_LOG",
+    "CsvAppender",
+    "Run",
+    "RunWriter",
+    "check_results_dir",
+    "create_run_dir",
+    "find_run_dirs",
+    "find_runs",
+    "iso",
+    "load_run",
+    "load_runs",
+    "new_run_id",
+    "read_meta",
+    "slug",
+    "store_growth",
+    "utc_now",
+    "write_meta",
+]

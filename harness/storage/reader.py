@@ -1,0 +1,190 @@
+"""Reading run directories back: one run as metadata and pandas tables, or every run under some paths.
+
+The loader reads a run whose run died mid-write (it drops a last line that was
+cut off) and refuses, with a message saying why, a directory it cannot read.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness import records
+from harness.errors import UsageError
+from harness.storage.layout import EPOCHS, META, SAMPLES, TRACE
+
+_INTEGER_COLUMNS = ("epoch", "rss_bytes", "peak_rss_bytes", "heap_bytes", "py_blocks")
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run directory as read back: metadata and tables."""
+
+    path: Path
+    meta: dict[str, Any]
+    epochs: pd.DataFrame
+    samples: pd.DataFrame
+    trace: dict[str, Any] | None
+
+    @property
+    def peak_rss_bytes(self) -> int | None:
+        """The highest RSS the run saw: the worker's own high-water mark, a timed sample or the stop record."""
+        candidates = [
+            int(frame[column].max())
+            for frame, column in (
+                (self.epochs, "peak_rss_bytes"),
+                (self.epochs, "rss_bytes"),
+                (self.samples, "rss_bytes"),
+            )
+            if column in frame.columns and frame[column].notna().any()
+        ]
+        stop = self.meta.get("stop") or {}
+        if stop.get("rss_bytes"):
+            candidates.append(int(stop["rss_bytes"]))
+        return max(candidates) if candidates else None
+
+    @property
+    def metric_columns(self) -> list[str]:
+        """The loop's metric columns of epochs.csv, in order."""
+        return [name for name in self.epochs.columns if name not in records.EPOCH_COLUMNS]
+
+
+def _read_complete_lines(path: Path) -> str:
+    """The file's text without a last line that was cut off mid-write."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    return text
+
+
+def _read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    empty = pd.DataFrame(
+        {name: pd.Series(dtype="Int64" if name in _INTEGER_COLUMNS else "float64") for name in required}
+    )
+    if not path.exists():
+        return empty
+    text = _read_complete_lines(path)
+    if not text.strip():
+        return empty
+    try:
+        frame = pd.read_csv(io.StringIO(text))
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise UsageError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    missing = [name for name in required if name not in frame.columns]
+    if missing:
+        raise UsageError(f"cannot read {path}: it lacks the columns {', '.join(missing)}")
+    for name in frame.columns:
+        if name in _INTEGER_COLUMNS:
+            try:
+                frame[name] = frame[name].astype("Int64")  # nullable: heap_bytes is empty when not traced
+            except (TypeError, ValueError):
+                raise UsageError(f"cannot read {path}: column {name} holds values that are not whole numbers") from None
+        else:
+            frame[name] = pd.to_numeric(frame[name], errors="coerce")
+    return frame
+
+
+def _read_meta(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / META
+    if not run_dir.is_dir():
+        raise UsageError(f"{str(run_dir)!r} is not a directory; expected a run directory such as results/<run-id>")
+    if not path.exists():
+        raise UsageError(f"{str(run_dir)!r} is not a leakbench run directory: it has no {META}")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+    if not isinstance(meta, dict) or "schema_version" not in meta:
+        raise UsageError(f"{path} is not leakbench run metadata: it has no schema_version")
+    version = meta["schema_version"]
+    if version != records.SCHEMA_VERSION:
+        newer = isinstance(version, int) and version > records.SCHEMA_VERSION
+        fix = "upgrade leakbench (pip install -U leakbench) to read it" if newer else "re-run it with this leakbench"
+        raise UsageError(
+            f"{path} has schema_version {version!r}; this leakbench reads version {records.SCHEMA_VERSION}: {fix}"
+        )
+    try:
+        records.RunMeta.from_dict(meta)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{path} is not valid run metadata: {exc}") from None
+    return meta
+
+
+def load_run(path: str | os.PathLike[str]) -> Run:
+    """Read a run directory (also one whose run died mid-write); UsageError saying why it cannot be read."""
+    run_dir = Path(path)
+    meta = _read_meta(run_dir)
+    epochs = _read_table(run_dir / EPOCHS, records.EPOCH_COLUMNS)
+    samples = _read_table(run_dir / SAMPLES, records.SAMPLE_COLUMNS)
+    trace = None
+    trace_path = run_dir / TRACE
+    if trace_path.exists():
+        try:
+            trace = json.loads(trace_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UsageError(f"cannot read {trace_path}: {exc}") from None
+    return Run(run_dir, meta, epochs, samples, trace)
+
+
+def read_meta(run_dir: Path) -> dict[str, Any] | None:
+    """A run's meta.json as a dict without checking it; None when it cannot be read (a sweep's quick look)."""
+    try:
+        meta = json.loads((Path(run_dir) / META).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def find_runs(results_dir: str | os.PathLike[str]) -> list[Path]:
+    """Run directories (those holding a meta.json) directly under ``results_dir``, oldest id first."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        return []
+    return sorted(child for child in root.iterdir() if (child / META).is_file())
+
+
+def find_run_dirs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Run directories named directly, or found one level below a results directory, sorted by name."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if (path / META).is_file():
+            found.append(path)
+        elif path.is_dir():
+            below = find_runs(path)
+            if not below:
+                raise UsageError(f"{path}: no run directories in it (a run directory holds {META})")
+            found.extend(below)
+        else:
+            raise UsageError(f"{path}: not a run directory or a results directory")
+    # The same run named twice (directly and through its results directory) counts once.
+    unique = {p.resolve(): p for p in found}
+    return sorted(unique.values(), key=lambda p: p.name)
+
+
+def load_runs(paths: Iterable[str | os.PathLike[str]], skipped: list[str] | None = None) -> list[Run]:
+    """Load every run found under ``paths`` (see :func:`find_run_dirs`).
+
+    A run named directly must load (UsageError otherwise).  One found inside a
+    results directory that cannot be read (another schema version, a damaged
+    meta.json) is left out and its reason appended to ``skipped`` when given, so
+    one bad directory does not hide all the others.
+    """
+    given = [Path(p) for p in paths]
+    named = {p.resolve() for p in given if (p / META).is_file()}
+    runs = []
+    for run_dir in find_run_dirs(given):
+        try:
+            runs.append(load_run(run_dir))
+        except UsageError as exc:
+            if run_dir.resolve() in named or skipped is None:
+                raise
+            skipped.append(str(exc))
+    return runs
