@@ -22,11 +22,13 @@ Example of a user's own loop::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from harness.errors import UsageError
+from harness.jsonfile import is_finite_json
 
 # The seed's hyper-parameters (../shared/seed/SUMMARY.md): 500 epochs planned,
 # learning rate 0.1, the whole training set of 150 images as one batch.
@@ -51,7 +53,8 @@ class RunConfig:
             raise UsageError(f"seed must be a non-negative integer, got {self.seed!r}")
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
             raise UsageError(f"epochs must be a positive integer, got {self.epochs!r}")
-        if not isinstance(self.learning_rate, (int, float)) or not self.learning_rate > 0:
+        rate = self.learning_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < math.inf:
             raise UsageError(f"learning rate must be a positive number, got {self.learning_rate!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise UsageError(f"batch size must be a positive integer, got {self.batch_size!r}")
@@ -59,6 +62,11 @@ class RunConfig:
             raise UsageError(f"leak must be a non-empty name or None, got {self.leak!r}")
         if not isinstance(self.options, Mapping):
             raise UsageError(f"options must be a mapping, got {self.options!r}")
+        if not is_finite_json(dict(self.options)):
+            raise UsageError(
+                "options must be JSON values (numbers, text, true/false, null, lists, tables) "
+                f"without NaN or infinity, got {dict(self.options)!r}"[:300]
+            )
         # Copy so a caller mutating its dict cannot change a frozen config.
         object.__setattr__(self, "options", dict(self.options))
 

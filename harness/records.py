@@ -41,6 +41,9 @@ NO_LEAK = "none"
 # Fixed leading columns of epochs.csv; the loop's metrics follow in first-epoch order.
 EPOCH_COLUMNS = ("epoch", "rss_bytes", "peak_rss_bytes", "heap_bytes", "py_blocks", "epoch_s", "elapsed_s")
 SAMPLE_COLUMNS = ("t_s", "rss_bytes", "epoch")
+# Metrics a loop may return per epoch: each is a column of epochs.csv, and a table of thousands of
+# columns is no longer a table anyone reads (loading 16,000 columns takes seconds).
+MAX_METRICS = 1000
 
 
 def _is_int(value: Any) -> bool:
@@ -69,6 +72,8 @@ def check_metrics(metrics: Any) -> dict[str, float]:
         return {}
     if not isinstance(metrics, Mapping):
         raise TypeError(f"train_epoch must return a mapping of metric names to numbers, got {type(metrics).__name__}")
+    if len(metrics) > MAX_METRICS:
+        raise ValueError(f"train_epoch returned {len(metrics):,} metrics; at most {MAX_METRICS:,} are recorded")
     checked: dict[str, float] = {}
     for name, value in metrics.items():
         if not isinstance(name, str) or not name:
@@ -257,6 +262,10 @@ class RunMeta:
             raise ValueError(f"timeout_s must be a positive number or None, got {self.timeout_s!r}")
         if (self.status == RUNNING) != (self.ended_at is None):
             raise ValueError("ended_at must be null exactly while the run is running")
+        for name in ("config", "host", "versions", "stop", "growth"):
+            value = getattr(self, name)
+            if not isinstance(value, Mapping) and not (value is None and name in ("stop", "growth")):
+                raise ValueError(f"{name} must be an object, got {type(value).__name__}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict in the key order of SCHEMA.md."""

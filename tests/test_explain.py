@@ -294,10 +294,10 @@ def test_a_read_only_run_is_still_explained(tmp_path: Path, monkeypatch, capsys)
     # GIVEN a run whose meta.json cannot be rewritten
     run_dir = write_run(tmp_path, leak_rss())
 
-    def refuse(path: Path, meta: dict[str, Any]) -> None:
+    def refuse(path: Path, data: Any) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(storage.writer, "write_meta", refuse)  # store_growth writes through it
+    monkeypatch.setattr(storage.writer, "write_json_atomic", refuse)  # store_growth writes through it
     # WHEN explained THEN the report is printed, a note says the growth was not stored, and it succeeds
     assert explain(run_dir) == 0
     captured = capsys.readouterr()

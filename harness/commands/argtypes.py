@@ -6,6 +6,8 @@ import argparse
 import json
 import math
 
+from harness.jsonfile import is_finite_json
+
 
 def whole_number(text: str) -> int:
     """An integer option."""
@@ -32,6 +34,9 @@ def key_value(text: str) -> tuple[str, object]:
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     try:
-        return key.strip(), json.loads(value)
+        parsed = json.loads(value)
     except json.JSONDecodeError:
         return key.strip(), value
+    if not is_finite_json(parsed):  # NaN and Infinity parse, but strict JSON (meta.json) refuses them
+        raise argparse.ArgumentTypeError(f"expected a finite value, got {text!r}")
+    return key.strip(), parsed

@@ -19,6 +19,7 @@ Exit status: 0; with --fail-on-regression, 1 when any change is worse beyond the
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from harness.report import compare
@@ -51,8 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the comparison; the exit code says whether it regressed (with --fail-on-regression)."""
-    baseline = run_table(load_runs([args.baseline]))
-    candidate = run_table(load_runs([args.candidate]))
+    skipped: list[str] = []
+    baseline = run_table(load_runs([args.baseline], skipped))
+    candidate = run_table(load_runs([args.candidate], skipped))
+    for reason in skipped:
+        print(f"leakbench: note: left out: {reason}", file=sys.stderr)
     changes = compare.compare_tables(baseline, candidate)
     for note in compare.caveats(baseline, candidate):
         print(f"note: {note}")

@@ -7,7 +7,6 @@ cut off) and refuses, with a message saying why, a directory it cannot read.
 from __future__ import annotations
 
 import io
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import pandas as pd
 
 from harness import records
 from harness.errors import UsageError
+from harness.storage import files, validate
 from harness.storage.layout import EPOCHS, META, SAMPLES, TRACE
 
 _INTEGER_COLUMNS = ("epoch", "rss_bytes", "peak_rss_bytes", "heap_bytes", "py_blocks")
@@ -25,7 +25,11 @@ _INTEGER_COLUMNS = ("epoch", "rss_bytes", "peak_rss_bytes", "heap_bytes", "py_bl
 
 @dataclass(frozen=True)
 class Run:
-    """A run directory as read back: metadata and tables."""
+    """A run directory as read back: metadata and tables.
+
+    ``meta`` is meta.json as read, except that for a run still ``running`` (or
+    whose recorder was killed) ``epochs_done`` is the last epoch in epochs.csv.
+    """
 
     path: Path
     meta: dict[str, Any]
@@ -56,21 +60,12 @@ class Run:
         return [name for name in self.epochs.columns if name not in records.EPOCH_COLUMNS]
 
 
-def _read_complete_lines(path: Path) -> str:
-    """The file's text without a last line that was cut off mid-write."""
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    return text
-
-
 def _read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     empty = pd.DataFrame(
         {name: pd.Series(dtype="Int64" if name in _INTEGER_COLUMNS else "float64") for name in required}
     )
-    if not path.exists():
-        return empty
-    text = _read_complete_lines(path)
+    text = files.read_text(path, files.TABLE_LIMIT)
+    text = files.complete_lines(text or "")
     if not text.strip():
         return empty
     try:
@@ -80,27 +75,31 @@ def _read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     missing = [name for name in required if name not in frame.columns]
     if missing:
         raise UsageError(f"cannot read {path}: it lacks the columns {', '.join(missing)}")
-    for name in frame.columns:
-        if name in _INTEGER_COLUMNS:
-            try:
-                frame[name] = frame[name].astype("Int64")  # nullable: heap_bytes is empty when not traced
-            except (TypeError, ValueError):
-                raise UsageError(f"cannot read {path}: column {name} holds values that are not whole numbers") from None
-        else:
-            frame[name] = pd.to_numeric(frame[name], errors="coerce")
-    return frame
+    # Built column by column into a dict and framed once: assigning columns one at a time into a
+    # DataFrame costs time quadratic in their number (200,000 metrics took minutes).
+    columns = {name: _column(path, name, frame[name]) for name in frame.columns}
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def _column(path: Path, name: str, values: pd.Series) -> pd.Series:
+    """One CSV column as numbers: nullable integers for the integer columns, floats (NaN where not a number) else."""
+    if name not in _INTEGER_COLUMNS:
+        return pd.to_numeric(values, errors="coerce").astype("float64")
+    try:
+        return values.astype("Int64")  # nullable: heap_bytes is empty when not traced
+    except (TypeError, ValueError, OverflowError):
+        raise UsageError(
+            f"cannot read {path}: column {name} holds values that are not whole numbers (64-bit)"
+        ) from None
 
 
 def _read_meta(run_dir: Path) -> dict[str, Any]:
     path = run_dir / META
     if not run_dir.is_dir():
         raise UsageError(f"{str(run_dir)!r} is not a directory; expected a run directory such as results/<run-id>")
-    if not path.exists():
+    meta = files.read_json(path, files.META_LIMIT)
+    if meta is None:
         raise UsageError(f"{str(run_dir)!r} is not a leakbench run directory: it has no {META}")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
     if not isinstance(meta, dict) or "schema_version" not in meta:
         raise UsageError(f"{path} is not leakbench run metadata: it has no schema_version")
     version = meta["schema_version"]
@@ -112,6 +111,8 @@ def _read_meta(run_dir: Path) -> dict[str, Any]:
         )
     try:
         records.RunMeta.from_dict(meta)
+        if meta.get("growth") is not None:
+            validate.check_growth(meta["growth"])
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{path} is not valid run metadata: {exc}") from None
     return meta
@@ -123,12 +124,16 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     meta = _read_meta(run_dir)
     epochs = _read_table(run_dir / EPOCHS, records.EPOCH_COLUMNS)
     samples = _read_table(run_dir / SAMPLES, records.SAMPLE_COLUMNS)
-    trace = None
+    if meta["status"] == records.RUNNING and not epochs.empty:
+        # The recorder writes epochs_done only at the end: for a run still going, or one whose
+        # recorder was killed, the epochs recorded so far are what epochs.csv holds.
+        meta["epochs_done"] = int(epochs["epoch"].max())
     trace_path = run_dir / TRACE
-    if trace_path.exists():
+    trace = files.read_json(trace_path, files.TRACE_LIMIT)
+    if trace is not None:
         try:
-            trace = json.loads(trace_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            validate.check_trace(trace)
+        except ValueError as exc:
             raise UsageError(f"cannot read {trace_path}: {exc}") from None
     return Run(run_dir, meta, epochs, samples, trace)
 
@@ -136,8 +141,8 @@ def load_run(path: str | os.PathLike[str]) -> Run:
 def read_meta(run_dir: Path) -> dict[str, Any] | None:
     """A run's meta.json as a dict without checking it; None when it cannot be read (a sweep's quick look)."""
     try:
-        meta = json.loads((Path(run_dir) / META).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        meta = files.read_json(Path(run_dir) / META, files.META_LIMIT)
+    except UsageError:
         return None
     return meta if isinstance(meta, dict) else None
 

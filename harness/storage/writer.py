@@ -2,37 +2,83 @@
 
 Rows are flushed to the OS at once, so a run that died keeps everything
 recorded up to then; meta.json is replaced atomically, so a reader sees the
-old one or the new one.
+old one or the new one, and under a lock, so an analysis stored by another
+command never replaces a newer one.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from harness import records
+from harness.errors import UsageError
 from harness.jsonfile import write_json_atomic
+from harness.storage.files import META_LIMIT, read_json
 from harness.storage.layout import EPOCHS, META, SAMPLES
 
 FSYNC_INTERVAL_S = 0.5  # at most this much of epochs.csv is lost if the machine itself crashes
 
 
+@contextmanager
+def _meta_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run directory while meta.json is read and replaced (flock on the directory).
+
+    The recording process and ``explain``/``check`` storing an analysis take it,
+    so a store can compare the meta.json on disk with the one it analysed and
+    never replace a newer one.  Where locking is not possible (a read-only or
+    foreign filesystem) the write goes ahead unlocked, as it did before.
+    """
+    try:
+        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield
+        return
+    try:
+        with suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def write_meta(run_dir: Path, meta: Mapping[str, Any]) -> None:
     """Replace meta.json atomically (temporary file, fsync, rename): readers see the old or the new one."""
-    write_json_atomic(Path(run_dir) / META, dict(meta))
+    with _meta_lock(Path(run_dir)):
+        write_json_atomic(Path(run_dir) / META, dict(meta))
 
 
-def store_growth(run_dir: Path, meta: Mapping[str, Any], growth: Mapping[str, Any]) -> None:
-    """Keep a growth analysis in meta.json; a read-only archive of runs gets a note on stderr instead."""
+def store_growth(run_dir: Path, meta: Mapping[str, Any], growth: Mapping[str, Any]) -> bool:
+    """Keep a growth analysis of a finished run in meta.json; True when stored.
+
+    Only the process that records a run writes its meta.json while it runs: a
+    run still ``running`` is left alone, and so is a meta.json that changed since
+    ``meta`` was read (compare and swap under the directory lock).  A read-only
+    archive of runs gets a note on stderr instead.
+    """
+    if meta.get("status") == records.RUNNING:
+        return False
+    path = Path(run_dir) / META
     try:
-        write_meta(run_dir, {**meta, "growth": dict(growth)})
-    except OSError as exc:
-        print(f"note: growth not stored in {Path(run_dir) / META}: {exc.strerror or exc}", file=sys.stderr)
+        with _meta_lock(Path(run_dir)):
+            on_disk = read_json(path, META_LIMIT)
+            if not isinstance(on_disk, dict) or {k: v for k, v in on_disk.items() if k != "growth"} != {
+                k: v for k, v in meta.items() if k != "growth"
+            }:
+                return False  # another process wrote a newer meta.json: its analysis, if any, stands
+            write_json_atomic(path, {**meta, "growth": dict(growth)})
+    except (OSError, UsageError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        print(f"note: growth not stored in {path}: {reason}", file=sys.stderr)
+        return False
+    return True
 
 
 class CsvAppender:

@@ -25,6 +25,7 @@ import importlib
 import importlib.resources
 import itertools
 import json
+import math
 import sys
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -34,6 +35,7 @@ from typing import Any
 
 from harness.errors import UsageError
 from harness.interface import SEED_EPOCHS
+from harness.jsonfile import is_finite_json
 from harness.loops import VARIANTS
 from harness.records import NO_LEAK
 from harness.sizes import parse_size
@@ -52,6 +54,9 @@ RUN_KEYS = {
     "options",
 }
 SPEC_KEYS = {"name", "description", "runs"}
+# Bounds, checked before anything is planned: a typo such as seeds = 100000000 must not allocate gigabytes.
+MAX_SEEDS = 10_000
+MAX_RUNS = 10_000
 
 
 @dataclass(frozen=True)
@@ -183,6 +188,8 @@ def parse_spec(data: Mapping[str, Any], default_name: str, origin: str = "spec")
     unavailable: list[str] = []
     for index, group in enumerate(groups, start=1):
         planned.extend(_expand(group, f"{origin}, [[runs]] #{index}", unavailable))
+        if len(planned) > MAX_RUNS:
+            raise UsageError(f"{origin}: plans {len(planned):,} runs or more; a spec may plan at most {MAX_RUNS:,}")
     # The same run listed twice in a spec is run once.
     unique = list(dict.fromkeys(planned))
     return Spec(
@@ -210,10 +217,14 @@ def _expand(group: Mapping[str, Any], where: str, unavailable: list[str]) -> Ite
         raise UsageError(f"{where}: fc_only must be true, false or a list of them, got {fc_only!r}")
     memory_cap = group.get("memory_cap")
     if memory_cap is not None:
-        parse_size(memory_cap)  # refuse a bad size now, not at the 20th run
+        # Refuse a bad size now, not at the 20th run.
+        if isinstance(memory_cap, bool) or not isinstance(memory_cap, (int, str)) or parse_size(memory_cap) <= 0:
+            raise UsageError(f'{where}: memory_cap must be a size above 0 such as "512MiB", got {memory_cap!r}')
         memory_cap = str(memory_cap)
     timeout = group.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf
+    ):
         raise UsageError(f"{where}: timeout must be a positive number of seconds, got {timeout!r}")
     trace, optional = group.get("trace", False), group.get("optional", False)
     if not isinstance(trace, bool) or not isinstance(optional, bool):
@@ -223,6 +234,9 @@ def _expand(group: Mapping[str, Any], where: str, unavailable: list[str]) -> Ite
         variants = [v for v in variants if v not in unavailable]
     label = str(group.get("label", ""))
     options = _options(group.get("options", {}), where)
+    count = len(variants) * len(leaks) * len(fc_values) * len(seeds)
+    if count > MAX_RUNS:
+        raise UsageError(f"{where}: plans {count:,} runs; a spec may plan at most {MAX_RUNS:,}")
     for variant, leak, fc, seed in itertools.product(variants, leaks, fc_values, seeds):
         yield PlannedRun(variant, leak, seed, epochs, fc, memory_cap, timeout, trace, label, options)
 
@@ -232,6 +246,11 @@ def _options(value: Any, where: str) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, Mapping) or "fc_only" in value:
         raise UsageError(
             f"{where}: options must be a table of variant options (fc_only has its own key), got {value!r}"
+        )
+    if not is_finite_json(dict(value)):
+        raise UsageError(
+            f"{where}: options must be numbers, text, true/false, lists or tables (no dates, NaN or infinity), "
+            f"got {value!r}"[:300]
         )
     return tuple(sorted((str(key), json.dumps(item)) for key, item in value.items()))
 
@@ -248,7 +267,9 @@ def _strings(value: Any, key: str, where: str, required: bool = False) -> list[s
 
 
 def _seeds(value: Any, where: str) -> list[int]:
-    """Seeds as a count (0..n-1) or a list of non-negative integers."""
+    """Seeds as a count (0..n-1) or a list of non-negative integers, at most MAX_SEEDS of them."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > MAX_SEEDS:
+        raise UsageError(f"{where}: seeds = {value:,} is more than the {MAX_SEEDS:,} a spec may ask for")
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return list(range(value))
     if (
