@@ -29,6 +29,7 @@ from variants.numpy.net import Batch, BatchNet
 from variants.numpy.params import FlatParameters
 
 METRICS = ("loss", "accuracy", "correct_prob")
+MAX_PREALLOCATED_EPOCHS = 1_000_000  # 24 MB of history
 
 
 class BuffersCNN(SeedFlops):
@@ -60,7 +61,9 @@ class BuffersCNN(SeedFlops):
         sizes = sorted({batch.n for batch in self._batches} | {self._test.n}, reverse=True)
         self._arena = Arena()
         self._nets = {n: self.NET(self._params, n, self._arena) for n in sizes}
-        self._metrics = np.zeros((config.epochs, len(METRICS)))
+        # Sized for the run up front (no allocation per epoch), but not beyond what a run can reach:
+        # --epochs 10**12 must not ask for 22 TiB at construction; past it the history doubles.
+        self._metrics = np.zeros((min(config.epochs, MAX_PREALLOCATED_EPOCHS), len(METRICS)))
         self._epochs_done = 0
         self.snapshots: list[list[dict[str, np.ndarray]]] = []  # the leak's history; stays empty when fixed
 
@@ -94,7 +97,7 @@ class BuffersCNN(SeedFlops):
         self._params.step(learning_rate, self._fc_only)
 
     def _record(self, values: tuple[float, float, float]) -> None:
-        """Store an epoch's metrics in the preallocated history, growing it only past config.epochs."""
+        """Store an epoch's metrics in the preallocated history, doubling it only past its size."""
         if self._epochs_done == len(self._metrics):
             self._metrics = np.concatenate([self._metrics, np.zeros_like(self._metrics)])
         self._metrics[self._epochs_done] = values
