@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from harness.bench.child import time_epochs
 from harness.errors import UsageError
 from harness.formatting import format_times
 from harness.interface import RunConfig
+from tests.helpers import cli
 
 REGISTERED = ("lists", "generators", "numpy", "torch")
 
@@ -315,26 +314,16 @@ def test_a_failing_child_is_one_measurement_error_naming_the_job(
 # -- the command -------------------------------------------------------------------------------
 
 
-def harness(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_bench_prints_the_table_and_skips_a_missing_torch(tmp_path: Path) -> None:
     # GIVEN an environment where importing torch fails, as on an install without the torch extra
     fake = tmp_path / "site" / "torch"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('No module named torch (test double)')\n")
-    env = os.environ | {"PYTHONPATH": str(tmp_path / "site")}
+    # (ahead of any PYTHONPATH already set, which says where this harness is imported from)
+    site = os.pathsep.join(filter(None, [str(tmp_path / "site"), os.environ.get("PYTHONPATH")]))
+    env = os.environ | {"PYTHONPATH": site}
     # WHEN numpy, torch and lists are benchmarked for 1 epoch after 1 warm-up, twice, saving JSON
-    done = harness(
+    done = cli(
         "bench",
         "--variants",
         "numpy",
@@ -395,7 +384,7 @@ def test_bench_prints_the_table_and_skips_a_missing_torch(tmp_path: Path) -> Non
 )
 def test_usage_errors_exit_2_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     # WHEN bench is given a bad option
-    done = harness("bench", *args, cwd=tmp_path)
+    done = cli("bench", *args, cwd=tmp_path)
     # THEN it exits 2 with one line naming it, before measuring anything
     assert done.returncode == 2
     assert done.stdout == ""

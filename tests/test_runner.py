@@ -22,8 +22,8 @@ from harness.interface import RunConfig
 from harness.recording.progress import Progress, format_progress
 from harness.worker import attribution, tracing
 from harness.worker.keepers import find_keepers
+from tests.helpers import LOOPS
 
-LOOPS = Path(__file__).parent / "fixtures" / "loops.py"
 STDLIB = attribution.STDLIB_DIRS[0]
 
 

@@ -12,31 +12,12 @@ import pytest
 
 from harness import records, storage
 from harness.errors import UsageError
+from tests.helpers import run_meta, write_run
 
 
-def meta_dict(run_id: str = "run-1", **changes: Any) -> dict[str, Any]:
-    """A valid meta.json dict as the runner writes it at the end of a run."""
-    meta = records.RunMeta(
-        run_id=run_id,
-        variant="tests/fixtures/loops.py:GrowLoop",
-        leak="grow",
-        seed=0,
-        epochs_planned=3,
-        epochs_done=3,
-        status=records.COMPLETED,
-        config={"seed": 0},
-        memory_cap_bytes=1 << 30,
-        memory_limit_bytes=3 << 30,
-        timeout_s=None,
-        trace=False,
-        sample_interval_s=0.05,
-        started_at="2025-01-01T00:00:00.000Z",
-        ended_at="2025-01-01T00:00:01.000Z",
-        host={"memory_total_bytes": 1 << 34},
-        versions={"python": "3.11"},
-        git_commit=None,
-    ).to_dict()
-    return meta | changes
+def meta_dict(**changes: Any) -> dict[str, Any]:
+    """A valid meta.json dict as the runner writes it at the end of a run, then ``changes`` (unchecked)."""
+    return run_meta() | changes
 
 
 def epoch_record(epoch: int, rss: int, heap: int | None = None) -> records.EpochRecord:
@@ -48,15 +29,14 @@ def epoch_record(epoch: int, rss: int, heap: int | None = None) -> records.Epoch
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     """A run directory with three epochs and two samples, written the way the runner writes them."""
-    path = storage.create_run_dir(tmp_path / "results", "tests/fixtures/loops.py:GrowLoop", "grow", 0)
-    storage.write_meta(path, meta_dict(path.name))
-    writer = storage.RunWriter(path)
-    for epoch in (1, 2, 3):
-        writer.epoch(epoch_record(epoch, 1_000_000 * epoch))
-    writer.sync_epochs()
-    writer.samples([records.Sample(-0.1, 500_000, 0), records.Sample(0.05, 1_500_000, 2)])
-    writer.close()
-    return path
+    return write_run(
+        tmp_path / "results",
+        rss=[1_000_000 * epoch for epoch in (1, 2, 3)],
+        metrics={"loss": [1.0 / epoch for epoch in (1, 2, 3)], "accuracy": [0.5] * 3},
+        samples=[records.Sample(-0.1, 500_000, 0), records.Sample(0.05, 1_500_000, 2)],
+        variant="tests/fixtures/loops.py:GrowLoop",
+        leak="grow",
+    )
 
 
 def test_run_ids_follow_the_schema() -> None:
@@ -170,7 +150,7 @@ def test_not_a_directory_is_refused(tmp_path: Path) -> None:
 
 def test_meta_is_replaced_atomically_without_leftovers(run_dir: Path) -> None:
     # GIVEN a run WHEN meta.json is rewritten THEN readers see the new content and no temporary file stays
-    storage.write_meta(run_dir, meta_dict(run_dir.name, epochs_done=2))
+    storage.write_meta(run_dir, meta_dict(run_id=run_dir.name, epochs_done=2))
     assert json.loads((run_dir / "meta.json").read_text())["epochs_done"] == 2
     assert sorted(p.name for p in run_dir.iterdir()) == ["epochs.csv", "meta.json", "samples.csv"]
 

@@ -17,6 +17,7 @@ from harness.loops import VARIANTS, class_leaks, resolve_class
 from harness.report import run_table
 from harness.storage import load_runs
 from harness.sweep import spec as sweep_spec
+from tests.helpers import write_run
 
 TINY_SPEC = """
 name = "tiny"
@@ -40,7 +41,7 @@ def spec_of(text: str) -> sweep.Spec:
 
 
 class FakeRunner:
-    """Stands in for `python -m harness run`: writes a run directory's meta.json and prints its path."""
+    """Stands in for `python -m harness run`: writes a run directory (meta.json, no epochs) and prints its path."""
 
     def __init__(self, status: str = "completed", exit_code: int = 0) -> None:
         self.calls: list[list[str]] = []
@@ -49,10 +50,9 @@ class FakeRunner:
     def __call__(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
         self.calls.append(argv)
         options = dict(itertools.pairwise(argv))
-        results = Path(options["--results"])
-        run_dir = results / f"run-{len(self.calls)}"
-        write_meta(
-            run_dir,
+        run_dir = stored_run(
+            Path(options["--results"]),
+            f"run-{len(self.calls)}",
             options["--variant"],
             options.get("--leak"),
             int(options["--seed"]),
@@ -64,8 +64,9 @@ class FakeRunner:
         return subprocess.CompletedProcess(argv, self.exit_code, f"growth: flat\n{run_dir}\n", "")
 
 
-def write_meta(
-    run_dir: Path,
+def stored_run(
+    results: Path,
+    name: str,
     variant: str,
     leak: str | None,
     seed: int,
@@ -74,27 +75,20 @@ def write_meta(
     trace: bool = False,
     status: str = "completed",
     cap: int = 2**30,
-) -> None:
-    """A run directory holding only the meta.json keys a sweep reads."""
-    run_dir.mkdir(parents=True)
-    config = {
-        "seed": seed,
-        "epochs": epochs,
-        "leak": leak,
-        "options": {"fc_only": True} if fc_only else {},
-    }
-    meta = {
-        "schema_version": 1,
-        "variant": variant,
-        "leak": leak,
-        "seed": seed,
-        "epochs_planned": epochs,
-        "status": status,
-        "trace": trace,
-        "config": config,
-        "memory_cap_bytes": cap,
-    }
-    (run_dir / "meta.json").write_text(json.dumps(meta))
+) -> Path:
+    """A run directory as a sweep finds it, with the parameters a sweep matches on; no epochs recorded."""
+    return write_run(
+        results,
+        name,
+        variant=variant,
+        leak=leak,
+        seed=seed,
+        epochs_planned=epochs,
+        options={"fc_only": True} if fc_only else {},
+        trace=trace,
+        status=status,
+        memory_cap_bytes=cap,
+    )
 
 
 def test_a_spec_expands_to_the_product_of_its_lists() -> None:
@@ -256,13 +250,14 @@ def test_a_sweep_runs_everything_once_and_a_second_sweep_repeats_nothing(
 
 def test_a_resumed_sweep_redoes_failed_and_missing_runs_only(tmp_path: Path) -> None:
     # GIVEN a results directory with seed 0 completed, seed 1 failed, and the leak run stopped by its cap
-    write_meta(tmp_path / "done", "numpy", None, 0, 20)
-    write_meta(tmp_path / "failed", "numpy", None, 1, 20, status="failed")
-    write_meta(tmp_path / "capped", "numpy", "history", 0, 20, status="memory_cap")
+    stored_run(tmp_path, "done", "numpy", None, 0, 20)
+    stored_run(tmp_path, "failed", "numpy", None, 1, 20, status="failed")
+    stored_run(tmp_path, "capped", "numpy", "history", 0, 20, status="memory_cap")
     # AND runs with other parameters that must not count: other epochs, another memory cap than the spec's
-    write_meta(tmp_path / "other", "numpy", None, 1, 21)
-    write_meta(
-        tmp_path / "other-cap",
+    stored_run(tmp_path, "other", "numpy", None, 1, 21)
+    stored_run(
+        tmp_path,
+        "other-cap",
         "numpy",
         "history",
         0,

@@ -1,0 +1,210 @@
+"""What several test modules share: the project's paths, the CLI in a subprocess, synthetic runs.
+
+One copy of each, so that a test reads as GIVEN / WHEN / THEN and the plumbing
+behind it is the same everywhere.  Fixtures built on these live in
+``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import records, storage
+from harness.interface import RunConfig
+from harness.jsonfile import write_json_atomic
+
+# -- paths -------------------------------------------------------------------------------------------
+
+TESTS = Path(__file__).resolve().parent
+PROJECT = TESTS.parent
+FIXTURES = TESTS / "fixtures"
+LOOPS = FIXTURES / "loops.py"  # the runner's tiny test loops, loaded by path as a user's loop is
+KNOWN_LEAK = f"{FIXTURES / 'known_leak.py'}:KnownLeak"  # --variant: keeps a known number of KiB per epoch
+FIXTURE_RUNS = FIXTURES / "runs"  # real runs, shrunk (see fixtures/runs/shrink.py)
+GOLDEN = TESTS / "golden"
+EXAMPLES = PROJECT / "examples"
+VARIANTS = PROJECT / "variants"
+
+KIB = 1024
+MIB = 1024**2
+GIB = 1024**3
+
+
+def loop(name: str) -> str:
+    """``--variant`` for one of the test loops in tests/fixtures/loops.py."""
+    return f"{LOOPS}:{name}"
+
+
+def fixture_run_dir(part: str) -> Path:
+    """The one stored fixture run directory whose name contains ``part``."""
+    (found,) = [p for p in FIXTURE_RUNS.iterdir() if part in p.name and (p / storage.META).exists()]
+    return found
+
+
+def assert_golden(name: str, text: str) -> None:
+    """Compare ``text`` with tests/golden/NAME; write it instead when it is missing (then review and commit it)."""
+    path = GOLDEN / name
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+        pytest.fail(f"golden file {path} was missing and has been written: review it and commit it")
+    assert text == path.read_text()
+
+
+# -- the command line, as a user runs it ---------------------------------------------------------------
+
+
+def python_argv(*args: str | os.PathLike[str]) -> list[str]:
+    """``python ARGS`` with this interpreter."""
+    return [sys.executable, *map(str, args)]
+
+
+def harness_argv(*args: str | os.PathLike[str]) -> list[str]:
+    """``python -m harness ARGS`` with this interpreter (for a test that drives the process itself)."""
+    return python_argv("-m", "harness", *args)
+
+
+def python(
+    *args: str | os.PathLike[str],
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python ARGS`` to the end (in ``cwd``, else here) and capture its output as text; never raises on exit."""
+    return subprocess.run(
+        python_argv(*args),
+        cwd=cwd,
+        env=env,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def cli(
+    *args: str | os.PathLike[str],
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m harness ARGS`` to the end and capture its output (see :func:`python`)."""
+    return python("-m", "harness", *args, cwd=cwd, env=env, timeout=timeout, input=input)
+
+
+def run_dir_of(done: subprocess.CompletedProcess[str], cwd: Path) -> Path:
+    """The run directory ``run`` printed on its last stdout line (relative paths are below ``cwd``)."""
+    path = Path(done.stdout.strip().splitlines()[-1])
+    return path if path.is_absolute() else cwd / path
+
+
+# -- synthetic run directories ------------------------------------------------------------------------
+
+
+def run_meta(**fields: Any) -> dict[str, Any]:
+    """A meta.json dict checked by the real :class:`harness.records.RunMeta`; ``fields`` replace the defaults.
+
+    The defaults describe a completed, untraced numpy run of seed 0 under a 4 GiB cap on a 16 GiB machine.
+    """
+    status = fields.get("status", records.COMPLETED)
+    epochs_planned = fields.get("epochs_planned", 1)
+    defaults: dict[str, Any] = {
+        "run_id": "run-1",
+        "variant": "numpy",
+        "leak": None,
+        "seed": 0,
+        "epochs_planned": epochs_planned,
+        "epochs_done": 0,
+        "status": status,
+        "memory_cap_bytes": 4 * GIB,
+        "memory_limit_bytes": None,
+        "timeout_s": None,
+        "trace": False,
+        "sample_interval_s": 0.05,
+        "started_at": "2026-01-01T00:00:00.000Z",
+        "ended_at": None if status == records.RUNNING else "2026-01-01T00:01:00.000Z",
+        "host": {"memory_total_bytes": 16 * GIB},
+        "versions": {},
+        "git_commit": None,
+    }
+    meta = defaults | fields
+    if "config" not in meta:
+        config = RunConfig(seed=meta["seed"], epochs=meta["epochs_planned"], leak=meta["leak"])
+        meta["config"] = config.to_dict()
+    return records.RunMeta(**meta).to_dict()
+
+
+def write_run(
+    root: Path,
+    name: str | None = None,
+    rss: Sequence[int] = (),
+    *,
+    heap: Sequence[int] | None = None,
+    peak: int | None = None,
+    metrics: Mapping[str, Sequence[float]] | None = None,
+    samples: Sequence[records.Sample] = (),
+    trace_json: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    **meta: Any,
+) -> Path:
+    """A run directory under ``root`` written as the runner writes one, with the given RSS per epoch.
+
+    meta.json goes through :func:`run_meta` (``meta`` holds RunMeta fields to override: status, stop,
+    variant, ...) and :func:`harness.storage.write_meta`; epochs.csv and samples.csv through the real
+    :class:`harness.storage.RunWriter`; trace.json as the worker writes it.  Without ``name`` the
+    directory is made by :func:`harness.storage.create_run_dir` and named by a fresh run id.
+
+    Each epoch's peak RSS is the highest RSS so far (and at least ``peak``); its heap is ``heap[i]``
+    (empty when not given, as in an untraced run); ``metrics`` holds each metric's value per epoch
+    (default: loss 1/epoch); ``options`` are the variant options in the config.
+    """
+    meta.setdefault("variant", "numpy")
+    meta.setdefault("leak", None)
+    meta.setdefault("seed", 0)
+    meta.setdefault("epochs_planned", max(len(rss), 1))
+    meta.setdefault("epochs_done", len(rss))
+    meta.setdefault("trace", heap is not None)
+    if "config" not in meta:
+        meta["config"] = RunConfig(
+            seed=meta["seed"], epochs=meta["epochs_planned"], leak=meta["leak"], options=options or {}
+        ).to_dict()
+    if name is None:
+        run_dir = storage.create_run_dir(root, meta["variant"], meta["leak"], meta["seed"])
+    else:
+        run_dir = root / name
+        run_dir.mkdir(parents=True)
+    storage.write_meta(run_dir, run_meta(run_id=run_dir.name, **meta))
+    if metrics is None:
+        metrics = {"loss": [1.0 / epoch for epoch in range(1, len(rss) + 1)]}
+    writer = storage.RunWriter(run_dir)
+    top = peak or 0
+    for index, value in enumerate(rss):
+        top = max(top, value)
+        epoch = index + 1
+        writer.epoch(
+            records.EpochRecord(
+                epoch=epoch,
+                rss_bytes=value,
+                peak_rss_bytes=top,
+                heap_bytes=None if heap is None else heap[index],
+                py_blocks=1000 + epoch,
+                epoch_s=0.01,
+                elapsed_s=0.01 * epoch,
+                metrics={metric: values[index] for metric, values in metrics.items()},
+            )
+        )
+    writer.samples(list(samples))
+    writer.close()
+    if trace_json is not None:
+        write_json_atomic(run_dir / storage.TRACE, dict(trace_json))
+    return run_dir
