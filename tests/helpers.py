@@ -1,4 +1,4 @@
-"""What several test modules share: the project's paths, the CLI in a subprocess, synthetic runs.
+"""What several test modules share: the project's paths, the CLI in a subprocess, synthetic runs, gradient checks.
 
 One copy of each, so that a test reads as GIVEN / WHEN / THEN and the plumbing
 behind it is the same everywhere.  Fixtures built on these live in
@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from harness import records, storage
@@ -208,3 +209,43 @@ def write_run(
     if trace_json is not None:
         write_json_atomic(run_dir / storage.TRACE, dict(trace_json))
     return run_dir
+
+
+# -- numerical checks -----------------------------------------------------------------------------
+
+
+def relative_error(analytic: Any, numeric: Any) -> float:
+    """||a - n|| / max(||a||, ||n||): 0 when equal, about 1 when unrelated; scale-free.
+
+    Refuses an analytic gradient that is all zero (the check would prove nothing) and two
+    gradients of different shapes (broadcasting would compare the wrong entries).
+    """
+    a, n = np.asarray(analytic, dtype=float), np.asarray(numeric, dtype=float)
+    assert a.shape == n.shape, f"gradients of different shapes: {a.shape} and {n.shape}"
+    assert np.linalg.norm(a) > 1e-8, "the analytic gradient is zero: the check would prove nothing"
+    return float(np.linalg.norm(a - n) / max(np.linalg.norm(a), np.linalg.norm(n)))
+
+
+def numeric_gradient(
+    f: Callable[[np.ndarray], float],
+    x: np.ndarray,
+    indices: Sequence[Any] | None = None,
+    step: float = 1e-6,
+) -> np.ndarray:
+    """Central differences (f(x + step) - f(x - step)) / (2 step) of the scalar ``f`` with respect to ``x``.
+
+    ``x`` is perturbed in place, one entry at a time, and put back; ``f`` receives it (a closure that
+    reads the same array may ignore the argument).  Every entry, in the shape of ``x``; or, given
+    ``indices`` (anything that indexes ``x``), one value per index in their order.
+    """
+    chosen = list(np.ndindex(x.shape)) if indices is None else list(indices)
+    out = np.zeros(len(chosen))
+    for k, index in enumerate(chosen):
+        original = x[index]
+        x[index] = original + step
+        plus = f(x)
+        x[index] = original - step
+        minus = f(x)
+        x[index] = original
+        out[k] = (plus - minus) / (2 * step)
+    return out.reshape(x.shape) if indices is None else out

@@ -12,6 +12,7 @@ import pytest
 
 from harness.errors import UsageError
 from harness.interface import RunConfig
+from tests.helpers import numeric_gradient, relative_error
 from variants.data import initial_parameters, make_dataset
 from variants.lists import ListsCNN
 from variants.lists.layers import (
@@ -29,30 +30,7 @@ from variants.lists.layers import (
 )
 from variants.network import CONV_PARAMETERS, FC_PARAMETERS, PARAMETER_SHAPES
 
-H = 1e-6
 TOLERANCE = 1e-6
-
-
-def relative_error(analytic: Any, numeric: Any) -> float:
-    """Norm-wise relative error between two gradients."""
-    a, n = np.asarray(analytic, dtype=float), np.asarray(numeric, dtype=float)
-    scale = max(np.linalg.norm(a), np.linalg.norm(n))
-    assert scale > 0, "both gradients are zero: the check would prove nothing"
-    return float(np.linalg.norm(a - n) / scale)
-
-
-def numeric_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, h: float = H) -> np.ndarray:
-    """Central differences of the scalar f at x, entry by entry."""
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        old = x[index]
-        x[index] = old + h
-        up = f(x)
-        x[index] = old - h
-        down = f(x)
-        x[index] = old
-        grad[index] = (up - down) / (2 * h)
-    return grad
 
 
 def projected(layer: Any, image: Any, upstream: np.ndarray) -> float:
@@ -256,12 +234,9 @@ def test_network_gradients_match_finite_differences(network: Any) -> None:
             flat = [
                 tuple(i) for i in pick.choice(list(np.ndindex(shape)), size=min(6, int(np.prod(shape))), replace=False)
             ]
-            numeric = []
-            for index in flat:
-                up, down = params[name].copy(), params[name].copy()
-                up[index] += 1e-5
-                down[index] -= 1e-5
-                numeric.append((loss_with(name, up) - loss_with(name, down)) / 2e-5)
+            numeric = numeric_gradient(
+                lambda value, name=name: loss_with(name, value), params[name].copy(), flat, step=1e-5
+            )
             # THEN the analytic gradient of the mean loss agrees in each parameter
             analytic = [grads[name][index] for index in flat]
             assert relative_error(analytic, numeric) < TOLERANCE, name
