@@ -1,7 +1,7 @@
 """The growth verdict on real recorded runs, run the way a user runs them (CLI in a subprocess).
 
 The leak side (every leak of our variants is called ``leak`` within 12 epochs)
-is covered by tests/test_guard_variants.py through the budgets; here: no false
+is covered by tests/integration/test_guard_variants.py through the budgets; here: no false
 alarms on fixed runs, sensitivity to a small known leak, and where the growth
 comes from with --trace.
 """

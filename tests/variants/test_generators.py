@@ -309,7 +309,7 @@ def growth_over_epochs(leak: str | None, epochs: int = 3) -> tuple[float, int, i
 
     Counted in allocator blocks, not RSS: inside a test process that has already run
     other tests, freed memory gets reused and RSS understates what is kept (the RSS
-    figure, ~15.7 MiB/epoch, comes from a worker: tests/test_guard_variants.py).
+    figure, ~15.7 MiB/epoch, comes from a worker: tests/integration/test_guard_variants.py).
     """
     loop = GeneratorsCNN(RunConfig(seed=0, epochs=epochs + 1, leak=leak))
     loop.train_epoch(1)  # warm-up: caches and free lists fill on the first epoch
