@@ -29,6 +29,7 @@ FIXTURES = TESTS / "fixtures"
 LOOPS = FIXTURES / "loops.py"  # the runner's tiny test loops, loaded by path as a user's loop is
 KNOWN_LEAK = f"{FIXTURES / 'known_leak.py'}:KnownLeak"  # --variant: keeps a known number of KiB per epoch
 FIXTURE_RUNS = FIXTURES / "runs"  # real runs, shrunk (see fixtures/runs/shrink.py)
+TINY_SWEEP = FIXTURES / "tiny_sweep.toml"  # a sweep spec: numpy 2 seeds x 20 epochs, and its history leak
 GOLDEN = TESTS / "golden"
 EXAMPLES = PROJECT / "examples"
 VARIANTS = PROJECT / "variants"

@@ -1,4 +1,7 @@
-"""``python -m harness explain RUN_DIR`` on run directories written by hand: exact text, stored growth, errors."""
+"""``python -m harness explain RUN_DIR`` in-process on synthetic run directories: exact text, stored growth, errors.
+
+The command in a subprocess is in tests/integration/test_explain.py.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +14,11 @@ import pandas as pd
 import pytest
 
 from harness import storage
-from harness.commands import COMMAND_NAMES
 from harness.commands import explain as command
 from harness.errors import UsageError
-from harness.formatting import text_table
 from harness.growth import summarise_growth
 from harness.report.explain import PATH_WIDTH, explain_text
-from tests.helpers import cli, write_run
+from tests.helpers import write_run
 
 MiB = 1024**2
 GiB = 1024**3
@@ -241,12 +242,6 @@ def test_long_site_paths_keep_their_tail() -> None:
     assert shown.startswith("...") and shown.endswith("directory/module.py:42")
 
 
-def test_table_aligns_text_left_and_numbers_right() -> None:
-    assert text_table(["name", "n"], [["a", "1"], ["bbb", "22"]], right=[False, True], indent=2) == (
-        "  name   n\n  a      1\n  bbb   22"
-    )
-
-
 def test_a_missing_or_foreign_directory_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not a directory"):
         explain(tmp_path / "nope")
@@ -267,16 +262,3 @@ def test_a_read_only_run_is_still_explained(tmp_path: Path, monkeypatch, capsys)
     captured = capsys.readouterr()
     assert captured.out.startswith(f"run {RUN_ID}\n")
     assert captured.err == f"note: growth not stored in {run_dir / 'meta.json'}: Permission denied\n"
-
-
-@pytest.mark.skipif(
-    "explain" not in COMMAND_NAMES, reason="explain is not yet listed in harness.commands.COMMAND_NAMES"
-)
-def test_the_cli_explains_a_run_and_refuses_a_bad_one_in_one_line(tmp_path: Path) -> None:
-    run_dir = lists_run(tmp_path, leak_rss())
-    good = cli("explain", run_dir, cwd=tmp_path)
-    assert good.returncode == 0, good.stderr
-    assert good.stdout.startswith(f"run {RUN_ID}\n")
-    bad = cli("explain", tmp_path / "nope", cwd=tmp_path)
-    assert bad.returncode == 2
-    assert bad.stdout == "" and len(bad.stderr.splitlines()) == 1 and "not a directory" in bad.stderr

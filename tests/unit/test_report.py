@@ -1,4 +1,7 @@
-"""The report: tables from stored fixture runs (golden), figures, report.md and report.html, and the CLI."""
+"""The report in-process: tables from stored fixture runs (golden), figures, report.md and report.html.
+
+The command in a subprocess is in tests/integration/test_report.py.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from harness.formatting import format_speed
 from harness.report import document as render
 from harness.report import writers as render_formats
 from harness.storage import Run
-from tests.helpers import FIXTURE_RUNS, assert_golden, cli
+from tests.helpers import FIXTURE_RUNS, assert_golden
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LISTS_FIXED = "20261127T181754-lists-noleak-s0-fedb87"
@@ -227,22 +230,6 @@ def test_markdown_and_html_carry_the_same_tables(written: render.ReportFiles) ->
     # AND the markdown links each figure file beside it
     for name in ("memory.png", "seed_runs.png"):
         assert f"]({name})" in markdown
-
-
-def test_the_report_command_writes_the_report_and_refuses_a_bad_path(
-    tmp_path: Path,
-) -> None:
-    # WHEN the CLI reports on the fixtures THEN it prints the two files it wrote
-    done = cli("report", FIXTURE_RUNS, "--out", tmp_path / "r")
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == [
-        str(tmp_path / "r" / "report.html"),
-        str(tmp_path / "r" / "report.md"),
-    ]
-    # WHEN it is given a path that holds no runs THEN one line on stderr, exit 2
-    bad = cli("report", tmp_path / "nothing", "--out", tmp_path, timeout=60)
-    assert bad.returncode == 2
-    assert bad.stderr.strip().count("\n") == 0 and "not a run directory or a results directory" in bad.stderr
 
 
 def test_a_run_with_no_epoch_yet_is_listed_without_figures(tmp_path: Path) -> None:
