@@ -93,15 +93,9 @@ def python(
     )
 
 
-def cli(
-    *args: str | os.PathLike[str],
-    cwd: Path | None = None,
-    env: Mapping[str, str] | None = None,
-    timeout: float = 120,
-    input: str | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m harness ARGS`` to the end and capture its output (see :func:`python`)."""
-    return python("-m", "harness", *args, cwd=cwd, env=env, timeout=timeout, input=input)
+def cli(*args: str | os.PathLike[str], **options: Any) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m harness ARGS`` to the end and capture its output; ``options`` as for :func:`python`."""
+    return python("-m", "harness", *args, **options)
 
 
 def run_dir_of(done: subprocess.CompletedProcess[str], cwd: Path) -> Path:

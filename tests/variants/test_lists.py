@@ -39,6 +39,21 @@ def projected(layer: Any, image: Any, upstream: np.ndarray) -> float:
     return float(np.sum(upstream * np.asarray(output)))
 
 
+def layer_gradients(
+    layer_type: Any, w: np.ndarray, b: np.ndarray, x: np.ndarray, g: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Central differences of sum(g * layer(x)), layer = layer_type(w, b): by x, by w and by b."""
+
+    def through(weights: np.ndarray, biases: np.ndarray, image: np.ndarray) -> float:
+        return projected(layer_type(weights.tolist(), biases.tolist()), image.tolist(), g)
+
+    return (
+        numeric_gradient(lambda v: through(w, b, v), x.copy()),
+        numeric_gradient(lambda v: through(v, b, x), w.copy()),
+        numeric_gradient(lambda v: through(w, v, x), b.copy()),
+    )
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     """A fixed random stream per test."""
@@ -59,9 +74,7 @@ def test_conv_backward_matches_finite_differences(
     kept = forward_layer(layer, x.tolist())[1]
     delta, diff = backward_layer(layer, kept, g.tolist())
     # THEN input delta, kernel and bias gradients are the derivatives of sum(g * output)
-    num_x = numeric_gradient(lambda v: projected(layer, v.tolist(), g), x.copy())
-    num_w = numeric_gradient(lambda v: projected(ConvLayer(v.tolist(), b.tolist()), x.tolist(), g), w.copy())
-    num_b = numeric_gradient(lambda v: projected(ConvLayer(w.tolist(), v.tolist()), x.tolist(), g), b.copy())
+    num_x, num_w, num_b = layer_gradients(ConvLayer, w, b, x, g)
     assert relative_error(delta, num_x) < TOLERANCE
     assert relative_error(diff.kernels, num_w) < TOLERANCE
     assert relative_error(diff.biases, num_b) < TOLERANCE
@@ -144,9 +157,7 @@ def test_fully_connected_backward_matches_finite_differences(rng: np.random.Gene
     # WHEN the delta goes back
     delta, diff = backward_layer(layer, x.tolist(), g.tolist())
     # THEN delta, weight and bias gradients are the derivatives of sum(g * (W x + b))
-    num_x = numeric_gradient(lambda v: projected(layer, v.tolist(), g), x.copy())
-    num_w = numeric_gradient(lambda v: projected(FullLayer(v.tolist(), b.tolist()), x.tolist(), g), w.copy())
-    num_b = numeric_gradient(lambda v: projected(FullLayer(w.tolist(), v.tolist()), x.tolist(), g), b.copy())
+    num_x, num_w, num_b = layer_gradients(FullLayer, w, b, x, g)
     assert relative_error(delta, num_x) < TOLERANCE
     assert relative_error(diff.weights, num_w) < TOLERANCE
     assert relative_error(diff.biases, num_b) < TOLERANCE
