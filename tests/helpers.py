@@ -244,3 +244,12 @@ def numeric_gradient(
         x[index] = original
         out[k] = (plus - minus) / (2 * step)
     return out.reshape(x.shape) if indices is None else out
+
+
+def assert_metrics_close(
+    got: Sequence[Mapping[str, float]], want: Sequence[Mapping[str, float]], tolerance: float
+) -> None:
+    """Epoch by epoch, loss, accuracy and correct_prob within ``tolerance``; as many epochs on both sides."""
+    for epoch, (g, w) in enumerate(zip(got, want, strict=True), start=1):
+        for key in ("loss", "accuracy", "correct_prob"):
+            assert abs(g[key] - w[key]) <= tolerance, f"epoch {epoch} {key}: {g[key]!r} != {w[key]!r}"

@@ -20,7 +20,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from harness.errors import UsageError
 from harness.interface import RunConfig, TrainingLoop
-from tests.helpers import numeric_gradient, relative_error
+from tests.helpers import assert_metrics_close, numeric_gradient, relative_error
 from variants.data import initial_parameters, make_dataset
 from variants.network import FC_PARAMETERS, PARAMETER_SHAPES
 
@@ -170,12 +170,6 @@ def reference_training(seed: int, epochs: int, batch_size: int, fc_only: bool) -
             }
         )
     return history
-
-
-def assert_metrics_close(got: list[dict[str, float]], want: list[dict[str, float]], tolerance: float) -> None:
-    for epoch, (g, w) in enumerate(zip(got, want, strict=True), start=1):
-        for key in ("loss", "accuracy", "correct_prob"):
-            assert abs(g[key] - w[key]) <= tolerance, f"epoch {epoch} {key}: {g[key]!r} != {w[key]!r}"
 
 
 def random_parameters(seed: int) -> Params:
