@@ -107,19 +107,19 @@ def run_dir_of(done: subprocess.CompletedProcess[str], cwd: Path) -> Path:
 # -- synthetic run directories ------------------------------------------------------------------------
 
 
-def run_meta(**fields: Any) -> dict[str, Any]:
+def run_meta(options: Mapping[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
     """A meta.json dict checked by the real :class:`harness.records.RunMeta`; ``fields`` replace the defaults.
 
-    The defaults describe a completed, untraced numpy run of seed 0 under a 4 GiB cap on a 16 GiB machine.
+    The defaults describe a completed, untraced numpy run of seed 0 under a 4 GiB cap on a 16 GiB machine;
+    its config is the :class:`harness.interface.RunConfig` of its seed, epochs, leak and ``options``.
     """
     status = fields.get("status", records.COMPLETED)
-    epochs_planned = fields.get("epochs_planned", 1)
     defaults: dict[str, Any] = {
         "run_id": "run-1",
         "variant": "numpy",
         "leak": None,
         "seed": 0,
-        "epochs_planned": epochs_planned,
+        "epochs_planned": 1,
         "epochs_done": 0,
         "status": status,
         "memory_cap_bytes": 4 * GIB,
@@ -135,7 +135,7 @@ def run_meta(**fields: Any) -> dict[str, Any]:
     }
     meta = defaults | fields
     if "config" not in meta:
-        config = RunConfig(seed=meta["seed"], epochs=meta["epochs_planned"], leak=meta["leak"])
+        config = RunConfig(seed=meta["seed"], epochs=meta["epochs_planned"], leak=meta["leak"], options=options or {})
         meta["config"] = config.to_dict()
     return records.RunMeta(**meta).to_dict()
 
@@ -164,22 +164,14 @@ def write_run(
     (empty when not given, as in an untraced run); ``metrics`` holds each metric's value per epoch
     (default: loss 1/epoch); ``options`` are the variant options in the config.
     """
-    meta.setdefault("variant", "numpy")
-    meta.setdefault("leak", None)
-    meta.setdefault("seed", 0)
-    meta.setdefault("epochs_planned", max(len(rss), 1))
-    meta.setdefault("epochs_done", len(rss))
-    meta.setdefault("trace", heap is not None)
-    if "config" not in meta:
-        meta["config"] = RunConfig(
-            seed=meta["seed"], epochs=meta["epochs_planned"], leak=meta["leak"], options=options or {}
-        ).to_dict()
+    meta = {"epochs_planned": max(len(rss), 1), "epochs_done": len(rss), "trace": heap is not None} | meta
+    checked = run_meta(options, **meta)
     if name is None:
-        run_dir = storage.create_run_dir(root, meta["variant"], meta["leak"], meta["seed"])
+        run_dir = storage.create_run_dir(root, checked["variant"], checked["leak"], checked["seed"])
     else:
         run_dir = root / name
         run_dir.mkdir(parents=True)
-    storage.write_meta(run_dir, run_meta(run_id=run_dir.name, **meta))
+    storage.write_meta(run_dir, run_meta(options, **(meta | {"run_id": run_dir.name})))
     if metrics is None:
         metrics = {"loss": [1.0 / epoch for epoch in range(1, len(rss) + 1)]}
     writer = storage.RunWriter(run_dir)
