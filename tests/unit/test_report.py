@@ -1,4 +1,7 @@
-"""The report: tables from stored fixture runs (golden), figures, report.md and report.html, and the CLI."""
+"""The report in-process: tables from stored fixture runs (golden), figures, report.md and report.html.
+
+The command in a subprocess is in tests/integration/test_report.py.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,6 @@ import json
 import re
 import shutil
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,17 +21,16 @@ from harness.formatting import format_speed
 from harness.report import document as render
 from harness.report import writers as render_formats
 from harness.storage import Run
+from tests.helpers import FIXTURE_RUNS, assert_golden
 
-FIXTURES = Path(__file__).parent / "fixtures" / "runs"
-GOLDEN = Path(__file__).parent / "golden"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LISTS_FIXED = "20261127T181754-lists-noleak-s0-fedb87"
 
 
 @pytest.fixture(scope="module")
-def runs() -> list[Run]:
-    """Every stored fixture run (real runs, shrunk: see tests/fixtures/runs/shrink.py)."""
-    return storage.load_runs([FIXTURES])
+def runs(fixture_runs: list[Run]) -> list[Run]:
+    """Every stored fixture run (tests/conftest.py)."""
+    return fixture_runs
 
 
 @pytest.fixture(scope="module")
@@ -51,24 +51,14 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(file))
 
 
-def golden(name: str, text: str) -> None:
-    """Compare with tests/golden/NAME; write it instead when it is missing (then review and commit it)."""
-    path = GOLDEN / name
-    if not path.exists():
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(text)
-        pytest.fail(f"golden file {path} was missing and has been written: review it and commit it")
-    assert text == path.read_text()
-
-
 def test_the_per_run_table_matches_its_golden_text(runs: list[Run]) -> None:
     # GIVEN the fixture runs WHEN the per-run table is built and rendered THEN it is as reviewed
     table = report.run_table(report.sort_runs(runs))
-    golden("run_table.md", render_formats.markdown_table(report.format_run_table(table)) + "\n")
+    assert_golden("run_table.md", render_formats.markdown_table(report.format_run_table(table)) + "\n")
 
 
 def test_the_seed_table_matches_its_golden_text(runs: list[Run]) -> None:
-    golden("seed_table.md", render_formats.markdown_table(report.seed_table(runs)) + "\n")
+    assert_golden("seed_table.md", render_formats.markdown_table(report.seed_table(runs)) + "\n")
 
 
 def test_the_trace_table_matches_its_golden_text(runs: list[Run]) -> None:
@@ -79,7 +69,7 @@ def test_the_trace_table_matches_its_golden_text(runs: list[Run]) -> None:
         f"{r.meta['run_id']}\n{render_formats.markdown_table(report.trace_table(r))}\ntypes: {report.growing_types(r)}"
         for r in traced
     )
-    golden("trace_tables.md", text + "\n")
+    assert_golden("trace_tables.md", text + "\n")
 
 
 def test_the_seed_table_numbers_agree_with_the_csv_files_read_independently(
@@ -87,7 +77,7 @@ def test_the_seed_table_numbers_agree_with_the_csv_files_read_independently(
 ) -> None:
     # GIVEN the CNN runs of the seed's experiment, read with the csv module alone
     rows_at: dict[int, list[dict[str, str]]] = {200: [], 500: []}
-    for run_dir in sorted(FIXTURES.glob("*-numpy-noleak-*")):
+    for run_dir in sorted(FIXTURE_RUNS.glob("*-numpy-noleak-*")):
         if (
             '"fc_only": true' in (run_dir / "meta.json").read_text()
             or len((run_dir / "epochs.csv").read_text().splitlines()) < 501
@@ -184,7 +174,7 @@ def test_run_directories_are_found_in_results_directories_once_each(runs: list[R
     # GIVEN the fixtures directory and one of its runs named again
     one = Path(runs[0].path)
     # THEN each run is found once
-    assert storage.find_run_dirs([FIXTURES, one]) == storage.find_run_dirs([FIXTURES])
+    assert storage.find_run_dirs([FIXTURE_RUNS, one]) == storage.find_run_dirs([FIXTURE_RUNS])
     assert storage.find_run_dirs([one]) == [one]
     # AND a directory without runs, or a missing path, is refused with a clear line
     with pytest.raises(UsageError, match="no run directories in it"):
@@ -242,55 +232,11 @@ def test_markdown_and_html_carry_the_same_tables(written: render.ReportFiles) ->
         assert f"]({name})" in markdown
 
 
-def test_the_report_command_writes_the_report_and_refuses_a_bad_path(
-    tmp_path: Path,
-) -> None:
-    # WHEN the CLI reports on the fixtures THEN it prints the two files it wrote
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "report",
-            str(FIXTURES),
-            "--out",
-            str(tmp_path / "r"),
-        ],
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == [
-        str(tmp_path / "r" / "report.html"),
-        str(tmp_path / "r" / "report.md"),
-    ]
-    # WHEN it is given a path that holds no runs THEN one line on stderr, exit 2
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "report",
-            str(tmp_path / "nothing"),
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=60,
-    )
-    assert bad.returncode == 2
-    assert bad.stderr.strip().count("\n") == 0 and "not a run directory or a results directory" in bad.stderr
-
-
 def test_a_run_with_no_epoch_yet_is_listed_without_figures(tmp_path: Path) -> None:
     # GIVEN a run that has started but not finished an epoch (meta.json only, status running)
     run_dir = tmp_path / "runs" / "starting"
     run_dir.mkdir(parents=True)
-    meta = json.loads((FIXTURES / LISTS_FIXED / "meta.json").read_text())
+    meta = json.loads((FIXTURE_RUNS / LISTS_FIXED / "meta.json").read_text())
     meta.update(run_id="starting", status="running", epochs_done=0, ended_at=None, growth=None)
     (run_dir / "meta.json").write_text(json.dumps(meta))
     # WHEN reported
@@ -305,8 +251,8 @@ def test_an_unreadable_run_in_a_results_directory_is_left_out_with_its_reason(
     tmp_path: Path,
 ) -> None:
     # GIVEN a results directory with a good run and one written by a future schema
-    shutil.copytree(FIXTURES / LISTS_FIXED, tmp_path / "good")
-    shutil.copytree(FIXTURES / LISTS_FIXED, tmp_path / "future")
+    shutil.copytree(FIXTURE_RUNS / LISTS_FIXED, tmp_path / "good")
+    shutil.copytree(FIXTURE_RUNS / LISTS_FIXED, tmp_path / "future")
     meta = json.loads((tmp_path / "future" / "meta.json").read_text())
     (tmp_path / "future" / "meta.json").write_text(json.dumps(meta | {"schema_version": 99}))
     # WHEN the results directory is loaded THEN the good run is there and the other is named as left out

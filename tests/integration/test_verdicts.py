@@ -1,7 +1,7 @@
 """The growth verdict on real recorded runs, run the way a user runs them (CLI in a subprocess).
 
 The leak side (every leak of our variants is called ``leak`` within 12 epochs)
-is covered by tests/test_guard_variants.py through the budgets; here: no false
+is covered by tests/integration/test_guard_variants.py through the budgets; here: no false
 alarms on fixed runs, sensitivity to a small known leak, and where the growth
 comes from with --trace.
 """
@@ -9,29 +9,19 @@ comes from with --trace.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures"
-KNOWN_LEAK = f"{FIXTURES / 'known_leak.py'}:KnownLeak"
-VARIANTS = Path(__file__).parent.parent / "variants"
+from tests.helpers import KNOWN_LEAK, VARIANTS, cli, run_dir_of
 
 
 def run(tmp_path: Path, *args: str) -> dict[str, Any]:
     """``python -m harness run ARGS --quiet`` into tmp_path; the run's meta.json."""
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "run", *args, "--quiet", "--results", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    done = cli("run", *args, "--quiet", "--results", tmp_path, timeout=900)
     assert done.returncode == 0, done.stderr
-    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    run_dir = run_dir_of(done, tmp_path)
     return json.loads((run_dir / "meta.json").read_text()) | {"dir": str(run_dir)}
 
 

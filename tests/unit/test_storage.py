@@ -1,4 +1,7 @@
-"""Run directories: ids, exclusive creation, appending rows, loading back (also after a crash), and records."""
+"""Run directories: ids, exclusive creation, appending rows, loading back (also after a crash).
+
+The records they hold are tested in test_records.py.
+"""
 
 from __future__ import annotations
 
@@ -7,56 +10,29 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from harness import records, storage
 from harness.errors import UsageError
+from tests.helpers import run_meta, write_run
 
 
-def meta_dict(run_id: str = "run-1", **changes: Any) -> dict[str, Any]:
-    """A valid meta.json dict as the runner writes it at the end of a run."""
-    meta = records.RunMeta(
-        run_id=run_id,
-        variant="tests/fixtures/loops.py:GrowLoop",
-        leak="grow",
-        seed=0,
-        epochs_planned=3,
-        epochs_done=3,
-        status=records.COMPLETED,
-        config={"seed": 0},
-        memory_cap_bytes=1 << 30,
-        memory_limit_bytes=3 << 30,
-        timeout_s=None,
-        trace=False,
-        sample_interval_s=0.05,
-        started_at="2025-01-01T00:00:00.000Z",
-        ended_at="2025-01-01T00:00:01.000Z",
-        host={"memory_total_bytes": 1 << 34},
-        versions={"python": "3.11"},
-        git_commit=None,
-    ).to_dict()
-    return meta | changes
-
-
-def epoch_record(epoch: int, rss: int, heap: int | None = None) -> records.EpochRecord:
-    return records.EpochRecord(
-        epoch, rss, rss, heap, 1000 + epoch, 0.01, 0.01 * epoch, {"loss": 1.0 / epoch, "accuracy": 0.5}
-    )
+def meta_dict(**changes: Any) -> dict[str, Any]:
+    """A valid meta.json dict as the runner writes it at the end of a run, then ``changes`` (unchecked)."""
+    return run_meta() | changes
 
 
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     """A run directory with three epochs and two samples, written the way the runner writes them."""
-    path = storage.create_run_dir(tmp_path / "results", "tests/fixtures/loops.py:GrowLoop", "grow", 0)
-    storage.write_meta(path, meta_dict(path.name))
-    writer = storage.RunWriter(path)
-    for epoch in (1, 2, 3):
-        writer.epoch(epoch_record(epoch, 1_000_000 * epoch))
-    writer.sync_epochs()
-    writer.samples([records.Sample(-0.1, 500_000, 0), records.Sample(0.05, 1_500_000, 2)])
-    writer.close()
-    return path
+    return write_run(
+        tmp_path / "results",
+        rss=[1_000_000 * epoch for epoch in (1, 2, 3)],
+        metrics={"loss": [1.0 / epoch for epoch in (1, 2, 3)], "accuracy": [0.5] * 3},
+        samples=[records.Sample(-0.1, 500_000, 0), records.Sample(0.05, 1_500_000, 2)],
+        variant="tests/fixtures/loops.py:GrowLoop",
+        leak="grow",
+    )
 
 
 def test_run_ids_follow_the_schema() -> None:
@@ -170,7 +146,7 @@ def test_not_a_directory_is_refused(tmp_path: Path) -> None:
 
 def test_meta_is_replaced_atomically_without_leftovers(run_dir: Path) -> None:
     # GIVEN a run WHEN meta.json is rewritten THEN readers see the new content and no temporary file stays
-    storage.write_meta(run_dir, meta_dict(run_dir.name, epochs_done=2))
+    storage.write_meta(run_dir, meta_dict(run_id=run_dir.name, epochs_done=2))
     assert json.loads((run_dir / "meta.json").read_text())["epochs_done"] == 2
     assert sorted(p.name for p in run_dir.iterdir()) == ["epochs.csv", "meta.json", "samples.csv"]
 
@@ -180,70 +156,3 @@ def test_find_runs_lists_only_run_directories(tmp_path: Path, run_dir: Path) -> 
     (run_dir.parent / "notes").mkdir()
     assert storage.find_runs(run_dir.parent) == [run_dir]
     assert storage.find_runs(tmp_path / "missing") == []
-
-
-# -- records -------------------------------------------------------------------------------
-
-
-def test_epoch_records_round_trip_through_the_wire_format() -> None:
-    # GIVEN a record WHEN sent as a dict and rebuilt THEN it is equal, metrics as plain floats
-    record = records.EpochRecord(2, 10, 12, None, 5, 0.5, 1.0, {"loss": np.float64(0.25)})
-    again = records.EpochRecord.from_dict(json.loads(json.dumps(record.to_dict())))
-    assert again == record and type(again.metrics["loss"]) is float
-    assert again.row(("loss", "missing")) == [2, 10, 12, None, 5, 0.5, 1.0, 0.25, None]
-
-
-@pytest.mark.parametrize(
-    ("changes", "fragment"),
-    [
-        ({"epoch": 0}, "epoch must be an integer >= 1"),
-        ({"rss_bytes": -1}, "rss_bytes must be an integer >= 0"),
-        ({"rss_bytes": 1.5}, "rss_bytes must be an integer"),
-        ({"heap_bytes": True}, "heap_bytes must be an integer"),
-        ({"epoch_s": float("nan")}, "epoch_s must be a non-negative number"),
-        ({"metrics": {"loss": "low"}}, "metric 'loss' must be a number, got 'low'"),
-        ({"metrics": {"loss": True}}, "metric 'loss' must be a number"),
-        ({"metrics": {"rss_bytes": 1.0}}, "clashes with a column"),
-        ({"metrics": [1.0]}, "must return a mapping"),
-    ],
-)
-def test_epoch_records_refuse_bad_fields(changes: dict[str, Any], fragment: str) -> None:
-    # GIVEN a record with one bad field WHEN built THEN it refuses, naming the field
-    fields = epoch_record(1, 100).to_dict() | changes
-    with pytest.raises((TypeError, ValueError), match=re.escape(fragment)):
-        records.EpochRecord(**fields)
-
-
-def test_epoch_record_from_dict_refuses_unknown_or_missing_keys() -> None:
-    # GIVEN a wire dict with a misspelt key WHEN rebuilt THEN both the missing and the unknown key are named
-    data = epoch_record(1, 100).to_dict()
-    data["rss"] = data.pop("rss_bytes")
-    with pytest.raises(ValueError, match=r"missing \['rss_bytes'\], unknown \['rss'\]"):
-        records.EpochRecord.from_dict(data)
-
-
-def test_metrics_accept_none_and_numpy_scalars() -> None:
-    # GIVEN a loop that returns None or NumPy numbers WHEN checked THEN they become plain floats
-    assert records.check_metrics(None) == {}
-    assert records.check_metrics({"loss": np.float32(0.5), "n": 3}) == {"loss": 0.5, "n": 3.0}
-
-
-def test_samples_stop_info_and_meta_check_their_fields() -> None:
-    # GIVEN bad samples, stops and metadata WHEN built THEN each refuses
-    with pytest.raises(ValueError, match="t_s must be a finite number"):
-        records.Sample(float("inf"), 1, 0)
-    with pytest.raises(ValueError, match="stop reason must be one of"):
-        records.StopInfo("completed", 1, 1, 0)
-    with pytest.raises(ValueError, match="ended_at must be null exactly while the run is running"):
-        records.RunMeta.from_dict(meta_dict(status="running"))
-    with pytest.raises(ValueError, match=r"meta\.json lacks run_id"):
-        records.RunMeta.from_dict({k: v for k, v in meta_dict().items() if k != "run_id"})
-    assert records.StopInfo("failed", 2, None, 1, ["a", "b"]).to_dict()["stderr_tail"] == ["a", "b"]
-
-
-def test_every_final_status_has_a_distinct_exit_code() -> None:
-    # GIVEN the statuses a run can end with THEN each maps to its own exit code, none the usage error's
-    finals = [status for status in records.STATUSES if status != records.RUNNING]
-    codes = [records.EXIT_CODES[status] for status in finals]
-    assert len(set(codes)) == len(codes) and records.USAGE_EXIT_CODE not in codes
-    assert records.EXIT_CODES[records.COMPLETED] == 0

@@ -5,38 +5,20 @@ from __future__ import annotations
 
 import gc
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
 from harness.errors import UsageError
 from harness.interface import RunConfig, TrainingLoop
+from tests.helpers import numeric_gradient, relative_error
 from variants.data import make_dataset
 from variants.generators.layers import Conv, Layer, Trace
 from variants.generators.model import LAYERS, OUTPUT, GeneratorsCNN
 from variants.network import CONV_PARAMETERS, FC_PARAMETERS, PARAMETER_SHAPES
 
-EPS = 1e-6
 MAX_RELATIVE_ERROR = 1e-6
-
-
-def relative_error(analytic: Sequence[float], numeric: Sequence[float]) -> float:
-    """Norm-wise relative error; refuses an all-zero gradient, which would make the check trivial."""
-    a, n = np.asarray(analytic, dtype=float), np.asarray(numeric, dtype=float)
-    assert np.linalg.norm(a) > 1e-8, "the analytic gradient is zero: the check would prove nothing"
-    return float(np.linalg.norm(a - n) / max(np.linalg.norm(a), np.linalg.norm(n)))
-
-
-def central_difference(f: Callable[[list[float]], float], point: list[float], indices: Sequence[int]) -> list[float]:
-    """d f / d point[i] for each index i, by central differences."""
-    grads = []
-    for i in indices:
-        plus, minus = list(point), list(point)
-        plus[i] += EPS
-        minus[i] -= EPS
-        grads.append((f(plus) - f(minus)) / (2 * EPS))
-    return grads
 
 
 def layer_forward(layer: Layer, params: dict[str, list[float]], x: list[float]) -> list[float]:
@@ -66,11 +48,11 @@ def check_layer(layer: Layer, params: dict[str, list[float]], x: list[float], ch
         return float(np.dot(upstream, layer_forward(layer, pp, xx)))
 
     if check_input:
-        numeric = central_difference(lambda xx: f(xx, params), x, range(len(x)))
+        numeric = numeric_gradient(lambda xx: f(xx.tolist(), params), np.array(x))
         assert relative_error(dx, numeric) < MAX_RELATIVE_ERROR
     assert set(grads) == set(params)
     for name, value in params.items():
-        numeric = central_difference(lambda vv, name=name: f(x, params | {name: vv}), value, range(len(value)))
+        numeric = numeric_gradient(lambda vv, name=name: f(x, params | {name: vv.tolist()}), np.array(value))
         assert relative_error(grads[name], numeric) < MAX_RELATIVE_ERROR, name
 
 
@@ -80,7 +62,7 @@ def random_layer_params(names: Sequence[str]) -> dict[str, list[float]]:
 
 
 def away_from_zero(n: int, seed: int = 3) -> list[float]:
-    """Random values with |v| >= 0.1, so no ReLU kink or pooling tie lies within EPS."""
+    """Random values with |v| >= 0.1, so no ReLU kink or pooling tie lies within the 1e-6 step."""
     rng = np.random.default_rng(seed)
     values = rng.uniform(0.1, 1.0, n) * rng.choice([-1.0, 1.0], n)
     return values.tolist()
@@ -153,7 +135,9 @@ def test_softmax_cross_entropy_delta_matches_finite_differences() -> None:
     # WHEN backward starts from the output
     (trace,) = OUTPUT.backward({}, OUTPUT.forward({}, [Trace(logits, label)]))
     # THEN softmax - onehot is the derivative of -log softmax[label]
-    assert relative_error(trace.value, central_difference(loss, logits, range(3))) < MAX_RELATIVE_ERROR
+    assert (
+        relative_error(trace.value, numeric_gradient(lambda z: loss(z.tolist()), np.array(logits))) < MAX_RELATIVE_ERROR
+    )
 
 
 # ---- the whole network ---------------------------------------------------------------------------
@@ -187,15 +171,15 @@ def test_network_gradients_match_finite_differences() -> None:
     assert set(grads) == set(PARAMETER_SHAPES)
     rng = np.random.default_rng(0)
     for name, value in params.items():
-        flat = value.ravel().tolist()
+        flat = value.ravel().copy()
         # every bias and fc2 entry, and a random sample of each larger weight, to stay fast
-        indices = range(len(flat)) if len(flat) <= 20 else rng.choice(len(flat), 12, replace=False)
+        indices = range(flat.size) if flat.size <= 20 else rng.choice(flat.size, 12, replace=False)
 
-        def loss(vv: list[float], name: str = name, value: np.ndarray = value) -> float:
+        def loss(vv: np.ndarray, name: str = name, value: np.ndarray = value) -> float:
             loop.set_parameters(params | {name: np.array(vv).reshape(value.shape)})
             return loop.loss_and_gradients(images, labels)[0]
 
-        numeric = central_difference(loss, flat, indices)
+        numeric = numeric_gradient(loss, flat, indices)
         analytic = grads[name].ravel()[list(indices)]
         # THEN every parameter's gradient matches central differences
         assert relative_error(analytic, numeric) < MAX_RELATIVE_ERROR, name
@@ -325,7 +309,7 @@ def growth_over_epochs(leak: str | None, epochs: int = 3) -> tuple[float, int, i
 
     Counted in allocator blocks, not RSS: inside a test process that has already run
     other tests, freed memory gets reused and RSS understates what is kept (the RSS
-    figure, ~15.7 MiB/epoch, comes from a worker: tests/test_guard_variants.py).
+    figure, ~15.7 MiB/epoch, comes from a worker: tests/integration/test_guard_variants.py).
     """
     loop = GeneratorsCNN(RunConfig(seed=0, epochs=epochs + 1, leak=leak))
     loop.train_epoch(1)  # warm-up: caches and free lists fill on the first epoch

@@ -1,4 +1,4 @@
-"""Sizes as users write them, and as we print them."""
+"""Sizes as users write them; sizes, ratios and durations as we print them; text tables."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from harness import formatting
 from harness.errors import UsageError
-from harness.formatting import format_size
+from harness.formatting import format_duration, format_size, format_times, text_table
 from harness.sizes import parse_size
 
 
@@ -92,3 +92,30 @@ def test_display_unit_is_the_unit_format_size_prints(size: float) -> None:
     unit, factor = formatting.display_unit(size)
     assert formatting.format_size(size).split()[-1] == unit
     assert factor == {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}[unit]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1162.54, "1,163x"),
+        (11.49, "11.5x"),
+        (7.434, "7.43x"),
+        (1.0, "1.00x"),
+        (0.1342, "0.134x"),
+        (0.001354, "0.00135x"),
+    ],
+)
+def test_ratios_keep_three_significant_figures_and_no_false_precision(value: float, text: str) -> None:
+    # WHEN a ratio is formatted THEN small ones keep 3 significant figures, large ones drop decimals
+    assert format_times(value) == text
+
+
+def test_table_aligns_text_left_and_numbers_right() -> None:
+    assert text_table(["name", "n"], [["a", "1"], ["bbb", "22"]], right=[False, True], indent=2) == (
+        "  name   n\n  a      1\n  bbb   22"
+    )
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0.4, "0s"), (42, "42s"), (185, "3m05s"), (7620, "2h07m")])
+def test_durations_read_naturally(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text

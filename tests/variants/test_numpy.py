@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import importlib
 import tracemalloc
-from collections.abc import Callable, Sequence
-from functools import partial
+from collections.abc import Callable
 from types import ModuleType
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 from harness.errors import UsageError
 from harness.interface import RunConfig, TrainingLoop
 from harness.loops import VARIANTS
+from tests.helpers import numeric_gradient, relative_error
 from variants.data import make_dataset
 from variants.flops import epoch_flops, sample_flops
 from variants.network import CONV_PARAMETERS, FC_PARAMETERS, PARAMETER_SHAPES
@@ -22,7 +22,6 @@ from variants.numpy.layers import Dense, Pooling, PoolRelu, Relu, SoftmaxCrossEn
 from variants.numpy.memory import Arena, small_ufunc_buffers
 from variants.numpy.model import METRICS, BuffersCNN
 
-STEP = 1e-6
 MAX_RELATIVE_ERROR = 1e-6
 KIB = 1024
 MIB = 1024 * KIB
@@ -44,31 +43,8 @@ def pool_class(variant: str) -> Callable[..., Pooling]:
     return fused().FusedPoolRelu if variant == "numba" else PoolRelu
 
 
-def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
-    """||a - n|| / (||a|| + ||n||): 0 when equal, 1 when unrelated; scale-free."""
-    denominator = np.linalg.norm(analytic) + np.linalg.norm(numeric)
-    return float(np.linalg.norm(analytic - numeric) / denominator) if denominator else 0.0
-
-
-def numeric_gradient(
-    f: Callable[[], float], x: np.ndarray, indices: Sequence[tuple[int, ...]] | None = None
-) -> np.ndarray:
-    """Central differences of ``f`` with respect to ``x`` (perturbed in place), at ``indices`` or everywhere."""
-    indices = list(np.ndindex(x.shape)) if indices is None else indices
-    out = np.zeros(len(indices))
-    for k, index in enumerate(indices):
-        original = x[index]
-        x[index] = original + STEP
-        plus = f()
-        x[index] = original - STEP
-        minus = f()
-        x[index] = original
-        out[k] = (plus - minus) / (2 * STEP)
-    return out
-
-
 def spread(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Distinct values at least 0.01 apart and none within 0.005 of 0: no kink within STEP."""
+    """Distinct values at least 0.01 apart and none within 0.005 of 0: no kink within the 1e-6 step."""
     values = (rng.permutation(int(np.prod(shape))) - np.prod(shape) / 2 + 0.5) * 0.01
     return values.reshape(shape)
 
@@ -113,10 +89,10 @@ def test_conv_forward_matches_the_definition_and_gradients_match_finite_differen
     expected = naive_convolution(weight[:, :-1].reshape(3, 2, 3, 3), weight[:, -1], source)
     np.testing.assert_allclose(blocked_to_grid(conv.out, 3, 2, 2, 3), expected, rtol=0, atol=1e-12)
     # AND the weight, bias and input gradients match central differences
-    assert relative_error(grad.copy(), numeric_gradient(loss, weight).reshape(grad.shape)) < MAX_RELATIVE_ERROR
+    assert relative_error(grad.copy(), numeric_gradient(lambda _: loss(), weight)) < MAX_RELATIVE_ERROR
     analytic_input = conv.input_grad.copy()
     assert np.abs(analytic_input).min() > 0  # every input position receives a delta
-    numeric_input = numeric_gradient(loss, source).reshape(source.shape)
+    numeric_input = numeric_gradient(lambda _: loss(), source)
     assert relative_error(analytic_input, numeric_input) < MAX_RELATIVE_ERROR
 
 
@@ -150,7 +126,7 @@ def test_pool_relu_gradient_matches_finite_differences() -> None:
     # THEN the output is relu(max) and the gradient matches central differences
     np.testing.assert_array_equal(out, np.maximum(windows.max(axis=0), 0.0))
     assert 0 < np.count_nonzero(out) < out.size
-    numeric = numeric_gradient(loss, windows).reshape(windows.shape)
+    numeric = numeric_gradient(lambda _: loss(), windows)
     assert relative_error(pool.windows_grad.copy(), numeric) < MAX_RELATIVE_ERROR
 
 
@@ -213,8 +189,8 @@ def test_dense_and_relu_gradients_match_finite_differences() -> None:
     relu.backward(delta)
     dense.backward(delta, input_grad=True)
     # THEN weight, bias and input gradients match central differences
-    assert relative_error(grad.copy(), numeric_gradient(loss, weight).reshape(grad.shape)) < MAX_RELATIVE_ERROR
-    numeric_x = numeric_gradient(loss, x, [(r, c) for r in range(5) for c in range(3)]).reshape(5, 3)
+    assert relative_error(grad.copy(), numeric_gradient(lambda _: loss(), weight)) < MAX_RELATIVE_ERROR
+    numeric_x = numeric_gradient(lambda _: loss(), x, [(r, c) for r in range(5) for c in range(3)]).reshape(5, 3)
     assert relative_error(dense.input_grad.copy(), numeric_x) < MAX_RELATIVE_ERROR
 
 
@@ -234,7 +210,7 @@ def test_softmax_cross_entropy_gradient_matches_finite_differences() -> None:
     # THEN the loss is the mean of -log softmax[label] and the gradient matches central differences
     p = np.exp(logits - logits.max(axis=0)) / np.exp(logits - logits.max(axis=0)).sum(axis=0)
     assert total == pytest.approx(-np.log(p[targets.labels, np.arange(4)]).sum(), rel=1e-14)
-    assert relative_error(analytic, numeric_gradient(mean_loss, logits).reshape(3, 4)) < MAX_RELATIVE_ERROR
+    assert relative_error(analytic, numeric_gradient(lambda _: mean_loss(), logits)) < MAX_RELATIVE_ERROR
 
 
 def test_correct_counts_argmax_with_ties_to_the_lowest_class() -> None:
@@ -282,7 +258,7 @@ def test_network_gradients_match_finite_differences(nontrivial: BuffersCNN) -> N
         flat = value.reshape(-1)  # a view: perturbing it perturbs params[name]
         picked = range(flat.size) if flat.size <= 20 else rng.choice(flat.size, 12, replace=False)
         indices = [(int(k),) for k in picked]
-        numeric = numeric_gradient(partial(loss_at, nontrivial, params, images, labels), flat, indices)
+        numeric = numeric_gradient(lambda _: loss_at(nontrivial, params, images, labels), flat, indices)
         analytic = grads[name].reshape(-1)[[k for (k,) in indices]]
         assert np.abs(analytic).max() > 1e-6, f"{name}: trivial gradient"
         assert relative_error(analytic, numeric) < MAX_RELATIVE_ERROR, name

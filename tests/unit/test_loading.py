@@ -9,9 +9,7 @@ import pytest
 import harness.loops
 from harness import loops as loading
 from harness.errors import UsageError
-
-FIXTURES = Path(__file__).parent / "fixtures"
-LOOPS = FIXTURES / "loops.py"
+from tests.helpers import LOOPS
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The numba variant: its compiled kernels give exactly the numpy layers' numbers.
 
 Finite-difference gradients and zero allocation per epoch are checked for both
-variants in tests/test_buffers.py.
+variants in tests/variants/test_numpy.py.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def test_a_buffer_in_another_layout_is_refused_not_run_slowly() -> None:
 
 
 def test_network_gradients_equal_numpy_bit_for_bit() -> None:
-    # GIVEN both variants at the same random parameters (test_buffers checks both by finite differences)
+    # GIVEN both variants at the same random parameters (test_numpy checks both by finite differences)
     data = make_dataset(3)
     images, labels = data.train_images[:8], data.train_labels[:8]
     fused, reference = NumbaCNN(RunConfig(seed=3)), BuffersCNN(RunConfig(seed=3))

@@ -1,11 +1,12 @@
-"""``python -m harness explain RUN_DIR`` on run directories written by hand: exact text, stored growth, errors."""
+"""``python -m harness explain RUN_DIR`` in-process on synthetic run directories: exact text, stored growth, errors.
+
+The command in a subprocess is in tests/integration/test_explain.py.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,64 +14,23 @@ import pandas as pd
 import pytest
 
 from harness import storage
-from harness.commands import COMMAND_NAMES
 from harness.commands import explain as command
 from harness.errors import UsageError
-from harness.formatting import text_table
 from harness.growth import summarise_growth
 from harness.report.explain import PATH_WIDTH, explain_text
+from tests.helpers import write_run
 
 MiB = 1024**2
 GiB = 1024**3
 RUN_ID = "20250101T000000-lists-recursion-s0-abc123"
 
 
-def write_run(
+def lists_run(
     root: Path, rss: list[int], heap: list[int] | None = None, trace: dict[str, Any] | None = None, **meta: Any
 ) -> Path:
-    """A run directory as SCHEMA.md (version 1) describes it, with the given RSS (and heap) per epoch."""
-    run_dir = root / RUN_ID
-    run_dir.mkdir()
-    n = len(rss)
-    data = {
-        "schema_version": 1,
-        "run_id": RUN_ID,
-        "variant": "lists",
-        "leak": "recursion",
-        "seed": 0,
-        "epochs_planned": 20,
-        "epochs_done": n,
-        "status": "completed",
-        "config": {
-            "seed": 0,
-            "epochs": 20,
-            "learning_rate": 0.1,
-            "batch_size": 150,
-            "leak": "recursion",
-            "options": {},
-        },
-        "memory_cap_bytes": 4 * GiB,
-        "timeout_s": None,
-        "trace": heap is not None,
-        "sample_interval_s": 0.05,
-        "started_at": "2025-01-01T00:00:00.000Z",
-        "ended_at": "2025-01-01T00:01:00.000Z",
-        "host": {"hostname": "box", "platform": "Linux", "cpu_count": 2, "memory_total_bytes": 16 * GiB},
-        "versions": {"python": "3.11.7", "numpy": "2.0.0", "leakbench": "0.1.0"},
-        "git_commit": None,
-        "stop": None,
-        "growth": None,
-    } | meta
-    (run_dir / "meta.json").write_text(json.dumps(data), encoding="utf-8")
-    lines = ["epoch,rss_bytes,peak_rss_bytes,heap_bytes,py_blocks,epoch_s,elapsed_s,loss"]
-    for epoch, value in enumerate(rss, start=1):
-        heap_cell = "" if heap is None else str(heap[epoch - 1])
-        lines.append(f"{epoch},{value},{value},{heap_cell},{1000 * epoch},0.5,{0.5 * epoch},0.9")
-    (run_dir / "epochs.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (run_dir / "samples.csv").write_text("t_s,rss_bytes,epoch\n", encoding="utf-8")
-    if trace is not None:
-        (run_dir / "trace.json").write_text(json.dumps(trace), encoding="utf-8")
-    return run_dir
+    """Run RUN_ID: 20 epochs of lists with its recursion leak planned, the given RSS (and heap) per epoch."""
+    meta = {"variant": "lists", "leak": "recursion", "epochs_planned": 20} | meta
+    return write_run(root, RUN_ID, rss, heap=heap, trace_json=trace, **meta)
 
 
 def explain(run_dir: Path | str) -> int:
@@ -83,6 +43,11 @@ def explain(run_dir: Path | str) -> int:
 def leak_rss() -> list[int]:
     """A 20 MiB jump after epoch 1 (warm-up), then exactly 3 MiB per epoch."""
     return [100 * MiB + (20 * MiB if e >= 2 else 0) + 3 * MiB * e for e in range(1, 21)]
+
+
+def one_epoch_growth() -> dict[str, Any]:
+    """The growth of a run with one epoch (inconclusive): for tests of the trace tables that follow it."""
+    return summarise_growth(pd.DataFrame({"epoch": [1], "rss_bytes": [1]}))
 
 
 def site(file: str, line: int, size_diff: int, count_diff: int, size: int, count: int) -> dict[str, Any]:
@@ -145,7 +110,7 @@ def test_a_traced_leak_is_explained_with_trend_projection_and_tables(tmp_path: P
     # GIVEN a traced run leaking 3 MiB/epoch whose top site is a file under the current directory
     monkeypatch.chdir(tmp_path)
     heap = [10 * MiB + 3 * MiB * e - 5000 * (e % 2) for e in range(1, 21)]
-    run_dir = write_run(tmp_path, leak_rss(), heap, leak_trace(tmp_path))
+    run_dir = lists_run(tmp_path, leak_rss(), heap, leak_trace(tmp_path))
     # WHEN explained
     code = explain(run_dir)
     # THEN the report is exactly this (120 MiB + 3 MiB * e reaches 4 GiB at e = 1326, 16 GiB at e = 5422),
@@ -155,7 +120,7 @@ def test_a_traced_leak_is_explained_with_trend_projection_and_tables(tmp_path: P
 
 
 def test_explain_stores_the_growth_in_meta_and_keeps_the_rest(tmp_path: Path, capsys) -> None:
-    run_dir = write_run(tmp_path, leak_rss())
+    run_dir = lists_run(tmp_path, leak_rss())
     before = json.loads((run_dir / "meta.json").read_text())
     explain(run_dir)
     after = json.loads((run_dir / "meta.json").read_text())
@@ -168,7 +133,7 @@ def test_explain_stores_the_growth_in_meta_and_keeps_the_rest(tmp_path: Path, ca
 
 def test_a_flat_untraced_run_says_how_to_find_where_growth_comes_from(tmp_path: Path, capsys) -> None:
     # GIVEN an untraced run that is flat but for one page every third epoch
-    run_dir = write_run(tmp_path, [200 * MiB + 4096 * (e % 3 == 0) for e in range(1, 21)], leak=None, variant="numpy")
+    run_dir = lists_run(tmp_path, [200 * MiB + 4096 * (e % 3 == 0) for e in range(1, 21)], leak=None, variant="numpy")
     explain(run_dir)
     assert (
         capsys.readouterr().out
@@ -188,7 +153,7 @@ No trace: re-run with --trace to see which lines and object types the growth com
 
 def test_rss_growing_while_the_heap_does_not_is_said(tmp_path: Path, capsys) -> None:
     heap = [30 * MiB + 100 * (e % 2) for e in range(1, 21)]
-    explain(write_run(tmp_path, leak_rss(), heap))
+    explain(lists_run(tmp_path, leak_rss(), heap))
     out = capsys.readouterr().out
     assert (
         "Note: RSS grows 3.0 MiB/epoch but the Python heap only 0 B/epoch: the growth is native memory or "
@@ -198,7 +163,7 @@ def test_rss_growing_while_the_heap_does_not_is_said(tmp_path: Path, capsys) -> 
 
 
 def test_a_run_with_one_epoch_shows_dashes(tmp_path: Path, capsys) -> None:
-    explain(write_run(tmp_path, [100 * MiB], status="failed"))
+    explain(lists_run(tmp_path, [100 * MiB], status="failed"))
     out = capsys.readouterr().out
     assert "  RSS     inconclusive       -       -  -        0  -\n" in out
     assert "RSS: inconclusive: only 1 epoch; at least 6 are needed.\n" in out
@@ -207,7 +172,7 @@ def test_a_run_with_one_epoch_shows_dashes(tmp_path: Path, capsys) -> None:
 
 def test_an_interim_trace_and_empty_tables_are_labelled() -> None:
     trace = {"final": False, "baseline_epoch": 3, "final_epoch": 9, "sites": [], "types": []}
-    growth = summarise_growth(pd.DataFrame({"epoch": [1], "rss_bytes": [1]}))
+    growth = one_epoch_growth()
     text = explain_text({"run_id": "r"}, growth, trace)
     assert (
         "Allocation sites that grew most, epoch 3 -> 9 (tracemalloc, interim: the run ended before its final "
@@ -225,7 +190,7 @@ def test_the_top_sites_traceback_is_shown_when_recorded(tmp_path: Path) -> None:
         f"{tmp_path / 'train.py'}:30",
     ]
     trace = {"baseline_epoch": 1, "final_epoch": 5, "sites": [top], "types": []}
-    growth = summarise_growth(pd.DataFrame({"epoch": [1], "rss_bytes": [1]}))
+    growth = one_epoch_growth()
     # WHEN rendered relative to tmp_path THEN the frames follow the table, shortened like sites
     assert (
         "  loop.py:9  +10.0 MiB      +10  10.0 MiB      10\n"
@@ -257,7 +222,7 @@ def test_what_keeps_the_growth_alive_is_shown(tmp_path: Path) -> None:
             {"file": str(tmp_path / "loop.py"), "line": 40, "holder": None, "chain": ["bytearray", "loop.Loop.kept"]},
         ],
     }
-    growth = summarise_growth(pd.DataFrame({"epoch": [1], "rss_bytes": [1]}))
+    growth = one_epoch_growth()
     # WHEN rendered THEN each keeper names its holder and the chain of referrers to it
     assert (
         "What keeps the growth alive (referrers from a grown object outwards):\n"
@@ -271,16 +236,10 @@ def test_what_keeps_the_growth_alive_is_shown(tmp_path: Path) -> None:
 def test_long_site_paths_keep_their_tail() -> None:
     deep = "/opt/" + "very-long-directory/" * 5 + "module.py"
     trace = {"baseline_epoch": 1, "final_epoch": 2, "types": [], "sites": [site(deep, 42, 10, 1, 10, 1)]}
-    text = explain_text({}, summarise_growth(pd.DataFrame({"epoch": [1], "rss_bytes": [1]})), trace)
+    text = explain_text({}, one_epoch_growth(), trace)
     shown = next(line.split()[0] for line in text.splitlines() if line.strip().endswith("+1  10 B       1"))
     assert len(shown) == PATH_WIDTH
     assert shown.startswith("...") and shown.endswith("directory/module.py:42")
-
-
-def test_table_aligns_text_left_and_numbers_right() -> None:
-    assert text_table(["name", "n"], [["a", "1"], ["bbb", "22"]], right=[False, True], indent=2) == (
-        "  name   n\n  a      1\n  bbb   22"
-    )
 
 
 def test_a_missing_or_foreign_directory_is_a_usage_error(tmp_path: Path) -> None:
@@ -292,7 +251,7 @@ def test_a_missing_or_foreign_directory_is_a_usage_error(tmp_path: Path) -> None
 
 def test_a_read_only_run_is_still_explained(tmp_path: Path, monkeypatch, capsys) -> None:
     # GIVEN a run whose meta.json cannot be rewritten
-    run_dir = write_run(tmp_path, leak_rss())
+    run_dir = lists_run(tmp_path, leak_rss())
 
     def refuse(path: Path, data: Any) -> None:
         raise PermissionError(13, "Permission denied")
@@ -303,30 +262,3 @@ def test_a_read_only_run_is_still_explained(tmp_path: Path, monkeypatch, capsys)
     captured = capsys.readouterr()
     assert captured.out.startswith(f"run {RUN_ID}\n")
     assert captured.err == f"note: growth not stored in {run_dir / 'meta.json'}: Permission denied\n"
-
-
-@pytest.mark.skipif(
-    "explain" not in COMMAND_NAMES, reason="explain is not yet listed in harness.commands.COMMAND_NAMES"
-)
-def test_the_cli_explains_a_run_and_refuses_a_bad_one_in_one_line(tmp_path: Path) -> None:
-    run_dir = write_run(tmp_path, leak_rss())
-    good = subprocess.run(
-        [sys.executable, "-m", "harness", "explain", str(run_dir)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-        check=False,
-    )
-    assert good.returncode == 0, good.stderr
-    assert good.stdout.startswith(f"run {RUN_ID}\n")
-    bad = subprocess.run(
-        [sys.executable, "-m", "harness", "explain", str(tmp_path / "nope")],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-        check=False,
-    )
-    assert bad.returncode == 2
-    assert bad.stdout == "" and len(bad.stderr.splitlines()) == 1 and "not a directory" in bad.stderr

@@ -1,4 +1,5 @@
-"""Sweeps: spec parsing and expansion, the bundled seed spec, resuming, progress; end to end in a subprocess."""
+"""Sweeps in-process: spec parsing and expansion, the bundled seed spec, and sweeps through a fake runner
+(resuming, progress, failures).  A real sweep in a subprocess is in tests/integration/test_sweep.py."""
 
 from __future__ import annotations
 
@@ -14,22 +15,10 @@ import pytest
 from harness import sweep
 from harness.errors import UsageError
 from harness.loops import VARIANTS, class_leaks, resolve_class
-from harness.report import run_table
-from harness.storage import load_runs
 from harness.sweep import spec as sweep_spec
+from tests.helpers import TINY_SWEEP, write_run
 
-TINY_SPEC = """
-name = "tiny"
-[[runs]]
-variants = ["numpy"]
-seeds = 2
-epochs = 20
-[[runs]]
-variants = ["numpy"]
-leaks = ["history"]
-epochs = 20
-memory_cap = "1GiB"
-"""
+TINY_SPEC = TINY_SWEEP.read_text()
 
 
 def spec_of(text: str) -> sweep.Spec:
@@ -40,7 +29,7 @@ def spec_of(text: str) -> sweep.Spec:
 
 
 class FakeRunner:
-    """Stands in for `python -m harness run`: writes a run directory's meta.json and prints its path."""
+    """Stands in for `python -m harness run`: writes a run directory (meta.json, no epochs) and prints its path."""
 
     def __init__(self, status: str = "completed", exit_code: int = 0) -> None:
         self.calls: list[list[str]] = []
@@ -49,10 +38,9 @@ class FakeRunner:
     def __call__(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
         self.calls.append(argv)
         options = dict(itertools.pairwise(argv))
-        results = Path(options["--results"])
-        run_dir = results / f"run-{len(self.calls)}"
-        write_meta(
-            run_dir,
+        run_dir = stored_run(
+            Path(options["--results"]),
+            f"run-{len(self.calls)}",
             options["--variant"],
             options.get("--leak"),
             int(options["--seed"]),
@@ -64,8 +52,9 @@ class FakeRunner:
         return subprocess.CompletedProcess(argv, self.exit_code, f"growth: flat\n{run_dir}\n", "")
 
 
-def write_meta(
-    run_dir: Path,
+def stored_run(
+    results: Path,
+    name: str,
     variant: str,
     leak: str | None,
     seed: int,
@@ -74,27 +63,20 @@ def write_meta(
     trace: bool = False,
     status: str = "completed",
     cap: int = 2**30,
-) -> None:
-    """A run directory holding only the meta.json keys a sweep reads."""
-    run_dir.mkdir(parents=True)
-    config = {
-        "seed": seed,
-        "epochs": epochs,
-        "leak": leak,
-        "options": {"fc_only": True} if fc_only else {},
-    }
-    meta = {
-        "schema_version": 1,
-        "variant": variant,
-        "leak": leak,
-        "seed": seed,
-        "epochs_planned": epochs,
-        "status": status,
-        "trace": trace,
-        "config": config,
-        "memory_cap_bytes": cap,
-    }
-    (run_dir / "meta.json").write_text(json.dumps(meta))
+) -> Path:
+    """A run directory as a sweep finds it, with the parameters a sweep matches on; no epochs recorded."""
+    return write_run(
+        results,
+        name,
+        variant=variant,
+        leak=leak,
+        seed=seed,
+        epochs_planned=epochs,
+        options={"fc_only": True} if fc_only else {},
+        trace=trace,
+        status=status,
+        memory_cap_bytes=cap,
+    )
 
 
 def test_a_spec_expands_to_the_product_of_its_lists() -> None:
@@ -256,13 +238,14 @@ def test_a_sweep_runs_everything_once_and_a_second_sweep_repeats_nothing(
 
 def test_a_resumed_sweep_redoes_failed_and_missing_runs_only(tmp_path: Path) -> None:
     # GIVEN a results directory with seed 0 completed, seed 1 failed, and the leak run stopped by its cap
-    write_meta(tmp_path / "done", "numpy", None, 0, 20)
-    write_meta(tmp_path / "failed", "numpy", None, 1, 20, status="failed")
-    write_meta(tmp_path / "capped", "numpy", "history", 0, 20, status="memory_cap")
+    stored_run(tmp_path, "done", "numpy", None, 0, 20)
+    stored_run(tmp_path, "failed", "numpy", None, 1, 20, status="failed")
+    stored_run(tmp_path, "capped", "numpy", "history", 0, 20, status="memory_cap")
     # AND runs with other parameters that must not count: other epochs, another memory cap than the spec's
-    write_meta(tmp_path / "other", "numpy", None, 1, 21)
-    write_meta(
-        tmp_path / "other-cap",
+    stored_run(tmp_path, "other", "numpy", None, 1, 21)
+    stored_run(
+        tmp_path,
+        "other-cap",
         "numpy",
         "history",
         0,
@@ -313,60 +296,3 @@ def test_the_eta_uses_seconds_per_epoch_measured_per_variant() -> None:
         eta.describe([*numpy_runs, sweep.PlannedRun("lists", None, 0, 12, False)]) == "ETA 20s + lists (not timed yet)"
     )
     assert eta.describe([sweep.PlannedRun("numpy", None, 2, 7450, False)]) == "ETA 1h02m"
-
-
-@pytest.mark.slow
-def test_a_real_sweep_end_to_end_then_resumed_then_reported(tmp_path: Path) -> None:
-    # GIVEN a tiny spec: numpy, 2 seeds, 20 epochs, and a numpy history-leak run
-    spec = tmp_path / "tiny.toml"
-    spec.write_text(TINY_SPEC)
-    command = [
-        sys.executable,
-        "-m",
-        "harness",
-        "sweep",
-        str(spec),
-        "--results",
-        "runs",
-        "--report",
-        "report",
-    ]
-    # WHEN it is swept the way a user does, in a subprocess
-    first = subprocess.run(command, cwd=tmp_path, capture_output=True, check=False, text=True, timeout=300)
-    # THEN every run finished, the report was written, and the leak run was judged a leak
-    assert first.returncode == 0, first.stderr
-    assert "[3/3] numpy history s0, 20 epochs: completed" in first.stderr
-    table = run_table(load_runs([tmp_path / "runs"]))
-    assert sorted(zip(table["leak"], table["verdict"])) == [
-        ("history", "leak"),
-        ("none", "flat"),
-        ("none", "flat"),
-    ]
-    assert (tmp_path / "report" / "report.html").is_file() and (tmp_path / "report" / "memory.png").is_file()
-    assert "| numpy | CNN | history | 0 | 20/20 | completed | leak |" in (tmp_path / "report" / "report.md").read_text()
-    # WHEN the same command runs again THEN nothing is repeated
-    second = subprocess.run(command, cwd=tmp_path, capture_output=True, check=False, text=True, timeout=120)
-    assert second.returncode == 0, second.stderr
-    assert second.stderr.count("already done") == 3
-    assert len(list((tmp_path / "runs").glob("*/meta.json"))) == 3
-    # WHEN compare sets the leak run against a fixed one with --fail-on-regression THEN it fails on growth
-    fixed = next(p.parent for p in (tmp_path / "runs").glob("*noleak-s0*/meta.json"))
-    leaky = next(p.parent for p in (tmp_path / "runs").glob("*history*/meta.json"))
-    compared = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "compare",
-            str(fixed),
-            str(leaky),
-            "--fail-on-regression",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=60,
-    )
-    assert compared.returncode == 1, compared.stderr
-    assert "regression: numpy CNN none -> numpy CNN history: growth per epoch" in compared.stdout

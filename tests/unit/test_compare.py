@@ -1,12 +1,12 @@
-"""compare: changes between a baseline and a candidate, judged against the noise; golden output on fixture runs."""
+"""compare: changes between a baseline and a candidate, judged against the noise; golden output on fixture runs.
+
+The command in a subprocess is in tests/integration/test_compare.py.
+"""
 
 from __future__ import annotations
 
 import math
 import statistics
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,16 +15,7 @@ from harness import report, storage
 from harness.growth import MIN_BYTES_PER_EPOCH
 from harness.report import compare
 from harness.report import writers as render_formats
-
-FIXTURES = Path(__file__).parent / "fixtures" / "runs"
-GOLDEN = Path(__file__).parent / "golden"
-KIB, MIB = 1024, 1024 * 1024
-
-
-def fixture(part: str) -> Path:
-    """The one fixture run directory whose name contains ``part``."""
-    (found,) = [p for p in FIXTURES.iterdir() if part in p.name and (p / "meta.json").exists()]
-    return found
+from tests.helpers import KIB, MIB, assert_golden, fixture_run_dir
 
 
 def table(n: int, **columns: list[float] | list[str]) -> pd.DataFrame:
@@ -139,55 +130,12 @@ def test_sets_are_compared_group_by_group_and_unmatched_groups_are_named() -> No
 
 def test_comparing_a_fix_with_its_leak_matches_the_golden_text() -> None:
     # GIVEN the stored lists runs, fixed as baseline and leaky as candidate
-    baseline = report.run_table(storage.load_runs([fixture("lists-noleak")]))
-    candidate = report.run_table(storage.load_runs([fixture("lists-recursion-s0-e3f659")]))
+    baseline = report.run_table(storage.load_runs([fixture_run_dir("lists-noleak")]))
+    candidate = report.run_table(storage.load_runs([fixture_run_dir("lists-recursion-s0-e3f659")]))
     changes = compare.compare_tables(baseline, candidate)
     # THEN the table is as reviewed, and growth and peak RSS are regressions
-    text = render_formats.text_table(compare.comparison_table(changes)) + "\n"
-    path = GOLDEN / "compare_lists_fix_vs_leak.txt"
-    if not path.exists():
-        path.write_text(text)
-        pytest.fail(f"golden file {path} was missing and has been written: review it and commit it")
-    assert text == path.read_text()
+    assert_golden("compare_lists_fix_vs_leak.txt", render_formats.text_table(compare.comparison_table(changes)) + "\n")
     assert {c.metric.column for c in compare.regressions(changes)} >= {
         "bytes_per_epoch",
         "peak_rss_bytes",
     }
-
-
-def test_the_compare_command_fails_on_a_regression_only_when_asked(
-    tmp_path: Path,
-) -> None:
-    fixed, leaky = (
-        str(fixture("lists-noleak")),
-        str(fixture("lists-recursion-s0-e3f659")),
-    )
-    command = [sys.executable, "-m", "harness", "compare"]
-    # WHEN the leak is the candidate, without and with --fail-on-regression
-    plain = subprocess.run(
-        [*command, fixed, leaky],
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=60,
-    )
-    strict = subprocess.run(
-        [*command, fixed, leaky, "--fail-on-regression"],
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=60,
-    )
-    # THEN the table is printed both times, and only the strict one exits 1, naming the growth regression
-    assert plain.returncode == 0 and strict.returncode == 1, strict.stderr
-    assert "growth per epoch" in plain.stdout and "worse" in plain.stdout
-    assert "regression: lists CNN none -> lists CNN recursion: growth per epoch" in strict.stdout
-    # WHEN the fix is the candidate THEN nothing regressed
-    fixed_wins = subprocess.run(
-        [*command, leaky, fixed, "--fail-on-regression"],
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=60,
-    )
-    assert fixed_wins.returncode == 0, fixed_wins.stdout

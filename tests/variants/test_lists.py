@@ -12,6 +12,7 @@ import pytest
 
 from harness.errors import UsageError
 from harness.interface import RunConfig
+from tests.helpers import numeric_gradient, relative_error
 from variants.data import initial_parameters, make_dataset
 from variants.lists import ListsCNN
 from variants.lists.layers import (
@@ -29,36 +30,28 @@ from variants.lists.layers import (
 )
 from variants.network import CONV_PARAMETERS, FC_PARAMETERS, PARAMETER_SHAPES
 
-H = 1e-6
 TOLERANCE = 1e-6
-
-
-def relative_error(analytic: Any, numeric: Any) -> float:
-    """Norm-wise relative error between two gradients."""
-    a, n = np.asarray(analytic, dtype=float), np.asarray(numeric, dtype=float)
-    scale = max(np.linalg.norm(a), np.linalg.norm(n))
-    assert scale > 0, "both gradients are zero: the check would prove nothing"
-    return float(np.linalg.norm(a - n) / scale)
-
-
-def numeric_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, h: float = H) -> np.ndarray:
-    """Central differences of the scalar f at x, entry by entry."""
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        old = x[index]
-        x[index] = old + h
-        up = f(x)
-        x[index] = old - h
-        down = f(x)
-        x[index] = old
-        grad[index] = (up - down) / (2 * h)
-    return grad
 
 
 def projected(layer: Any, image: Any, upstream: np.ndarray) -> float:
     """S = sum(upstream * layer output): its gradient is what backward returns for ``upstream``."""
     output = forward_layer(layer, image)[0]
     return float(np.sum(upstream * np.asarray(output)))
+
+
+def layer_gradients(
+    layer_type: Any, w: np.ndarray, b: np.ndarray, x: np.ndarray, g: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Central differences of sum(g * layer(x)), layer = layer_type(w, b): by x, by w and by b."""
+
+    def through(weights: np.ndarray, biases: np.ndarray, image: np.ndarray) -> float:
+        return projected(layer_type(weights.tolist(), biases.tolist()), image.tolist(), g)
+
+    return (
+        numeric_gradient(lambda v: through(w, b, v), x.copy()),
+        numeric_gradient(lambda v: through(v, b, x), w.copy()),
+        numeric_gradient(lambda v: through(w, v, x), b.copy()),
+    )
 
 
 @pytest.fixture
@@ -81,9 +74,7 @@ def test_conv_backward_matches_finite_differences(
     kept = forward_layer(layer, x.tolist())[1]
     delta, diff = backward_layer(layer, kept, g.tolist())
     # THEN input delta, kernel and bias gradients are the derivatives of sum(g * output)
-    num_x = numeric_gradient(lambda v: projected(layer, v.tolist(), g), x.copy())
-    num_w = numeric_gradient(lambda v: projected(ConvLayer(v.tolist(), b.tolist()), x.tolist(), g), w.copy())
-    num_b = numeric_gradient(lambda v: projected(ConvLayer(w.tolist(), v.tolist()), x.tolist(), g), b.copy())
+    num_x, num_w, num_b = layer_gradients(ConvLayer, w, b, x, g)
     assert relative_error(delta, num_x) < TOLERANCE
     assert relative_error(diff.kernels, num_w) < TOLERANCE
     assert relative_error(diff.biases, num_b) < TOLERANCE
@@ -166,9 +157,7 @@ def test_fully_connected_backward_matches_finite_differences(rng: np.random.Gene
     # WHEN the delta goes back
     delta, diff = backward_layer(layer, x.tolist(), g.tolist())
     # THEN delta, weight and bias gradients are the derivatives of sum(g * (W x + b))
-    num_x = numeric_gradient(lambda v: projected(layer, v.tolist(), g), x.copy())
-    num_w = numeric_gradient(lambda v: projected(FullLayer(v.tolist(), b.tolist()), x.tolist(), g), w.copy())
-    num_b = numeric_gradient(lambda v: projected(FullLayer(w.tolist(), v.tolist()), x.tolist(), g), b.copy())
+    num_x, num_w, num_b = layer_gradients(FullLayer, w, b, x, g)
     assert relative_error(delta, num_x) < TOLERANCE
     assert relative_error(diff.weights, num_w) < TOLERANCE
     assert relative_error(diff.biases, num_b) < TOLERANCE
@@ -256,12 +245,9 @@ def test_network_gradients_match_finite_differences(network: Any) -> None:
             flat = [
                 tuple(i) for i in pick.choice(list(np.ndindex(shape)), size=min(6, int(np.prod(shape))), replace=False)
             ]
-            numeric = []
-            for index in flat:
-                up, down = params[name].copy(), params[name].copy()
-                up[index] += 1e-5
-                down[index] -= 1e-5
-                numeric.append((loss_with(name, up) - loss_with(name, down)) / 2e-5)
+            numeric = numeric_gradient(
+                lambda value, name=name: loss_with(name, value), params[name].copy(), flat, step=1e-5
+            )
             # THEN the analytic gradient of the mean loss agrees in each parameter
             analytic = [grads[name][index] for index in flat]
             assert relative_error(analytic, numeric) < TOLERANCE, name

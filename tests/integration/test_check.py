@@ -1,17 +1,14 @@
 """``python -m harness check``: exit codes and lines for flat, leaking, inconclusive, malformed and missing runs.
 
-Unit tests build run directories by hand (series whose verdict is known) and
-call the CLI's ``main`` in-process; one test records a real run with
+Most tests write run directories whose RSS series has a known verdict
+(``tests.helpers.write_run``) and call the CLI's ``main`` in-process; one test records a real run with
 ``python -m harness run`` and checks it with ``python -m harness check``, both
 in subprocesses, as a user or CI would.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,55 +18,12 @@ from harness.cli import main
 from harness.formatting import format_rate
 from harness.growth import MIN_BYTES_PER_EPOCH
 from harness.storage import load_run
+from tests.helpers import MIB, cli, run_dir_of, write_run
 
-MIB = 1024**2
+# Every test runs from an empty directory: this project's own pyproject.toml budgets must not apply.
+pytestmark = pytest.mark.usefixtures("no_project_config")
+
 BASE_RSS = 100 * MIB
-
-
-def make_run(
-    root: Path,
-    name: str,
-    rss: list[int],
-    *,
-    variant: str = "numpy",
-    leak: str | None = None,
-    status: str = records.COMPLETED,
-    stop: dict | None = None,
-    peak: int | None = None,
-) -> Path:
-    """A run directory as the runner writes it: meta.json and epochs.csv with the given RSS per epoch."""
-    run_dir = root / name
-    run_dir.mkdir()
-    meta = records.RunMeta(
-        run_id=name,
-        variant=variant,
-        leak=leak,
-        seed=0,
-        epochs_planned=max(len(rss), 1),
-        epochs_done=len(rss),
-        status=status,
-        config={"seed": 0, "epochs": max(len(rss), 1), "leak": leak},
-        memory_cap_bytes=4 * 1024 * MIB,
-        memory_limit_bytes=None,
-        timeout_s=None,
-        trace=False,
-        sample_interval_s=0.05,
-        started_at="2026-01-01T00:00:00.000Z",
-        ended_at=None if status == records.RUNNING else "2026-01-01T00:01:00.000Z",
-        host={"memory_total_bytes": 16 * 1024 * MIB},
-        versions={},
-        git_commit=None,
-        stop=stop,
-    ).to_dict()
-    (run_dir / "meta.json").write_text(json.dumps(meta))
-    with open(run_dir / "epochs.csv", "w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow((*records.EPOCH_COLUMNS, "loss"))
-        top = 0
-        for epoch, value in enumerate(rss, start=1):
-            top = max(top, value, peak or 0)
-            writer.writerow([epoch, value, top, "", "", 0.01, 0.01 * epoch, 1.0 / epoch])
-    return run_dir
 
 
 def flat_series(epochs: int = 30) -> list[int]:
@@ -87,17 +41,9 @@ def check(*args: str | Path) -> int:
     return main(["check", *map(str, args)])
 
 
-@pytest.fixture(autouse=True)
-def no_project_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run every test from an empty directory, so this project's own pyproject.toml budgets do not apply."""
-    workdir = tmp_path / "cwd"
-    workdir.mkdir()
-    monkeypatch.chdir(workdir)
-
-
 def test_flat_run_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN a run whose RSS does not grow
-    run_dir = make_run(tmp_path, "flat", flat_series())
+    run_dir = write_run(tmp_path, "flat", flat_series())
     # WHEN it is checked with a growth budget
     code = check(run_dir, "--max-growth", "64KiB")
     # THEN it passes, one "ok" line naming the run and its budget
@@ -109,8 +55,8 @@ def test_flat_run_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 def test_leaking_run_fails_with_rate_and_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN a flat run and a run growing 1 MiB per epoch
-    flat = make_run(tmp_path, "flat", flat_series())
-    leaking = make_run(tmp_path, "leaking", leaking_series(), leak="history")
+    flat = write_run(tmp_path, "flat", flat_series())
+    leaking = write_run(tmp_path, "leaking", leaking_series(), leak="history")
     # WHEN both are checked against 64 KiB/epoch
     code = check(flat, leaking, "--max-growth", "64 KiB")
     # THEN the exit code is 1 and the leaking run's line says how much it grew against which budget
@@ -125,7 +71,7 @@ def test_leaking_run_fails_with_rate_and_budget(tmp_path: Path, capsys: pytest.C
 
 def test_without_budget_a_leak_verdict_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN a leaking run and no budget at all
-    leaking = make_run(tmp_path, "leaking", leaking_series())
+    leaking = write_run(tmp_path, "leaking", leaking_series())
     # THEN the leak verdict alone fails it, at the verdict's threshold
     assert check(leaking) == 1
     assert (
@@ -135,7 +81,7 @@ def test_without_budget_a_leak_verdict_fails(tmp_path: Path, capsys: pytest.Capt
 
 def test_growth_within_budget_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN a run growing 1 MiB per epoch and a budget of 2 MiB per epoch
-    leaking = make_run(tmp_path, "leaking", leaking_series())
+    leaking = write_run(tmp_path, "leaking", leaking_series())
     # THEN it passes: known growth within budget is allowed
     assert check(leaking, "--max-growth", "2MiB") == 0
     assert capsys.readouterr().out.startswith(f"ok {leaking} (numpy): RSS leak, +1.0 MiB/epoch")
@@ -145,7 +91,7 @@ def test_inconclusive_is_reported_and_fails_only_when_strict(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN a run with too few epochs for a verdict
-    short = make_run(tmp_path, "short", flat_series(4))
+    short = write_run(tmp_path, "short", flat_series(4))
     # WHEN checked without and with --strict
     lenient = check(short, "--max-growth", "64KiB")
     lenient_out = capsys.readouterr().out
@@ -160,7 +106,7 @@ def test_inconclusive_is_reported_and_fails_only_when_strict(
 
 def test_peak_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN a flat run whose peak RSS reached 300 MiB
-    run_dir = make_run(tmp_path, "peaky", flat_series(), peak=300 * MIB)
+    run_dir = write_run(tmp_path, "peaky", flat_series(), peak=300 * MIB)
     # THEN a 256 MiB peak budget fails by 44 MiB, and a 512 MiB one passes
     assert check(run_dir, "--max-peak", "256MiB") == 1
     assert capsys.readouterr().out.strip().endswith("peak RSS 300.0 MiB is over the 256.0 MiB budget by 44.0 MiB")
@@ -180,10 +126,10 @@ max-growth = "2 MiB"
 [tool.leakbench.budgets."numpy:history"]
 expect = "leak"
 """)
-    grows = make_run(tmp_path, "grows", leaking_series())
-    caught = make_run(tmp_path, "caught", leaking_series(), leak="history")
-    missed = make_run(tmp_path, "missed", flat_series(), leak="history")
-    other = make_run(tmp_path, "other", leaking_series(), variant="lists")
+    grows = write_run(tmp_path, "grows", leaking_series())
+    caught = write_run(tmp_path, "caught", leaking_series(), leak="history")
+    missed = write_run(tmp_path, "missed", flat_series(), leak="history")
+    other = write_run(tmp_path, "other", leaking_series(), variant="lists")
     # WHEN they are checked with that configuration
     code = check(grows, caught, missed, other, "--config", config)
     lines = capsys.readouterr().out.splitlines()
@@ -198,7 +144,7 @@ expect = "leak"
 def test_pyproject_in_the_working_directory_is_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN ./pyproject.toml allowing numpy 2 MiB/epoch, and a run growing 1 MiB/epoch
     Path("pyproject.toml").write_text('[tool.leakbench.budgets.numpy]\nmax-growth = "2 MiB"\n')
-    grows = make_run(tmp_path, "grows", leaking_series())
+    grows = write_run(tmp_path, "grows", leaking_series())
     # THEN it is within budget without --config, and --max-growth overrides the file
     assert check(grows) == 0
     assert check(grows, "--max-growth", "512KiB") == 1
@@ -215,8 +161,8 @@ def test_unfinished_runs_fail_unless_a_leak_hit_the_cap(tmp_path: Path, capsys: 
         "stderr_tail": [],
         "message": "training: ValueError: boom",
     }
-    failed = make_run(tmp_path, "failed", flat_series(3), status=records.FAILED, stop=stop)
-    capped = make_run(
+    failed = write_run(tmp_path, "failed", flat_series(3), status=records.FAILED, stop=stop)
+    capped = write_run(
         tmp_path,
         "capped",
         leaking_series(8, 300 * MIB),
@@ -248,7 +194,7 @@ def test_unfinished_runs_fail_unless_a_leak_hit_the_cap(tmp_path: Path, capsys: 
 
 def test_growth_is_stored_when_the_run_has_none(tmp_path: Path) -> None:
     # GIVEN a run directory whose meta.json has no growth yet
-    leaking = make_run(tmp_path, "leaking", leaking_series())
+    leaking = write_run(tmp_path, "leaking", leaking_series())
     assert load_run(leaking).meta["growth"] is None
     # WHEN it is checked
     check(leaking, "--max-growth", "2MiB")
@@ -276,7 +222,7 @@ def test_missing_or_malformed_run_dirs_are_usage_errors(
     message: str,
 ) -> None:
     # GIVEN a good run listed before a directory that cannot be read
-    good = make_run(tmp_path, "good", flat_series())
+    good = write_run(tmp_path, "good", flat_series())
     bad = tmp_path / "bad"
     if meta_text is not None:  # None: the directory does not exist
         bad.mkdir()
@@ -305,7 +251,7 @@ def test_bad_options_are_usage_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
     # GIVEN a good run and a bad option
-    good = make_run(tmp_path, "good", flat_series())
+    good = write_run(tmp_path, "good", flat_series())
     # THEN the exit code is 2 and the one line quotes the bad input
     assert check(good, *args) == 2
     assert message in capsys.readouterr().err
@@ -316,7 +262,7 @@ def test_bad_budget_table_is_a_usage_error(tmp_path: Path, capsys: pytest.Captur
     config = tmp_path / "pyproject.toml"
     config.write_text('[tool.leakbench.budgets.numpy]\nmax-growth = "16 KB per epoch"\n')
     # THEN check names the file, the entry, the key and the bad value
-    assert check(make_run(tmp_path, "good", flat_series()), "--config", config) == 2
+    assert check(write_run(tmp_path, "good", flat_series()), "--config", config) == 2
     err = capsys.readouterr().err
     assert "[tool.leakbench.budgets.\"numpy\"]: max-growth: invalid size '16 KB per epoch'" in err
 
@@ -332,36 +278,14 @@ def test_run_then_check_end_to_end(tmp_path: Path) -> None:
         "        self.kept.append(bytearray(1 << 20))\n"
         "        return {'loss': 1.0 / epoch}\n"
     )
-    recorded = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "run",
-            "--variant",
-            f"{loop}:GrowLoop",
-            "--epochs",
-            "12",
-            "--results",
-            str(tmp_path / "results"),
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    recorded = cli(
+        "run", "--variant", f"{loop}:GrowLoop", "--epochs", "12", "--results", tmp_path / "results", "--quiet"
     )
     assert recorded.returncode == 0, recorded.stderr
-    run_dir = recorded.stdout.strip().splitlines()[-1]
+    run_dir = str(run_dir_of(recorded, tmp_path))
 
     def check_cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "harness", "check", run_dir, *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return cli("check", run_dir, *args, timeout=60)
 
     # WHEN it is checked against a budget below and one above its growth
     over = check_cli("--max-growth", "64KiB")

@@ -19,10 +19,9 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from harness import storage
 from harness.report import document as render
+from harness.storage import Run
 
-FIXTURES = Path(__file__).parent / "fixtures" / "runs"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None,
@@ -48,10 +47,10 @@ DECODE_PROBE = (
 
 
 @pytest.fixture(scope="module")
-def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def report_dir(fixture_runs: list[Run], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The report of the fixture runs."""
     out = tmp_path_factory.mktemp("browser")
-    render.write_report(storage.load_runs([FIXTURES]), out)
+    render.write_report(fixture_runs, out)
     return out
 
 

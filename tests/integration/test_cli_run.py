@@ -8,7 +8,6 @@ import pty
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,28 +20,9 @@ import pytest
 import harness
 from harness import storage
 from harness.loops import VariantInfo, list_variants, registered_variants
+from tests.helpers import KNOWN_LEAK, LOOPS, cli, harness_argv, loop, run_dir_of
 
-LOOPS = Path(__file__).parent / "fixtures" / "loops.py"
 MiB = 1024**2
-
-
-def harness_command(*args: str | os.PathLike[str]) -> list[str]:
-    return [sys.executable, "-m", "harness", *map(str, args)]
-
-
-def cli(*args: str | os.PathLike[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m harness ARGS`` in ``cwd`` and capture its output."""
-    return subprocess.run(harness_command(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def run_dir_of(done: subprocess.CompletedProcess[str], cwd: Path) -> Path:
-    """The run directory `run` printed on its last stdout line."""
-    path = Path(done.stdout.strip().splitlines()[-1])
-    return path if path.is_absolute() else cwd / path
-
-
-def loop(name: str) -> str:
-    return f"{LOOPS}:{name}"
 
 
 # -- completed runs ------------------------------------------------------------------------------
@@ -185,7 +165,7 @@ def test_progress_line_is_drawn_on_a_terminal(tmp_path: Path) -> None:
     leader, follower = pty.openpty()
     try:
         proc = subprocess.Popen(
-            harness_command("run", "--variant", loop("SlowLoop"), "--epochs", "3"),
+            harness_argv("run", "--variant", loop("SlowLoop"), "--epochs", "3"),
             cwd=tmp_path,
             stdout=subprocess.PIPE,
             stderr=follower,
@@ -304,7 +284,7 @@ def _worker_of(parent: psutil.Process) -> list[psutil.Process]:
 def test_a_signal_to_the_parent_stops_the_worker_and_keeps_the_files(tmp_path: Path, signum: int) -> None:
     # GIVEN a run of a slow loop that has recorded at least one epoch
     proc = subprocess.Popen(
-        harness_command("run", "--variant", loop("SlowLoop"), "--epochs", "500"),
+        harness_argv("run", "--variant", loop("SlowLoop"), "--epochs", "500"),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -363,12 +343,11 @@ def test_usage_errors_print_one_line_exit_2_and_write_nothing(tmp_path: Path, ar
 
 def test_options_reach_the_loops_config(tmp_path: Path) -> None:
     # GIVEN a loop that keeps `kib` KiB per epoch, given as an option, with text and JSON values
-    known = f"{Path(__file__).parent / 'fixtures' / 'known_leak.py'}:KnownLeak"
     # WHEN run with --option twice and --fc-only
     done = cli(
         "run",
         "--variant",
-        known,
+        KNOWN_LEAK,
         "--leak",
         "known",
         "--epochs",
@@ -438,7 +417,7 @@ def registered_runs(
         for leak in [None, *info.leaks]:
             args = ["run", "--variant", info.name, "--epochs", "2", *(["--leak", leak] if leak else [])]
             started[info.name, leak] = subprocess.Popen(
-                harness_command(*args), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                harness_argv(*args), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
             )
     for (name, leak), proc in started.items():
         out, err = proc.communicate(timeout=600)

@@ -20,6 +20,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from harness.errors import UsageError
 from harness.interface import RunConfig, TrainingLoop
+from tests.helpers import assert_metrics_close, numeric_gradient, relative_error
 from variants.data import initial_parameters, make_dataset
 from variants.network import FC_PARAMETERS, PARAMETER_SHAPES
 
@@ -171,12 +172,6 @@ def reference_training(seed: int, epochs: int, batch_size: int, fc_only: bool) -
     return history
 
 
-def assert_metrics_close(got: list[dict[str, float]], want: list[dict[str, float]], tolerance: float) -> None:
-    for epoch, (g, w) in enumerate(zip(got, want, strict=True), start=1):
-        for key in ("loss", "accuracy", "correct_prob"):
-            assert abs(g[key] - w[key]) <= tolerance, f"epoch {epoch} {key}: {g[key]!r} != {w[key]!r}"
-
-
 def random_parameters(seed: int) -> Params:
     """Initial weights with non-zero biases and last layer, so no gradient is trivially zero."""
     rng = np.random.default_rng(seed)
@@ -260,23 +255,21 @@ def test_gradients_match_central_differences(torch_net: ModuleType) -> None:
     data = make_dataset(4)
     images, labels = data.train_images[:8], data.train_labels[:8]
     _, grads = loop.loss_and_gradients(images, labels)
-    rng, h = np.random.default_rng(0), 1e-6
+    rng = np.random.default_rng(0)
 
-    def loss_at(name: str, index: tuple[int, ...], step: float) -> float:
-        moved = {key: value.copy() for key, value in params.items()}
-        moved[name][index] += step
-        loop.set_parameters(moved)
+    def loss_at(name: str, value: np.ndarray) -> float:
+        loop.set_parameters(params | {name: value})
         return loop.loss_and_gradients(images, labels)[0]
 
     for name, shape in PARAMETER_SHAPES.items():
-        # WHEN up to 25 entries of each parameter are moved by +-h
+        # WHEN up to 25 entries of each parameter are moved by +-1e-6
         flat = rng.choice(int(np.prod(shape)), size=min(25, int(np.prod(shape))), replace=False)
         indices = [np.unravel_index(i, shape) for i in flat]
-        numeric = np.array([(loss_at(name, i, h) - loss_at(name, i, -h)) / (2 * h) for i in indices])
+        numeric = numeric_gradient(lambda value, name=name: loss_at(name, value), params[name].copy(), indices)
         analytic = np.array([grads[name][i] for i in indices])
         # THEN the central differences match autograd's gradient (and it is not trivially zero)
         assert np.linalg.norm(analytic) > 1e-6, name
-        error = np.linalg.norm(numeric - analytic) / max(np.linalg.norm(numeric), np.linalg.norm(analytic))
+        error = relative_error(analytic, numeric)
         assert error < 1e-6, f"{name}: relative error {error:.2e}"
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from tests.helpers import EXAMPLES, python
+
 LEAK_LINE = "        # self.history.append(predictions)\n"
 
 
@@ -42,15 +42,7 @@ def user_project(root: Path, leak: bool) -> Path:
 def run_pytest(project: Path) -> subprocess.CompletedProcess[str]:
     """``python -m pytest`` in the project, as the user runs it, with no leakbench options from our environment."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return python("-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project, env=env)
 
 
 def test_user_loop_is_guarded_and_passes(tmp_path: Path) -> None:

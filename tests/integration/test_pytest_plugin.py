@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas  # noqa: F401
 import pytest
 
-pytest_plugins = ["pytester"]
+# The pytester fixture comes from tests/conftest.py (pytest_plugins = ["pytester"]).
 
 # A flat loop, one that keeps 1 MiB more every epoch, and one that keeps it as Python objects only.
 LOOPS = """
