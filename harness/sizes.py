@@ -26,6 +26,11 @@ ACCEPTED = (
     " e.g. 300MiB or 1.5 GiB"
 )
 
+# No memory is larger: a cap, a budget or a limit beyond it is a typo (and 2 * cap + 1 GiB must fit
+# the kernel's 64-bit resource limits).
+MAX_SIZE = 1024**6  # 1 EiB
+MAX_SIZE_TEXT = "1 EiB"
+
 _SIZE = re.compile(r"^\s*(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(?P<unit>[a-z]*)\s*$", re.IGNORECASE)
 
 
@@ -36,6 +41,8 @@ def parse_size(text: str | int) -> int:
     if isinstance(text, int):
         if text < 0:
             raise UsageError(f"invalid size {text!r}: a size cannot be negative")
+        if text > MAX_SIZE:
+            raise UsageError(f"invalid size {text!r}: more than the {MAX_SIZE_TEXT} any size may be")
         return text
     if not isinstance(text, str):
         raise UsageError(f"invalid size {text!r}: expected {ACCEPTED}")
@@ -49,6 +56,6 @@ def parse_size(text: str | int) -> int:
     if unit == "b" and not number.is_integer():
         raise UsageError(f"invalid size {text!r}: a byte count must be a whole number")
     value = number * UNITS[unit]
-    if not math.isfinite(value):
-        raise UsageError(f"invalid size {text!r}: too large")
+    if not math.isfinite(value) or value > MAX_SIZE:
+        raise UsageError(f"invalid size {text!r}: more than the {MAX_SIZE_TEXT} any size may be")
     return round(value)

@@ -14,7 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.storage import load_runs
+from harness.errors import UsageError
+from harness.storage import check_results_dir, load_runs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--seed-variant",
-        default="numpy",
         metavar="NAME",
         help="the variant whose leak-free runs fill the seed's table and plots (default: numpy)",
     )
@@ -50,11 +50,17 @@ def run(args: argparse.Namespace) -> int:
     # Imported here: matplotlib takes about a second to import, and only this command draws.
     from harness.report.document import write_report
 
+    check_results_dir(args.out, option="--out", what="report directory")
     skipped: list[str] = []
     runs = load_runs(args.paths, skipped)
     for reason in skipped:
         print(f"leakbench: note: left out: {reason}", file=sys.stderr)
-    files = write_report(runs, args.out, samples_run=args.samples_run, seed_variant=args.seed_variant)
+    variants = sorted({str(run.meta.get("variant")) for run in runs})
+    if args.seed_variant is not None and args.seed_variant not in variants:
+        raise UsageError(
+            f"--seed-variant {args.seed_variant!r}: no run of it is reported (variants: {', '.join(variants)})"
+        )
+    files = write_report(runs, args.out, samples_run=args.samples_run, seed_variant=args.seed_variant or "numpy")
     print(files.html)
     print(files.markdown)
     return 0

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from harness import sweep
 from harness.records import FINISHED
-from harness.storage import load_runs
+from harness.storage import check_results_dir, load_runs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
             done = sweep.already_done(planned, finished)
             print(f"[{index}/{len(spec.runs)}] {planned.describe()}: {'done, ' + done.name if done else 'to run'}")
         return 0
+    check_results_dir(results)
+    if args.report is not None:
+        check_results_dir(args.report, option="--report", what="report directory")
     try:
         outcomes = sweep.run_sweep(spec, results)
     except KeyboardInterrupt:

@@ -18,7 +18,12 @@ def explain_text(
 ) -> str:
     """The whole ``explain`` report: run, trend table, reasons, projection, and the trace tables."""
     parts = [_header(meta), _trend_table(growth), _reasons(growth)]
-    if trace is None:
+    if trace is None and meta.get("trace"):
+        parts.append(
+            "No trace: the run was traced but ended before its baseline epoch, so there is nothing to compare; "
+            "run it for more epochs to see which lines and object types the growth comes from."
+        )
+    elif trace is None:
         parts.append("No trace: re-run with --trace to see which lines and object types the growth comes from.")
     else:
         parts.append(sites_table(trace, root, top))

@@ -44,8 +44,11 @@ def new_run_id(variant: str, leak: str | None, seed: int, moment: datetime | Non
     return f"{stamp}-{slug(variant)}-{slug(leak) if leak else 'noleak'}-s{seed}-{secrets.token_hex(3)}"
 
 
-def check_results_dir(results_dir: Path) -> None:
-    """UsageError unless ``results_dir`` is, or can be made, a writable directory; writes nothing."""
+def check_results_dir(results_dir: Path, option: str = "--results", what: str = "results directory") -> None:
+    """UsageError unless ``results_dir`` is, or can be made, a writable directory; writes nothing.
+
+    ``option`` and ``what`` name it in the message: ``--out``, "report directory".
+    """
     path = Path(results_dir).expanduser().absolute()
     probe = path
     while not probe.exists():
@@ -53,11 +56,9 @@ def check_results_dir(results_dir: Path) -> None:
             break
         probe = probe.parent
     if not probe.is_dir():
-        raise UsageError(f"results directory {str(results_dir)!r} cannot be used: {str(probe)!r} is not a directory")
+        raise UsageError(f"{what} {str(results_dir)!r} cannot be used: {str(probe)!r} is not a directory")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(
-            f"results directory {str(results_dir)!r} is not writable; pass --results DIR with a writable DIR"
-        )
+        raise UsageError(f"{what} {str(results_dir)!r} is not writable; pass {option} DIR with a writable DIR")
 
 
 def create_run_dir(results_dir: Path, variant: str, leak: str | None, seed: int) -> Path:

@@ -152,7 +152,8 @@ def find_runs(results_dir: str | os.PathLike[str]) -> list[Path]:
     root = Path(results_dir)
     if not root.is_dir():
         return []
-    return sorted(child for child in root.iterdir() if (child / META).is_file())
+    # Anything named meta.json counts (a damaged one too, so that it is reported, not silently skipped).
+    return sorted(child for child in root.iterdir() if os.path.lexists(child / META))
 
 
 def find_run_dirs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -160,7 +161,7 @@ def find_run_dirs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        if (path / META).is_file():
+        if os.path.lexists(path / META):
             found.append(path)
         elif path.is_dir():
             below = find_runs(path)
@@ -183,7 +184,7 @@ def load_runs(paths: Iterable[str | os.PathLike[str]], skipped: list[str] | None
     one bad directory does not hide all the others.
     """
     given = [Path(p) for p in paths]
-    named = {p.resolve() for p in given if (p / META).is_file()}
+    named = {p.resolve() for p in given if os.path.lexists(p / META)}
     runs = []
     for run_dir in find_run_dirs(given):
         try:

@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+from tests.helpers import FIXTURES, harness_argv
+
 FAST = f"{FIXTURES / 'reliability_loops.py'}:Fast"
 EPOCHS = 60_000
 TRIALS = 20
 
 
 def harness(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "harness", *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    """``python -m harness ARGS`` started in the background, its output dropped."""
+    return subprocess.Popen(harness_argv(*args), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @pytest.mark.slow
