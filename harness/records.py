@@ -2,10 +2,13 @@
 
 Each is a frozen dataclass that checks its own fields, so a bad value is caught
 where it is made (in the worker for epoch records) and never reaches the disk.
-The on-disk layout they serialise to is described in SCHEMA.md (version 1).
+The on-disk layout they serialise to is described in docs/SCHEMA.md (version 2).
 
 Schema history (bump SCHEMA_VERSION and add a line on every incompatible change):
   1: first version.
+  2: the run is a process tree: epochs.csv and samples.csv gain TREE_COLUMNS after their version-1
+     columns, meta.json measure and process_tree, stop tree_pss_bytes and children; the memory cap
+     applies to the tree's PSS.  Version 1 runs still load, their tree columns empty.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # load_run reads these; a version-1 run's tree columns are empty
 
 # Run statuses and the exit codes of ``python -m harness run`` for each.
 RUNNING = "running"
@@ -39,10 +43,25 @@ FINISHED = (COMPLETED, MEMORY_CAP)
 NO_LEAK = "none"
 
 # Fixed leading columns of epochs.csv; the loop's metrics follow in first-epoch order.
-EPOCH_COLUMNS = ("epoch", "rss_bytes", "peak_rss_bytes", "heap_bytes", "py_blocks", "epoch_s", "elapsed_s")
-SAMPLE_COLUMNS = ("t_s", "rss_bytes", "epoch")
-# Metrics a loop may return per epoch: each is a column of epochs.csv, and a table of thousands of
-# columns is no longer a table anyone reads (loading 16,000 columns takes seconds).
+V1_EPOCH_COLUMNS = ("epoch", "rss_bytes", "peak_rss_bytes", "heap_bytes", "py_blocks", "epoch_s", "elapsed_s")
+V1_SAMPLE_COLUMNS = ("t_s", "rss_bytes", "epoch")
+# Version 2: the worker's live descendants, their RSS, the tree's USS and PSS (harness.recording.tree).
+TREE_COLUMNS = ("children", "children_rss_bytes", "tree_uss_bytes", "tree_pss_bytes")
+EPOCH_COLUMNS = V1_EPOCH_COLUMNS + TREE_COLUMNS
+SAMPLE_COLUMNS = V1_SAMPLE_COLUMNS + TREE_COLUMNS
+INTEGER_COLUMNS = ("epoch", "rss_bytes", "peak_rss_bytes", "heap_bytes", "py_blocks", *TREE_COLUMNS)
+
+# What a growth verdict or a budget can judge (--measure, measure = ...): the epochs.csv column of each.
+MEASURE_COLUMNS = {
+    "rss": "rss_bytes",  # the worker's own resident memory
+    "tree-pss": "tree_pss_bytes",  # the worker and its descendants, shared pages shared out
+    "tree-uss": "tree_uss_bytes",  # the worker and its descendants, pages of one process only
+    "heap": "heap_bytes",  # the Python heap traced by tracemalloc (--trace)
+}
+DEFAULT_MEASURE = "rss"
+# The fixed columns of epochs.csv and the columns of samples.csv in each readable schema version.
+COLUMNS_OF_VERSION = {1: (V1_EPOCH_COLUMNS, V1_SAMPLE_COLUMNS), 2: (EPOCH_COLUMNS, SAMPLE_COLUMNS)}
+# Metrics a loop may return per epoch: each is a column, and 16,000 columns take seconds to load.
 MAX_METRICS = 1000
 
 
@@ -90,8 +109,29 @@ def check_metrics(metrics: Any) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
+class TreeFigures:
+    """The process tree at one sample, taken by the parent: descendants, their RSS, the tree's USS and PSS."""
+
+    children: int | None = None
+    children_rss_bytes: int | None = None
+    tree_uss_bytes: int | None = None  # None where this sample did not read smaps_rollup (its cost is budgeted)
+    tree_pss_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in TREE_COLUMNS:
+            _check_count(name, getattr(self, name), optional=True)
+
+    def values(self) -> list[int | None]:
+        """The tree columns' values, in :data:`TREE_COLUMNS` order."""
+        return [getattr(self, name) for name in TREE_COLUMNS]
+
+
+NO_TREE = TreeFigures()
+
+
+@dataclass(frozen=True)
 class EpochRecord:
-    """One finished epoch as measured by the worker."""
+    """One finished epoch: the worker's own figures at its end, and the tree's latest, added by the parent."""
 
     epoch: int
     rss_bytes: int
@@ -101,6 +141,7 @@ class EpochRecord:
     epoch_s: float
     elapsed_s: float
     metrics: Mapping[str, float] = field(default_factory=dict)
+    tree: TreeFigures = NO_TREE
 
     def __post_init__(self) -> None:
         _check_count("epoch", self.epoch, minimum=1)
@@ -111,25 +152,18 @@ class EpochRecord:
         _check_seconds("epoch_s", self.epoch_s)
         _check_seconds("elapsed_s", self.elapsed_s)
         object.__setattr__(self, "metrics", check_metrics(self.metrics))
+        if not isinstance(self.tree, TreeFigures):
+            raise ValueError(f"tree must be TreeFigures, got {self.tree!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (the worker's wire format); :meth:`from_dict` reverses it."""
-        # By hand: dataclasses.asdict deep-copies, and this runs once per epoch in the worker.
-        return {
-            "epoch": self.epoch,
-            "rss_bytes": self.rss_bytes,
-            "peak_rss_bytes": self.peak_rss_bytes,
-            "heap_bytes": self.heap_bytes,
-            "py_blocks": self.py_blocks,
-            "epoch_s": self.epoch_s,
-            "elapsed_s": self.elapsed_s,
-            "metrics": dict(self.metrics),
-        }
+        """JSON-ready dict of the worker's figures (the wire format); :meth:`from_dict` reverses it."""
+        # Not dataclasses.asdict, which deep-copies: this runs once per epoch in the worker.
+        return {name: getattr(self, name) for name in V1_EPOCH_COLUMNS} | {"metrics": dict(self.metrics)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EpochRecord:
         """Build from :meth:`to_dict` output; ValueError on missing or unknown keys."""
-        names = set(EPOCH_COLUMNS) | {"metrics"}
+        names = set(V1_EPOCH_COLUMNS) | {"metrics"}
         missing, unknown = names - set(data), set(data) - names
         if missing or unknown:
             raise ValueError(f"bad epoch record: missing {sorted(missing)}, unknown {sorted(unknown)}")
@@ -137,25 +171,18 @@ class EpochRecord:
 
     def row(self, metric_names: tuple[str, ...]) -> list[Any]:
         """The epochs.csv row: fixed columns, then ``metric_names`` (None where absent)."""
-        fixed = [
-            self.epoch,
-            self.rss_bytes,
-            self.peak_rss_bytes,
-            self.heap_bytes,
-            self.py_blocks,
-            self.epoch_s,
-            self.elapsed_s,
-        ]
+        fixed = [getattr(self, name) for name in V1_EPOCH_COLUMNS] + self.tree.values()
         return fixed + [self.metrics.get(name) for name in metric_names]
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One timed RSS sample of the worker, taken by the parent."""
+    """One timed sample, taken by the parent: the worker's own RSS and the tree's figures."""
 
     t_s: float
     rss_bytes: int
     epoch: int
+    tree: TreeFigures = NO_TREE
 
     def __post_init__(self) -> None:
         if not _is_number(self.t_s) or not math.isfinite(self.t_s):
@@ -165,7 +192,7 @@ class Sample:
 
     def row(self) -> list[Any]:
         """The samples.csv row."""
-        return [round(self.t_s, 6), self.rss_bytes, self.epoch]
+        return [round(self.t_s, 6), self.rss_bytes, self.epoch, *self.tree.values()]
 
 
 @dataclass(frozen=True)
@@ -174,10 +201,12 @@ class StopInfo:
 
     reason: str
     epoch: int
-    rss_bytes: int | None
+    rss_bytes: int | None  # the worker's own RSS at the stop (memory_cap: at the reading that passed the cap)
     exit_code: int | None
     stderr_tail: tuple[str, ...] = ()
     message: str = ""
+    tree_pss_bytes: int | None = None  # the tree's PSS then: at memory_cap, the highest value over the cap
+    children: int | None = None
 
     def __post_init__(self) -> None:
         if self.reason not in (MEMORY_CAP, TIMEOUT, INTERRUPTED, FAILED):
@@ -186,6 +215,8 @@ class StopInfo:
             )
         _check_count("epoch", self.epoch)
         _check_count("rss_bytes", self.rss_bytes, optional=True)
+        _check_count("tree_pss_bytes", self.tree_pss_bytes, optional=True)
+        _check_count("children", self.children, optional=True)
         if self.exit_code is not None and not _is_int(self.exit_code):
             raise ValueError(f"exit_code must be an integer or None, got {self.exit_code!r}")
         object.__setattr__(self, "stderr_tail", tuple(str(line) for line in self.stderr_tail))
@@ -195,29 +226,14 @@ class StopInfo:
         return asdict(self) | {"stderr_tail": list(self.stderr_tail)}
 
 
-META_KEYS = (
-    "schema_version",
-    "run_id",
-    "variant",
-    "leak",
-    "seed",
-    "epochs_planned",
-    "epochs_done",
-    "status",
-    "config",
-    "memory_cap_bytes",
-    "memory_limit_bytes",
-    "timeout_s",
-    "trace",
-    "sample_interval_s",
-    "started_at",
-    "ended_at",
-    "host",
-    "versions",
-    "git_commit",
-    "stop",
-    "growth",
+# The keys of meta.json, in the order written (see docs/SCHEMA.md); one string, read as a paragraph.
+META_KEYS = tuple(
+    """schema_version run_id variant leak seed epochs_planned epochs_done status config memory_cap_bytes
+    memory_limit_bytes timeout_s trace sample_interval_s measure started_at ended_at host versions git_commit
+    process_tree stop growth""".split()  # noqa: SIM905
 )
+# Keys a reader does without: added after version 1 (memory_limit_bytes), or filled at the end.
+OPTIONAL_META_KEYS = ("growth", "stop", "memory_limit_bytes", "measure", "process_tree")
 
 
 @dataclass(frozen=True)
@@ -245,10 +261,14 @@ class RunMeta:
     stop: Mapping[str, Any] | None = None
     growth: Mapping[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
+    measure: str | None = DEFAULT_MEASURE  # what the run's verdict judges (None in version 1: "rss")
+    process_tree: Mapping[str, Any] | None = None  # how the tree was measured (version 2)
 
     def __post_init__(self) -> None:
-        if self.schema_version != SCHEMA_VERSION:
-            raise ValueError(f"schema_version must be {SCHEMA_VERSION}, got {self.schema_version!r}")
+        if self.schema_version not in READABLE_VERSIONS:
+            raise ValueError(f"schema_version must be one of {READABLE_VERSIONS}, got {self.schema_version!r}")
+        if self.measure is not None and self.measure not in MEASURE_COLUMNS:
+            raise ValueError(f"measure must be one of {', '.join(MEASURE_COLUMNS)}, got {self.measure!r}")
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {self.status!r}")
         if not isinstance(self.run_id, str) or not self.run_id:
@@ -262,9 +282,9 @@ class RunMeta:
             raise ValueError(f"timeout_s must be a positive number or None, got {self.timeout_s!r}")
         if (self.status == RUNNING) != (self.ended_at is None):
             raise ValueError("ended_at must be null exactly while the run is running")
-        for name in ("config", "host", "versions", "stop", "growth"):
+        for name in ("config", "host", "versions", "stop", "growth", "process_tree"):
             value = getattr(self, name)
-            if not isinstance(value, Mapping) and not (value is None and name in ("stop", "growth")):
+            if not isinstance(value, Mapping) and not (value is None and name in ("stop", "growth", "process_tree")):
                 raise ValueError(f"{name} must be an object, got {type(value).__name__}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -275,7 +295,7 @@ class RunMeta:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunMeta:
         """Check a meta.json dict; ValueError naming missing keys (unknown keys are kept out)."""
-        missing = [key for key in META_KEYS if key not in data and key not in ("growth", "stop", "memory_limit_bytes")]
+        missing = [key for key in META_KEYS if key not in data and key not in OPTIONAL_META_KEYS]
         if missing:
             raise ValueError(f"meta.json lacks {', '.join(missing)}")
         fields: dict[str, Any] = {key: data.get(key) for key in META_KEYS}

@@ -2,6 +2,8 @@
 
 The loader reads a run whose run died mid-write (it drops a last line that was
 cut off) and refuses, with a message saying why, a directory it cannot read.
+It reads schema versions 1 and 2: a version-1 run's tables get the process
+tree's columns, empty, and its meta.json is returned as it is on disk.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ from harness import records
 from harness.errors import UsageError
 from harness.storage import files, validate
 from harness.storage.layout import EPOCHS, META, SAMPLES, TRACE
-
-_INTEGER_COLUMNS = ("epoch", "rss_bytes", "peak_rss_bytes", "heap_bytes", "py_blocks")
 
 
 @dataclass(frozen=True)
@@ -55,15 +55,45 @@ class Run:
         return max(candidates) if candidates else None
 
     @property
+    def schema_version(self) -> int:
+        """The schema version the run was written in."""
+        return int(self.meta["schema_version"])
+
+    @property
     def metric_columns(self) -> list[str]:
         """The loop's metric columns of epochs.csv, in order."""
-        return [name for name in self.epochs.columns if name not in records.EPOCH_COLUMNS]
+        fixed = records.COLUMNS_OF_VERSION[self.schema_version][0]
+        return [name for name in self.epochs.columns if name not in fixed and name not in records.TREE_COLUMNS]
+
+    @property
+    def max_children(self) -> int:
+        """The most descendants the worker had at once (0 for a run of schema version 1: not recorded)."""
+        values = [frame["children"].max() for frame in (self.epochs, self.samples) if frame["children"].notna().any()]
+        return int(max(values)) if values else 0
+
+    def peak_of(self, column: str) -> int | None:
+        """The highest value of a memory column (``tree_pss_bytes``...) in epochs, samples and stop, or None."""
+        values = [
+            int(frame[column].max())
+            for frame in (self.epochs, self.samples)
+            if column in frame.columns and frame[column].notna().any()
+        ]
+        stop = self.meta.get("stop") or {}
+        if isinstance(stop, dict) and isinstance(stop.get(column), int):
+            values.append(int(stop[column]))
+        return max(values) if values else None
 
 
-def _read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
-    empty = pd.DataFrame(
-        {name: pd.Series(dtype="Int64" if name in _INTEGER_COLUMNS else "float64") for name in required}
-    )
+def _empty_column(name: str, index: pd.Index) -> pd.Series:
+    """A column of no values: nullable integers for the integer columns, NaN floats for the others."""
+    if name in records.INTEGER_COLUMNS:
+        return pd.Series(pd.NA, index=index, dtype="Int64")
+    return pd.Series(float("nan"), index=index, dtype="float64")
+
+
+def _read_table(path: Path, required: tuple[str, ...], added: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A CSV of the run as typed columns; ``added`` are columns its schema version lacks, filled empty."""
+    empty = pd.DataFrame({name: _empty_column(name, pd.RangeIndex(0)) for name in (*required, *added)})
     text = files.read_text(path, files.TABLE_LIMIT)
     text = files.complete_lines(text or "")
     if not text.strip():
@@ -78,12 +108,13 @@ def _read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     # Built column by column into a dict and framed once: assigning columns one at a time into a
     # DataFrame costs time quadratic in their number (200,000 metrics took minutes).
     columns = {name: _column(path, name, frame[name]) for name in frame.columns}
+    columns |= {name: _empty_column(name, frame.index) for name in added if name not in columns}
     return pd.DataFrame(columns, index=frame.index)
 
 
 def _column(path: Path, name: str, values: pd.Series) -> pd.Series:
     """One CSV column as numbers: nullable integers for the integer columns, floats (NaN where not a number) else."""
-    if name not in _INTEGER_COLUMNS:
+    if name not in records.INTEGER_COLUMNS:
         return pd.to_numeric(values, errors="coerce").astype("float64")
     try:
         return values.astype("Int64")  # nullable: heap_bytes is empty when not traced
@@ -103,12 +134,11 @@ def _read_meta(run_dir: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or "schema_version" not in meta:
         raise UsageError(f"{path} is not leakbench run metadata: it has no schema_version")
     version = meta["schema_version"]
-    if version != records.SCHEMA_VERSION:
-        newer = isinstance(version, int) and version > records.SCHEMA_VERSION
+    if isinstance(version, bool) or version not in records.READABLE_VERSIONS:
+        newer = isinstance(version, int) and not isinstance(version, bool) and version > records.SCHEMA_VERSION
         fix = "upgrade leakbench (pip install -U leakbench) to read it" if newer else "re-run it with this leakbench"
-        raise UsageError(
-            f"{path} has schema_version {version!r}; this leakbench reads version {records.SCHEMA_VERSION}: {fix}"
-        )
+        readable = " and ".join(str(v) for v in records.READABLE_VERSIONS)
+        raise UsageError(f"{path} has schema_version {version!r}; this leakbench reads versions {readable}: {fix}")
     try:
         records.RunMeta.from_dict(meta)
         if meta.get("growth") is not None:
@@ -122,8 +152,10 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     """Read a run directory (also one whose run died mid-write); UsageError saying why it cannot be read."""
     run_dir = Path(path)
     meta = _read_meta(run_dir)
-    epochs = _read_table(run_dir / EPOCHS, records.EPOCH_COLUMNS)
-    samples = _read_table(run_dir / SAMPLES, records.SAMPLE_COLUMNS)
+    epoch_columns, sample_columns = records.COLUMNS_OF_VERSION[meta["schema_version"]]
+    # A version-1 run has no tree columns: they are added, empty, so every reader finds them.
+    epochs = _read_table(run_dir / EPOCHS, epoch_columns, records.TREE_COLUMNS)
+    samples = _read_table(run_dir / SAMPLES, sample_columns, records.TREE_COLUMNS)
     if meta["status"] == records.RUNNING and not epochs.empty:
         # The recorder writes epochs_done only at the end: for a run still going, or one whose
         # recorder was killed, the epochs recorded so far are what epochs.csv holds.
