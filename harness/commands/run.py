@@ -11,7 +11,7 @@ or path/to/file.py:Class of a class following harness.interface.TrainingLoop.
 Exit codes:
   0    completed every epoch
   2    usage error (bad option, unknown variant or leak); nothing was written
-  3    stopped: the worker's memory passed the cap (--memory-cap)
+  3    stopped: the memory of the worker and its processes (their PSS) passed the cap (--memory-cap)
   4    stopped: timed out (--timeout)
   5    the worker failed (the training code raised, or the worker crashed)
   130  interrupted (Ctrl-C or SIGTERM); what was recorded is kept
@@ -80,8 +80,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--memory-cap",
         metavar="SIZE",
-        help="stop the worker when its RSS passes SIZE, e.g. 300MiB "
+        help="stop the run when the PSS of the worker and every process it started passes SIZE, e.g. 300MiB "
         "(default: the smaller of 4 GiB and half the available memory)",
+    )
+    parser.add_argument(
+        "--measure",
+        default="rss",
+        metavar="MEASURE",
+        help="the memory the verdict judges: rss (the worker's own, default), tree-pss or tree-uss (the worker "
+        "and every process it started), heap (the Python heap; needs --trace)",
     )
     parser.add_argument(
         "--timeout", type=finite_number, metavar="SECONDS", help="stop the worker after SECONDS (default: none)"
@@ -142,6 +149,7 @@ def request_from_args(args: argparse.Namespace) -> recording.RunRequest:
         sample_interval_s=args.sample_interval,
         trace=args.trace,
         trace_frames=args.trace_frames,
+        measure=args.measure,
     )
 
 

@@ -49,11 +49,15 @@ def describe_measure(measure: Mapping[str, Any], named: bool = False, projection
 
 
 def format_growth(growth: Mapping[str, Any]) -> str:
-    """One or two lines for the end of ``run``: the verdict, the rate with its CI, the projection."""
-    lines = [f"verdict: {describe_measure(growth)}"]
+    """Lines for the end of ``run``: the verdict, the rate with its CI, the projection; then the other series."""
+    judged = growth.get("judged", "rss")
+    lines = [f"verdict: {describe_measure(growth, named=judged != 'rss')}"]
     heap = growth.get("heap")
     if growth.get("note"):
         lines.append(f"note: {growth['note']}")
-    elif heap is not None:
+    elif heap is not None and judged != "heap":
         lines.append(f"Python heap: {describe_measure(heap)}")
+    for name, fit in (growth.get("series") or {}).items():
+        if name not in (judged, "heap"):
+            lines.append(f"{measure_name(fit)}: {describe_measure(fit, projection=False)}")
     return "\n".join(lines)

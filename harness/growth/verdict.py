@@ -1,7 +1,8 @@
 """Judge memory growth across epochs: warm-up, trend, a leak/flat/inconclusive verdict, and a projection.
 
-Pure functions (data in, numbers out); the estimators live in :mod:`harness.growth.trend`.
-:func:`summarise_growth` builds the ``growth`` dict stored in a run's meta.json.
+Pure functions (data in, numbers out); the estimators live in :mod:`harness.growth.trend`,
+and :mod:`harness.growth.summary` builds from :func:`fit_column` the ``growth``
+dict stored in a run's meta.json.
 
 Decision rule (:func:`verdict`), with its defaults:
 
@@ -36,7 +37,6 @@ called leaks, which is why the leak rule tests the CI against it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,7 +55,12 @@ MIN_BYTES_PER_EPOCH = 32 * 1024  # 8 pages per epoch: see the module docstring
 NATIVE_SHARE = 0.25
 
 # What each measured column is called in sentences and tables.
-MEASURES = {"rss_bytes": "RSS", "heap_bytes": "Python heap"}
+MEASURES = {
+    "rss_bytes": "RSS",
+    "heap_bytes": "Python heap",
+    "tree_pss_bytes": "tree PSS",
+    "tree_uss_bytes": "tree USS",
+}
 
 
 def verdict(
@@ -79,30 +84,8 @@ def verdict(
     return "inconclusive", f"the {level} straddles the {threshold} threshold"
 
 
-def summarise_growth(
-    epochs: pd.DataFrame,
-    memory_cap_bytes: int | None = None,
-    memory_total_bytes: int | None = None,
-    *,
-    min_bytes_per_epoch: float = MIN_BYTES_PER_EPOCH,
-    min_epochs: int = MIN_EPOCHS,
-) -> dict[str, Any]:
-    """The ``growth`` dict of a run (JSON-ready) from its epochs.csv table; see the module docstring."""
-    for column in ("epoch", "rss_bytes"):
-        if column not in epochs.columns:
-            raise UsageError(f"the epochs table has no {column!r} column; expected the columns of epochs.csv")
-    growth = _measure(epochs, "rss_bytes", min_bytes_per_epoch, min_epochs)
-    heap = _measure(epochs, "heap_bytes", min_bytes_per_epoch, min_epochs) if "heap_bytes" in epochs.columns else None
-    if heap is not None and heap["n_epochs_used"] + heap["warmup_epochs"] < 2:
-        heap = None  # not traced: the column is empty
-    growth["heap"] = heap
-    growth["native_growth"], growth["note"] = _native(growth, heap)
-    growth["projection"] = _projection(growth, memory_cap_bytes, memory_total_bytes)
-    return growth
-
-
-def _measure(epochs: pd.DataFrame, column: str, min_bytes_per_epoch: float, min_epochs: int) -> dict[str, Any]:
-    """Warm-up, trend and verdict of one memory column."""
+def fit_column(epochs: pd.DataFrame, column: str, min_bytes_per_epoch: float, min_epochs: int) -> dict[str, Any]:
+    """Warm-up, trend and verdict of one memory column of an epochs table: one series of the growth dict."""
     table = pd.DataFrame(
         {
             "epoch": pd.to_numeric(epochs["epoch"], errors="coerce"),
@@ -136,57 +119,6 @@ def _measure(epochs: pd.DataFrame, column: str, min_bytes_per_epoch: float, min_
         "min_epochs": min_epochs,
         "pairs_sampled": False if fit is None else fit.pairs_sampled,
     }
-
-
-def _native(rss: dict[str, Any], heap: dict[str, Any] | None) -> tuple[bool | None, str | None]:
-    """Whether RSS leaks while the Python heap explains little of it, and the note saying so."""
-    if heap is None:
-        return None, None
-    if rss["verdict"] != "leak":
-        return False, None
-    if heap["verdict"] != "flat" and heap["ci_high"] >= NATIVE_SHARE * rss["bytes_per_epoch"]:
-        return False, None
-    if heap["verdict"] == "leak":
-        # tracemalloc sees a real leak; heap_bytes exists only under --trace, where RSS also carries
-        # tracemalloc's own record of every traced block (several times a small object's size).
-        return False, (
-            f"RSS grows {format_rate(rss['bytes_per_epoch'])} and the Python heap "
-            f"{format_rate(heap['bytes_per_epoch'])}: the heap leak is real (see the sites); much of "
-            "the rest is likely tracemalloc's own bookkeeping for the traced blocks"
-        )
-    return True, (
-        f"RSS grows {format_rate(rss['bytes_per_epoch'])} but the Python heap only "
-        f"{format_rate(heap['bytes_per_epoch'])}: the growth is native memory or allocator "
-        "fragmentation, which tracemalloc cannot see"
-    )
-
-
-def _projection(
-    rss: dict[str, Any], memory_cap_bytes: int | None, memory_total_bytes: int | None
-) -> dict[str, int | None] | None:
-    """Epochs at which the fitted line reaches the memory cap and the machine's memory, for a leak."""
-    if rss["verdict"] != "leak":
-        return None
-    slope, last = rss["bytes_per_epoch"], rss["last_epoch"]
-    at_last = rss["fitted_last_bytes"]
-
-    def reach(limit: int | None) -> int | None:
-        if not limit:
-            return None
-        return max(1, last + math.ceil((limit - at_last) / slope))
-
-    return {
-        "memory_cap_bytes": memory_cap_bytes,
-        "cap_epoch": reach(memory_cap_bytes),
-        "memory_total_bytes": memory_total_bytes,
-        "memory_total_epoch": reach(memory_total_bytes),
-    }
-
-
-def summarise_run(epochs: pd.DataFrame, meta: Mapping[str, Any]) -> dict[str, Any]:
-    """:func:`summarise_growth` with the memory cap and the machine's memory recorded in the run's meta.json."""
-    host = meta.get("host") or {}
-    return summarise_growth(epochs, meta.get("memory_cap_bytes"), host.get("memory_total_bytes"))
 
 
 def exceeds_budget(growth: dict[str, Any], max_bytes_per_epoch: float) -> str | None:

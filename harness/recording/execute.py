@@ -27,7 +27,8 @@ from harness.growth import format_growth, summarise_run
 from harness.recording.check import check_variant
 from harness.recording.progress import Progress
 from harness.recording.request import RunOutcome, RunRequest, default_memory_cap, memory_limit_for
-from harness.recording.supervise import Session, SignalFlag
+from harness.recording.signals import SignalFlag
+from harness.recording.supervise import Session
 
 STDERR_TAIL_LINES = 20
 
@@ -131,6 +132,7 @@ def _record(
         timeout_s=request.timeout_s,
         trace=request.trace,
         sample_interval_s=request.sample_interval_s,
+        measure=request.measure,
         started_at=storage.iso(storage.utc_now()),
         ended_at=None,
         host=host,
@@ -182,16 +184,17 @@ def _finish(
         stop = records.StopInfo(
             reason=status,
             epoch=session.last_epoch,
-            rss_bytes=session.cap_rss if session.cap_rss is not None else session.last_rss,
             exit_code=exit_code,
             stderr_tail=tuple(stderr_tail(run_dir / storage.WORKER_LOG)),
             message=message,
+            **session.stop_info(),
         ).to_dict()
     meta |= {
         "epochs_done": session.last_epoch,
         "status": status,
         "ended_at": storage.iso(storage.utc_now()),
         "versions": meta["versions"] | session.worker_versions,
+        "process_tree": session.tree.summary() if session.tree is not None else None,
         "stop": stop,
     }
     records.RunMeta.from_dict(meta)
@@ -208,10 +211,7 @@ def describe_outcome(outcome: RunOutcome) -> list[str]:
         lines.append(f"completed {outcome.epochs_done}/{planned} epochs")
     elif outcome.status == records.MEMORY_CAP:
         stop = outcome.stop or {}
-        rss = stop.get("rss_bytes")
-        detail = stop.get("message") or (
-            f"RSS {format_size(rss)} passed the cap {format_size(meta['memory_cap_bytes'])}" if rss else ""
-        )
+        detail = stop.get("message") or _cap_detail(stop, meta["memory_cap_bytes"])
         lines.append(f"memory_cap: stopped after epoch {outcome.epochs_done}/{planned}: {detail}")
     else:
         stop = outcome.stop or {}
@@ -219,3 +219,14 @@ def describe_outcome(outcome: RunOutcome) -> list[str]:
     if outcome.growth is not None:
         lines.extend(format_growth(outcome.growth).splitlines())
     return lines
+
+
+def _cap_detail(stop: dict[str, Any], cap: int) -> str:
+    """ "the tree's PSS 312.0 MiB (the worker and 1 child) passed the cap 300.0 MiB"."""
+    pss, children = stop.get("tree_pss_bytes"), stop.get("children")
+    if pss is None:
+        return (
+            f"RSS {format_size(stop['rss_bytes'])} passed the cap {format_size(cap)}" if stop.get("rss_bytes") else ""
+        )
+    who = f"the worker and {children} child{'ren' if children != 1 else ''}" if children else "the worker alone"
+    return f"the tree's PSS {format_size(pss)} ({who}) passed the cap {format_size(cap)}"

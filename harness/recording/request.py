@@ -11,6 +11,7 @@ import psutil
 
 from harness.errors import UsageError
 from harness.interface import RunConfig
+from harness.records import DEFAULT_MEASURE, MEASURE_COLUMNS
 from harness.worker import tracing
 
 DEFAULT_SAMPLE_INTERVAL_S = 0.05
@@ -39,6 +40,7 @@ class RunRequest:
     sample_interval_s: float = DEFAULT_SAMPLE_INTERVAL_S
     trace: bool = False
     trace_frames: int = tracing.FRAMES
+    measure: str = DEFAULT_MEASURE  # the series the verdict judges: rss, tree-pss, tree-uss or heap
 
     def __post_init__(self) -> None:
         if not isinstance(self.variant, str) or not self.variant:
@@ -56,6 +58,10 @@ class RunRequest:
         frames = self.trace_frames
         if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= tracing.MAX_FRAMES:
             raise UsageError(f"trace frames must be a whole number from 1 to {tracing.MAX_FRAMES}, got {frames!r}")
+        if self.measure not in MEASURE_COLUMNS:
+            raise UsageError(f"invalid measure {self.measure!r}: expected one of {', '.join(MEASURE_COLUMNS)}")
+        if self.measure == "heap" and not self.trace:
+            raise UsageError("measure heap needs --trace: the Python heap is recorded only when traced")
         object.__setattr__(self, "results_dir", Path(self.results_dir))
 
 

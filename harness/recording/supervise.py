@@ -1,65 +1,45 @@
-"""One running worker, supervised: read its records, sample its memory, stop it safely.
+"""One running worker, supervised: read its records, sample its process tree, stop it safely, leave nothing behind.
 
 The worker runs in a session of its own (so a terminal's Ctrl-C reaches only
 the parent, which then decides), with stdout and stderr in worker.log and the
-records on a pipe of their own (``pass_fds``).  The parent polls that pipe with
-a timeout equal to the time left until the next memory sample: each record is
-appended to epochs.csv and flushed as soon as it is read (fsync'ed at most
-every 0.5 s); each sample (psutil RSS of the worker) goes to samples.csv and is
-checked against the memory cap, over which the worker is killed at once
-(SIGKILL).  On timeout, SIGINT or SIGTERM the worker gets SIGTERM (it finishes
-bookkeeping and writes a final trace) and SIGKILL after :data:`GRACE_S`.
+records on a pipe of their own (``pass_fds``).  The process started is the
+keeper (:mod:`harness.worker.keeper`), which forks the trainer; a lifeline pipe
+whose write end only this process holds tells the keeper when the parent dies.
+
+The parent polls the record pipe with a timeout equal to the time left until
+the next sample: each record is appended to epochs.csv (with the tree's latest
+figures) and flushed as soon as it is read (fsync'ed at most every 0.5 s);
+each sample (:mod:`harness.recording.tree`) goes to samples.csv and is checked
+against the memory cap, over which every process of the tree is killed at once.
+On timeout, SIGINT or SIGTERM the keeper gets SIGTERM and passes it to the
+trainer (which finishes bookkeeping and writes a final trace); after
+:data:`GRACE_S` the tree is killed.  However the run ends, the keeper kills
+what the training code left running; and after the keeper has gone, the
+parent kills any process it ever saw in the tree that is somehow still alive.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import select
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from harness import records, storage
 from harness.recording.progress import Progress
 from harness.recording.request import RunRequest
+from harness.recording.signals import SignalFlag
+from harness.recording.tree import Reading, TreeSampler
 from harness.worker import protocol
 from harness.worker.protocol import worker_command
 
 READ_BATCH_S = 0.01  # records wait at most this long before they are written
 GRACE_S = 5.0  # a stopped worker gets this long to write its last records and trace before SIGKILL
-
-
-class SignalFlag:
-    """SIGINT/SIGTERM in the parent: remember them; the poll loop acts within one sample interval."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.name = ""
-        self._previous: dict[int, Any] = {}
-
-    def handler(self, signum: int, frame: Any) -> None:
-        """The signal handler: count the signal and remember its name."""
-        self.count += 1
-        self.name = signal.Signals(signum).name
-
-    def install(self) -> None:
-        """Handle SIGINT and SIGTERM here until :meth:`restore`."""
-        if threading.current_thread() is not threading.main_thread():
-            return  # only the main thread may set handlers; the embedding program keeps its own
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous[signum] = signal.signal(signum, self.handler)
-
-    def restore(self) -> None:
-        """Put back the handlers that were there before :meth:`install`."""
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
-        self._previous.clear()
 
 
 class Session:
@@ -77,32 +57,41 @@ class Session:
         self.status: str | None = None  # set when the parent decides to end the run
         self.message = ""
         self.last_epoch = 0
-        self.last_rss: int | None = None
-        self.cap_rss: int | None = None
+        self.last: Reading | None = None  # the latest reading that saw the worker
+        self.cap_reading: Reading | None = None  # the highest reading over the cap
         self.t0: float | None = None
         self.spawned_at = 0.0
-        self.pending_samples: list[tuple[float, int, int]] = []
+        self.next_sample = 0.0
+        self.pending_samples: list[tuple[float, Reading, int]] = []
         self.error: dict[str, Any] | None = None
         self.done: dict[str, Any] | None = None
         self.worker_versions: dict[str, str] = {}
         self.term_sent_at: float | None = None
         self.killed = False
         self.proc: subprocess.Popen[bytes] | None = None
+        self.tree: TreeSampler | None = None
 
     # -- the worker's messages -------------------------------------------------------------
     def _handle(self, kind: str, message: dict[str, Any]) -> None:
         if kind == protocol.EPOCH:
             record = records.EpochRecord.from_dict(message)
+            if self.tree is not None and self.tree.latest_exact is None and not self.killed:
+                self._sample()  # the first row must carry tree figures too
+            if self.tree is not None:
+                record = dataclasses.replace(record, tree=self.tree.for_epoch())
             self.writer.epoch(record)
             self.last_epoch = record.epoch
             if self.progress is not None:
                 self.progress.epoch(record)
-            if record.rss_bytes > self.cap:
-                self._over_cap(record.rss_bytes)
-        elif kind == protocol.STARTED:
-            self.t0 = float(message["t0"])
-            self.worker_versions = dict(message.get("versions") or {})
-            self._flush_pending()
+            if record.rss_bytes > self.cap and not self.killed:
+                self._sample()  # the worker alone is over the cap: let an exact reading decide now
+        elif kind in (protocol.WORKER, protocol.STARTED):
+            if self.tree is not None:
+                self.tree.trainer = int(message["pid"])
+            if kind == protocol.STARTED:
+                self.t0 = float(message["t0"])
+                self.worker_versions = dict(message.get("versions") or {})
+                self._flush_pending()
         elif kind == protocol.ERROR:
             self.error = message
         elif kind == protocol.DONE:
@@ -132,35 +121,48 @@ class Session:
     # -- memory samples --------------------------------------------------------------------
     def _flush_pending(self) -> None:
         origin = self.t0 if self.t0 is not None else self.spawned_at
-        samples = [records.Sample(t - origin, rss, epoch) for t, rss, epoch in self.pending_samples]
+        samples = [
+            records.Sample(t - origin, reading.worker_rss or 0, epoch, reading.figures)
+            for t, reading, epoch in self.pending_samples
+        ]
         self.pending_samples.clear()
         self.writer.samples(samples)
 
-    def _sample(self, process: psutil.Process) -> None:
-        try:
-            rss = process.memory_info().rss
-        except psutil.Error:  # exited: nothing left to measure
-            return
-        if rss == 0:
-            return  # a zombie that has released its memory: not a measurement of the run
-        now = time.monotonic()
-        self.last_rss = rss
-        # The epoch in progress; 0 while the worker starts up and builds the loop.
-        epoch = self.last_epoch + 1 if self.t0 is not None else 0
-        if self.t0 is None:
-            self.pending_samples.append((now, rss, epoch))
-        else:
-            sample = records.Sample(now - self.t0, rss, epoch)
-            self.writer.samples([sample])
-            if self.progress is not None:
-                self.progress.sample(sample)
-        if rss > self.cap:
-            self._over_cap(rss)
+    def _sample(self) -> None:
+        """Read the tree; record the sample when it saw the worker; end the run when it is over the cap."""
+        assert self.tree is not None
+        reading = self.tree.read(self.cap)
+        if reading.worker_rss is not None and reading.worker_rss > 0:
+            now = time.monotonic()
+            self.last = reading
+            # The epoch in progress; 0 while the worker starts up and builds the loop.
+            epoch = self.last_epoch + 1 if self.t0 is not None else 0
+            if self.t0 is None:
+                self.pending_samples.append((now, reading, epoch))
+            else:
+                sample = records.Sample(now - self.t0, reading.worker_rss, epoch, reading.figures)
+                self.writer.samples([sample])
+                if self.progress is not None:
+                    self.progress.sample(sample)
+        if reading.exact and reading.capped_bytes > self.cap:
+            self._over_cap(reading)
 
-    def _over_cap(self, rss: int) -> None:
+    def _over_cap(self, reading: Reading) -> None:
+        # Keep the highest reading over the cap, not the first: records read late can show more.
+        if self.cap_reading is None or reading.capped_bytes > self.cap_reading.capped_bytes:
+            self.cap_reading = reading
         if self.status is None or self.status in (records.TIMEOUT, records.INTERRUPTED):
-            self.cap_rss = rss
             self._end(records.MEMORY_CAP, "", kill=True)
+
+    def stop_info(self) -> dict[str, Any]:
+        """The figures ``stop`` records: the reading over the cap (the highest), else the latest."""
+        reading = self.cap_reading or self.last
+        if reading is None:
+            return {"rss_bytes": None, "tree_pss_bytes": None, "children": None}
+        pss = reading.capped_bytes if reading.exact else None
+        if pss is None and self.tree is not None and self.tree.latest_exact is not None:
+            pss = self.tree.latest_exact.tree_pss_bytes
+        return {"rss_bytes": reading.worker_rss, "tree_pss_bytes": pss, "children": reading.figures.children}
 
     # -- ending ----------------------------------------------------------------------------
     def _end(self, status: str, message: str, *, kill: bool) -> None:
@@ -170,21 +172,30 @@ class Session:
             self._kill()
         elif self.term_sent_at is None:
             self.term_sent_at = time.monotonic()
-            self._signal(signal.SIGTERM)
+            self._signal(signal.SIGTERM)  # the keeper passes it to the trainer
 
     def _signal(self, signum: int) -> None:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.send_signal(signum)
 
     def _kill(self) -> None:
-        """SIGKILL the worker's whole process group: processes the training code started go too."""
+        """SIGKILL every process of the tree; the keeper then sweeps up anything forked meanwhile and exits."""
         if self.killed or self.proc is None:
             return
         self.killed = True
+        if self.tree is not None:
+            self.tree.kill_all()
+
+    def _kill_keeper(self) -> None:
+        """The last resort: the keeper's process group (it leads its own session), the keeper, and every survivor."""
+        if self.proc is None:
+            return
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # the worker leads its own session and group
+            os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             self._signal(signal.SIGKILL)
+        if self.tree is not None:
+            self.tree.kill_all()
 
     def _check_limits(self, now: float, deadline: float | None) -> None:
         if self.flag.count and self.status is None:
@@ -196,43 +207,70 @@ class Session:
         if self.term_sent_at is not None and now - self.term_sent_at > GRACE_S:
             self._kill()
 
+    def _job_control(self) -> None:
+        """Ctrl-Z: stop the tree, then this process; once continued, continue the tree and sample at once."""
+        if self.flag.suspend:
+            if self.tree is not None and not self.killed:
+                self.tree.signal_all(signal.SIGSTOP)
+            self.flag.stop_self()  # returns when continued
+            self.flag.continued = True
+        if self.flag.continued:
+            self.flag.continued = False
+            if self.tree is not None and not self.killed:
+                self.tree.signal_all(signal.SIGCONT)
+            self.next_sample = time.monotonic()
+
     # -- the loop ----------------------------------------------------------------------------
     def run(self, job: dict[str, Any]) -> int | None:
         """Run the worker to its end; returns its exit status (negative: killed by that signal)."""
         read_fd, write_fd = os.pipe()
+        lifeline_read, lifeline_write = os.pipe()  # both non-inheritable: only pass_fds reaches the keeper
         job = job | {"parent_pid": os.getpid()}
         try:
             with open(self.run_dir / storage.WORKER_LOG, "ab") as log:
                 self.spawned_at = time.monotonic()
                 self.proc = subprocess.Popen(
-                    worker_command(write_fd, "--job", job),
-                    pass_fds=(write_fd,),
+                    worker_command(write_fd, "--job", job, lifeline=lifeline_read),
+                    pass_fds=(write_fd, lifeline_read),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,
                     start_new_session=True,
                 )
             os.close(write_fd)
-            process = psutil.Process(self.proc.pid)
-            self._poll_loop(read_fd, process)
+            os.close(lifeline_read)
+            write_fd = lifeline_read = -1
+            self.tree = TreeSampler(self.proc.pid, self.request.sample_interval_s)
+            self.flag.watching = True
+            self._poll_loop(read_fd)
             return self._reap()
         finally:
-            os.close(read_fd)
+            self.flag.watching = False
+            for fd in (read_fd, write_fd, lifeline_read):
+                if fd >= 0:
+                    os.close(fd)
             if self.proc is not None and self.proc.poll() is None:
-                self._kill()
+                self._kill_keeper()
                 self.proc.wait()
+            if self.tree is not None:
+                for _ in range(3):  # a keeper killed by the training code left these to us
+                    if not self.tree.survivors():
+                        break
+                    self.tree.kill_all()
+                    time.sleep(0.01)
+            os.close(lifeline_write)
 
-    def _poll_loop(self, read_fd: int, process: psutil.Process) -> None:
+    def _poll_loop(self, read_fd: int) -> None:
         interval = self.request.sample_interval_s
         deadline = self.spawned_at + self.request.timeout_s if self.request.timeout_s else None
         poller = select.poll()
         poller.register(read_fd, select.POLLIN | select.POLLHUP)
         buffer = bytearray()
-        next_sample = time.monotonic()
+        self.next_sample = time.monotonic()
         read_after = 0.0
         while True:
             now = time.monotonic()
-            wait = max(0.0, next_sample - now)
+            wait = max(0.0, self.next_sample - now)
             if deadline is not None and self.status is None:
                 wait = min(wait, max(0.0, deadline - now))
             if poller.poll(math.ceil(wait * 1000)):
@@ -240,25 +278,27 @@ class Session:
                 # milliseconds and handle them in one go, so this process does not steal the
                 # worker's CPU by waking up for each one.
                 if time.monotonic() < read_after:
-                    time.sleep(max(0.0, min(read_after, next_sample) - time.monotonic()))
+                    time.sleep(max(0.0, min(read_after, self.next_sample) - time.monotonic()))
                 if not self._read(read_fd, buffer):
-                    break  # end of file: the worker has exited (or closed the pipe)
+                    break  # end of file: the trainer has exited (or closed the pipe)
                 read_after = time.monotonic() + READ_BATCH_S
+            self._job_control()
             now = time.monotonic()
-            if now >= next_sample:
+            if now >= self.next_sample:
                 if not self.killed:
-                    self._sample(process)
+                    self._sample()
                 # Keep to the grid, but do not fire a burst of samples after a stall.
-                next_sample = max(next_sample + interval, now)
+                self.next_sample = max(self.next_sample + interval, now)
             self._check_limits(now, deadline)
         self._flush_pending()
 
     def _reap(self) -> int | None:
+        """Wait for the keeper (it is ending what the trainer left); kill everything if it takes too long."""
         assert self.proc is not None
         try:
             return self.proc.wait(timeout=GRACE_S)
         except subprocess.TimeoutExpired:
-            self._kill()
+            self._kill_keeper()
             return self.proc.wait()
 
     def close(self) -> None:

@@ -1,4 +1,9 @@
-"""Entry point of ``python -m harness.worker``: parse the command line, make the process safe, then check or train."""
+"""Entry point of ``python -m harness.worker``: parse the command line, become the keeper, then check or train.
+
+Nothing of the user's is imported before the fork (:mod:`harness.worker.keeper`):
+the keeper must never run training code, so the training side is imported in
+the trainer only.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,9 @@ import os
 import sys
 from typing import NoReturn
 
-from harness.worker.process import die_with_parent, limit_memory
-from harness.worker.protocol import Channel
-from harness.worker.train import check, run
+from harness.worker import keeper
+from harness.worker.process import limit_memory
+from harness.worker.protocol import WORKER, Channel
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -19,6 +24,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         description="the worker process of leakbench: trains one loop and sends its records",
     )
     parser.add_argument("--fd", type=int, required=True, help="file descriptor of the record pipe")
+    parser.add_argument("--lifeline", type=int, help="read end of a pipe that only the parent holds open")
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--check", metavar="JSON", help='{"variant": ..., "leak": ...}: resolve and validate only')
     mode.add_argument(
@@ -33,9 +39,13 @@ def main(argv: list[str] | None = None) -> NoReturn:
     # Whole lines reach worker.log at once, so a worker killed at the memory cap leaves its last words.
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     job = json.loads(args.check if args.check is not None else args.job)
-    die_with_parent(job.get("parent_pid"))
+    keeper.start(job.get("parent_pid"), args.lifeline, args.fd)  # returns in the trainer only
     channel = Channel(args.fd)
+    if args.job is not None:
+        channel.send(WORKER, pid=os.getpid())
     limit_memory(job.get("memory_limit_bytes"))
+    from harness.worker.train import check, run  # here, after the fork: the keeper never loads the loop's code
+
     code = check(channel, job["variant"], job.get("leak")) if args.check is not None else run(channel, job)
     sys.stdout.flush()
     sys.stderr.flush()

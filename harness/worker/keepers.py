@@ -164,16 +164,17 @@ def _allocated_at(sites: set[tuple[str, int]]) -> dict[tuple[str, int], object]:
     return found
 
 
-def find_keepers(sites: list[tuple[str, int]]) -> list[dict[str, Any]]:
+def find_keepers(sites: list[tuple[str, int]], own: tuple[object, ...] = ()) -> list[dict[str, Any]]:
     """For each site, one live container allocated there and the chain of referrers that keeps it alive.
 
     Cost: a scan of up to KEEPER_SCAN live containers (newest first) and up to
     KEEPER_HOPS full referrer scans per site.  Sites that allocate only objects
-    the gc does not track (floats, NumPy buffers) get no chain.
+    the gc does not track (floats, NumPy buffers) get no chain.  ``own`` are
+    the worker's containers that hold the loop: referrers never followed.
     """
     found = _allocated_at(set(sites))
     keepers: list[dict[str, Any]] = []
-    ignore = {id(found)}
+    ignore = {id(found), *(id(container) for container in own)}
     for site in sites:
         if site in found:
             keepers.append({"file": site[0], "line": site[1], **_chain(found[site], ignore)})

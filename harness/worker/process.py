@@ -1,7 +1,9 @@
 """The worker process itself: its memory now, its allocation limit, and dying with its parent.
 
-Safety: the worker asks the kernel to SIGKILL it if the parent dies (Linux
-``PR_SET_PDEATHSIG``), and when the job carries ``memory_limit_bytes`` it sets
+Safety: each process of the worker asks the kernel to signal it if its parent
+dies (Linux ``PR_SET_PDEATHSIG``; the keeper is told with SIGHUP, the trainer
+is killed with SIGKILL: see :mod:`harness.worker.keeper`), the keeper adopts
+the orphans of the training code (``PR_SET_CHILD_SUBREAPER``), and when the job carries ``memory_limit_bytes`` it sets
 ``RLIMIT_DATA`` to it, a backstop well above the parent's memory cap for
 allocations faster than the parent's sampling: past it, allocations fail with
 MemoryError instead of pushing the machine into its OOM killer.  RLIMIT_DATA is
@@ -20,17 +22,31 @@ import sys
 import psutil
 
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 
 
-def die_with_parent(parent_pid: int | None) -> None:
-    """Have the kernel SIGKILL this process when the parent dies (Linux only; best effort elsewhere)."""
+def _prctl(option: int, value: int) -> bool:
+    """Linux prctl(option, value); False where there is none or it fails."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        # Arguments 2-5 are unsigned longs: pass them at that width, not as C ints.
+        args = [ctypes.c_ulong(value), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)]
+        return int(libc.prctl(ctypes.c_int(option), *args)) == 0
     except (OSError, AttributeError):
+        return False
+
+
+def die_with_parent(parent_pid: int | None, signum: int = signal.SIGKILL) -> None:
+    """Have the kernel send ``signum`` to this process when its parent dies (Linux only; best effort elsewhere)."""
+    if not _prctl(PR_SET_PDEATHSIG, signum):
         return
     if parent_pid is not None and os.getppid() != parent_pid:
         os._exit(1)  # the parent died before prctl took effect
+
+
+def set_subreaper() -> bool:
+    """Adopt every orphaned descendant (instead of init adopting it); False where the kernel cannot."""
+    return _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
 def limit_memory(limit: int | None) -> None:

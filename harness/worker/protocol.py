@@ -3,14 +3,20 @@
 The parent (:mod:`harness.recording`) starts a worker with :func:`worker_command`::
 
     python -m harness.worker --fd N --check '{"variant": ..., "leak": ..., "memory_limit_bytes": ...}'
-    python -m harness.worker --fd N --job '{"variant": ..., "config": {...}, "trace_path": ..., "trace_frames": ...,
-                                            "memory_limit_bytes": ..., "parent_pid": ...}'
+    python -m harness.worker --fd N [--lifeline M] --job '{"variant": ..., "config": {...}, "trace_path": ...,
+                                            "trace_frames": ..., "memory_limit_bytes": ..., "parent_pid": ...}'
+
+The process started is the keeper (:mod:`harness.worker.keeper`); the trainer
+it forks writes the records.  ``--lifeline M`` is the read end of a pipe whose
+write end only the parent holds: its end of file tells the keeper the parent died.
 
 The worker writes one JSON object per line to file descriptor N; its stdout and
 stderr go wherever the parent pointed them (worker.log), so whatever the
 training code prints never mixes with the records.  Messages (``"type"``):
 
 - ``check``: ``{"ok": true, "description", "leaks"}`` or ``{"ok": false, "message"}`` (``--check`` only);
+- ``worker``: ``{"pid"}``, the trainer's pid, first thing after the fork (``--job`` only), so the
+  parent measures it while the loop is imported and built;
 - ``started``: ``{"t0", "pid", "versions"}``, once the loop is built, just before epoch 1
   (``t0`` is ``time.monotonic()``, comparable across processes on Linux);
 - ``epoch``: an :class:`~harness.records.EpochRecord` as a dict;
@@ -29,16 +35,18 @@ from typing import Any
 
 # The message kinds, as sent in "type".
 CHECK = "check"
+WORKER = "worker"
 STARTED = "started"
 EPOCH = "epoch"
 ERROR = "error"
 DONE = "done"
-KINDS = (CHECK, STARTED, EPOCH, ERROR, DONE)
+KINDS = (CHECK, WORKER, STARTED, EPOCH, ERROR, DONE)
 
 
-def worker_command(fd: int, mode: str, payload: dict[str, Any]) -> list[str]:
+def worker_command(fd: int, mode: str, payload: dict[str, Any], lifeline: int | None = None) -> list[str]:
     """The command line of a worker that writes its records to ``fd``: ``--check`` or ``--job``."""
-    return [sys.executable, "-m", "harness.worker", "--fd", str(fd), mode, json.dumps(payload)]
+    extra = ["--lifeline", str(lifeline)] if lifeline is not None else []
+    return [sys.executable, "-m", "harness.worker", "--fd", str(fd), *extra, mode, json.dumps(payload)]
 
 
 def decode(line: bytes | str) -> tuple[str, dict[str, Any]]:
@@ -66,14 +74,36 @@ def check_reply(lines: Iterable[str]) -> dict[str, Any] | None:
 
 
 class Channel:
-    """The record pipe: one JSON object per line, written whole."""
+    """The record pipe: one JSON object per line, written whole; only in the process that opened it.
+
+    Processes the training code starts must not hold the pipe, or the parent
+    would wait for their end as for the worker's: it is not inherited across
+    exec, and a fork of the trainer (multiprocessing's default) gets /dev/null
+    in its place at once, so the child neither holds the pipe nor writes to it,
+    and the descriptor's number is not reused for a file of the child's.
+    """
 
     def __init__(self, fd: int) -> None:
-        os.set_inheritable(fd, False)  # subprocesses of the training code must not hold it open
+        os.set_inheritable(fd, False)
         self.fd = fd
+        self.owner = os.getpid()
+        os.register_at_fork(after_in_child=self._disown)
+
+    def _disown(self) -> None:
+        """In a forked child: let go of the pipe."""
+        if self.owner == os.getpid():
+            return
+        try:
+            null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+            os.dup2(null, self.fd, inheritable=False)
+            os.close(null)
+        except OSError:
+            pass
 
     def send(self, kind: str, **fields: Any) -> None:
-        """Write one message; blocks while the parent's pipe buffer is full."""
+        """Write one message (nothing in a forked child); blocks while the parent's pipe buffer is full."""
+        if self.owner != os.getpid():
+            return
         data = (json.dumps({"type": kind} | fields) + "\n").encode()
         view = memoryview(data)
         while view:

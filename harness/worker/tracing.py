@@ -179,8 +179,9 @@ def compare(baseline: HeapState, final: HeapState, *, final_run: bool, top: int 
 class Tracer:
     """The worker's side of --trace: start early, baseline after warm-up, trace.json at intervals and at the end."""
 
-    def __init__(self, path: Path, epochs: int, frames: int = FRAMES) -> None:
+    def __init__(self, path: Path, epochs: int, frames: int = FRAMES, own: tuple[object, ...] = ()) -> None:
         self.path = path
+        self.own = own  # the worker's own containers holding the loop: a chain ends at the loop, not at them
         self.frames = frames
         self.baseline_at = baseline_epoch(epochs)
         self.baseline: HeapState | None = None
@@ -214,7 +215,8 @@ class Tracer:
             return False
         started = time.monotonic()
         trace = compare(self.baseline, take_state(epoch, self.baseline), final_run=final)
-        trace["keepers"] = find_keepers([(site["file"], site["line"]) for site in trace["sites"][:KEEPER_SITES]])
+        sites = [(site["file"], site["line"]) for site in trace["sites"][:KEEPER_SITES]]
+        trace["keepers"] = find_keepers(sites, self.own)
         write_json_atomic(self.path, trace)
         self._last_end = time.monotonic()
         self._last_cost = self._last_end - started

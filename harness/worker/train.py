@@ -4,6 +4,13 @@ This is the only place training code runs (see :mod:`harness.worker.protocol`
 for the messages it sends).  SIGTERM and SIGINT from the parent stop the loop
 between or inside epochs, after which the worker still sends its last records
 and trace.
+
+Processes the loop forks (a ``multiprocessing`` pool, data-loader workers) get
+back the handlers SIGTERM and SIGINT had before ours (``os.register_at_fork``):
+with ours they would only set a flag, and ``Pool.terminate()`` would wait for
+them for ever.  The loop object is kept alive until the process exits
+(``os._exit``): its finalisers, such as an open pool's, must not keep a
+finished worker from ending; the keeper ends whatever it left running.
 """
 
 from __future__ import annotations
@@ -37,11 +44,29 @@ class _StopFlag:
     def __init__(self) -> None:
         self.requested = False
         self.in_epoch = False
+        self.owner = os.getpid()
+        self._previous: dict[int, Any] = {}
 
     def handler(self, signum: int, frame: Any) -> None:
         self.requested = True
         if self.in_epoch:
             raise StopRequested()
+
+    def install(self) -> None:
+        """Handle SIGTERM and SIGINT here; a process forked from this one gets the previous handlers back."""
+        for signum in (signal.SIGTERM, signal.SIGINT):  # SIGINT too: the parent decides, not the terminal
+            self._previous[signum] = signal.signal(signum, self.handler)
+        os.register_at_fork(after_in_child=self._restore_in_child)
+
+    def _restore_in_child(self) -> None:
+        if os.getpid() == self.owner:
+            return
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+
+
+# The loop built in this process, kept alive until it exits: see the module docstring.
+_KEPT: list[Any] = []
 
 
 def _error_fields(phase: str, exc: BaseException) -> dict[str, Any]:
@@ -74,11 +99,12 @@ def check(channel: Channel, variant: str, leak: str | None) -> int:
 def run(channel: Channel, job: dict[str, Any]) -> int:
     """Build the loop, train ``config.epochs`` epochs, send one record per epoch."""
     stop = _StopFlag()
-    signal.signal(signal.SIGTERM, stop.handler)
-    signal.signal(signal.SIGINT, stop.handler)  # same as SIGTERM: the parent decides, not the terminal
+    stop.install()
     config = RunConfig.from_dict(job["config"])
     trace_path = job.get("trace_path")
-    tracer = Tracer(Path(trace_path), config.epochs, job.get("trace_frames", FRAMES)) if trace_path else None
+    tracer = (
+        Tracer(Path(trace_path), config.epochs, job.get("trace_frames", FRAMES), own=(_KEPT,)) if trace_path else None
+    )
     if tracer is not None:
         tracer.start()  # before the import, so building the loop is traced too
 
@@ -87,6 +113,7 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
         cls = loops.load_loop_class(job["variant"], config.leak)
         phase = "building the loop"
         loop = cls(config)
+        _KEPT.append(loop)
     except UsageError as exc:
         channel.send(protocol.ERROR, phase=phase, exception=str(exc), traceback=[], memory_error=False)
         return records.USAGE_EXIT_CODE

@@ -1,0 +1,194 @@
+"""The run's process tree, as the parent sees it: who is in it, what it holds, and the figure the memory cap applies to.
+
+Who measures what.  The worker (the trainer) measures its own RSS and peak at
+the exact end of each epoch, as it always has: one read of /proc/self/status.
+Everything about the tree is measured here, in the parent, on the sampling
+grid (every 50 ms by default), so a loop of 1 ms epochs never pays for a scan
+of /proc, and an epoch row carries the tree figures of the latest sample.
+
+The tree is every live descendant of the keeper (:mod:`harness.worker.keeper`)
+but the keeper itself: the trainer, whatever it started, and what those
+orphaned (the keeper adopts them).  Members are found by
+:class:`harness.worker.procfs.Scanner` and named by (pid, start time).
+
+Two kinds of reading, because their costs differ by a hundredfold:
+
+- every sample reads each member's /proc/PID/stat (about 25 us each): the
+  count of children, their RSS, and each member's page faults;
+- an exact reading adds /proc/PID/smaps_rollup for each member: the tree's
+  PSS (each page shared out among the processes mapping it) and USS.  Its cost
+  grows with the memory mapped (about 30 ms per GiB here), so it is taken at
+  most every ``max(interval, cost / PSS_BUDGET)``: at most 5% of a core.
+
+The memory cap applies to the tree's PSS (see the README for why).  Between
+exact readings the capped figure is a bound: the last exact PSS plus the RSS
+each member gained since, and the whole RSS of members that are new.  A
+process that exits leaves its last PSS in the bound, since its share of
+shared pages passes to the others.  When the bound passes the cap, an exact
+reading is taken at once and decides, so an allocation anywhere in the tree is
+caught within one sample of passing the cap.  Copy-on-write copies (a page
+shared with a forked child, written by one of them) raise PSS but not RSS: they
+are counted by page faults, and when faults could have carried the tree over
+the cap an exact reading is taken as soon as a larger budget (25%) allows.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from harness.records import TreeFigures
+from harness.worker import procfs
+from harness.worker.procfs import ProcStat
+
+PSS_BUDGET = 0.05  # exact readings on schedule: at most this share of one core
+NEAR_CAP_BUDGET = 0.25  # exact readings when page faults alone could have passed the cap
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One look at the run's processes."""
+
+    worker_rss: int | None  # the trainer's own RSS; None before its pid is known or after it has gone
+    figures: TreeFigures  # tree_uss_bytes and tree_pss_bytes only when this reading was exact
+    capped_bytes: int  # the tree's PSS: exact when ``exact``, else the bound described in the module docstring
+    exact: bool
+
+
+class TreeSampler:
+    """Reads the tree below the keeper ``root``; remembers every member it saw, to end them all at the end."""
+
+    def __init__(self, root: int, interval_s: float, proc: str = procfs.PROC) -> None:
+        self.scanner = procfs.Scanner(root, proc)
+        self.interval_s = interval_s
+        self.proc = proc
+        self.trainer: int | None = None
+        self.seen: dict[int, ProcStat] = {}  # every member ever seen, by pid (the latest process of that pid)
+        self.latest: Reading | None = None
+        self.latest_exact: TreeFigures | None = None
+        self._base: dict[int, ProcStat] = {}  # members' stats at the last exact reading
+        self._base_pss = 0
+        self._exact_at = -float("inf")
+        self._exact_cost = 0.0
+        self.stats = {"samples": 0, "exact": 0, "forced": 0, "sample_s": 0.0, "exact_s": 0.0, "max_children": 0}
+
+    def members(self) -> list[ProcStat]:
+        """The tree's live processes now."""
+        found = self.scanner.members()
+        self.seen.update((stat.pid, stat) for stat in found)
+        return found
+
+    def read(self, cap: int | None) -> Reading:
+        """Sample the tree; exact when due, or when the bound passes ``cap``."""
+        started = time.thread_time()
+        now = time.monotonic()
+        found = self.members()
+        grown, faulted = self._growth(found)
+        bound = self._base_pss + grown
+        since = now - self._exact_at
+        exact = (
+            self.latest_exact is None
+            or since >= max(self.interval_s, self._exact_cost / PSS_BUDGET)
+            or (cap is not None and bound > cap)
+            or (cap is not None and bound + faulted > cap and since >= self._exact_cost / NEAR_CAP_BUDGET)
+        )
+        if exact and cap is not None and since < self.interval_s:
+            self.stats["forced"] += 1
+        children = [stat for stat in found if stat.pid != self.trainer]
+        figures = TreeFigures(len(children), sum(stat.rss_bytes for stat in children))
+        capped = bound
+        if exact:
+            figures, capped = self._exact(found, figures, now)
+        worker = next((stat.rss_bytes for stat in found if stat.pid == self.trainer), None)
+        self.latest = Reading(worker, figures, capped, exact)
+        self.stats["samples"] += 1
+        self.stats["sample_s"] += time.thread_time() - started
+        self.stats["max_children"] = max(self.stats["max_children"], len(children))
+        return self.latest
+
+    def _growth(self, found: list[ProcStat]) -> tuple[int, int]:
+        """(RSS gained since the last exact reading, bytes copy-on-write could have copied): the bound's parts."""
+        grown = faulted = 0
+        for stat in found:
+            base = self._base.get(stat.pid)
+            if base is None or base.start != stat.start:
+                grown += stat.rss_bytes  # new since: its PSS is at most its RSS
+            else:
+                grown += max(0, stat.rss_bytes - base.rss_bytes)
+                faulted += max(0, stat.faults - base.faults) * procfs.PAGE_SIZE
+        return grown, faulted
+
+    def _exact(self, found: list[ProcStat], figures: TreeFigures, now: float) -> tuple[TreeFigures, int]:
+        started = time.thread_time()
+        pss = uss = 0
+        for stat in found:
+            rollup = procfs.read_rollup(stat.pid, self.proc)
+            if rollup is not None:
+                pss += rollup.pss
+                uss += rollup.uss
+        self._exact_cost = time.thread_time() - started
+        self.stats["exact"] += 1
+        self.stats["exact_s"] += self._exact_cost
+        self._base = {stat.pid: stat for stat in found}
+        self._base_pss, self._exact_at = pss, now
+        exact = TreeFigures(figures.children, figures.children_rss_bytes, uss, pss)
+        self.latest_exact = exact
+        return exact, pss
+
+    def for_epoch(self) -> TreeFigures:
+        """The figures an epoch row carries: children from the latest sample, PSS and USS from the latest exact one."""
+        if self.latest is None or self.latest_exact is None:
+            return TreeFigures()
+        figures = self.latest.figures
+        return TreeFigures(
+            figures.children,
+            figures.children_rss_bytes,
+            self.latest_exact.tree_uss_bytes,
+            self.latest_exact.tree_pss_bytes,
+        )
+
+    def signal_all(self, signum: int, rounds: int = 10) -> int:
+        """Send ``signum`` to every member, again until no new one appears (a fork meanwhile); how many were sent."""
+        done: set[tuple[int, int]] = set()
+        for _ in range(rounds):
+            fresh = [stat for stat in self.members() if (stat.pid, stat.start) not in done]
+            if not fresh:
+                break
+            for stat in fresh:
+                procfs.signal_process(stat, signum, self.proc)
+                done.add((stat.pid, stat.start))
+        return len(done)
+
+    def kill_all(self) -> int:
+        """SIGKILL every member, those seen earlier too; the keeper (not a member) then sweeps what is left."""
+        for stat in list(self.seen.values()):
+            procfs.signal_process(stat, signal.SIGKILL, self.proc)
+        return self.signal_all(signal.SIGKILL)
+
+    def survivors(self) -> list[ProcStat]:
+        """Members seen at some point that are still alive (the same process: pid and start time)."""
+        alive = []
+        for stat in self.seen.values():
+            now = procfs.read_stat(stat.pid, self.proc)
+            if now is not None and now.start == stat.start and now.alive:
+                alive.append(now)
+        return alive
+
+    def summary(self) -> dict[str, Any]:
+        """What was done, for meta.json's ``process_tree``."""
+        samples, exact = self.stats["samples"], self.stats["exact"]
+        stat_s = self.stats["sample_s"] - self.stats["exact_s"]
+        return {
+            "enumeration": self.scanner.method,
+            "capped": "tree-pss",
+            "samples": samples,
+            "exact_readings": exact,
+            "forced_exact_readings": self.stats["forced"],
+            "stat_cost_us": round(1e6 * stat_s / samples, 1) if samples else None,
+            "rollup_cost_us": round(1e6 * self.stats["exact_s"] / exact, 1) if exact else None,
+            "pss_budget": PSS_BUDGET,
+            "max_children": self.stats["max_children"],
+            "processes_seen": len(self.seen),
+        }
