@@ -13,6 +13,11 @@ leak its own budget:
   [tool.leakbench.budgets."numpy:history"]  # variant numpy with --leak history
   expect = "leak"                           # passes only when the leak is caught
 
+Each run is judged on its budget's measure (measure = "rss", the worker's own,
+by default; "tree-pss" or "tree-uss" for the worker with every process it
+started; "heap" for a traced run's Python heap), and max-peak holds that
+measure's peak (the worker's RSS for rss and heap).
+
 Growth is over budget only when its whole 95% confidence interval is; without
 any budget a run fails when its verdict is `leak`. A run expected to leak
 passes when it is called a leak or stopped by the memory cap; --max-growth and
@@ -58,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-peak",
         metavar="SIZE",
-        help="peak RSS budget for every run, e.g. 500MiB (overrides the config)",
+        help="peak budget for every run, e.g. 500MiB (overrides the config): of the worker's RSS, or of the "
+        "tree's PSS or USS when the budget's measure is tree-pss or tree-uss",
     )
     parser.add_argument("--strict", action="store_true", help="fail runs whose verdict is inconclusive")
     parser.add_argument(
@@ -86,8 +92,9 @@ def line(shown: str, judgement: Judgement, budget: Budget) -> str:
         limits.append("a leak was expected")
     if budget.max_growth is not None:
         limits.append(f"budget {format_rate(budget.max_growth)}")
-    if budget.max_peak is not None and judgement.peak_rss_bytes is not None:
-        limits.append(f"peak {format_size(judgement.peak_rss_bytes)} of {format_size(budget.max_peak)}")
+    if budget.max_peak is not None and judgement.peak_bytes is not None:
+        name = "" if judgement.peak_name == "RSS" else f"{judgement.peak_name} "
+        limits.append(f"peak {name}{format_size(judgement.peak_bytes)} of {format_size(budget.max_peak)}")
     extra = "".join(f"; {text}" for text in (*limits, *judgement.notes))
     return f"{tag} {where}: {judgement.summary}{extra}"
 

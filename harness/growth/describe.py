@@ -59,5 +59,5 @@ def format_growth(growth: Mapping[str, Any]) -> str:
         lines.append(f"Python heap: {describe_measure(heap)}")
     for name, fit in (growth.get("series") or {}).items():
         if name not in (judged, "heap"):
-            lines.append(f"{measure_name(fit)}: {describe_measure(fit, projection=False)}")
+            lines.append(f"{measure_name(fit)}: {describe_measure(fit, projection=name == 'tree-pss')}")
     return "\n".join(lines)

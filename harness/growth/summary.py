@@ -79,6 +79,8 @@ def summarise_growth(
     growth["series"] = series
     growth["native_growth"], growth["note"] = _native(series["rss"], heap)
     growth["projection"] = _projection(growth, memory_cap_bytes, memory_total_bytes)
+    if "tree-pss" in series:  # the figure the cap applies to: where it reaches the cap, judged or not
+        series["tree-pss"]["projection"] = _projection(series["tree-pss"], memory_cap_bytes, memory_total_bytes)
     return growth
 
 

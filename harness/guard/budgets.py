@@ -4,7 +4,8 @@ One table serves both the pytest plugin and ``python -m harness check``::
 
     [tool.leakbench]                       # defaults for every run (all keys optional)
     max-growth = "64 KiB"                  # bytes per epoch, after warm-up
-    max-peak = "1 GiB"                     # peak RSS of the worker
+    max-peak = "1 GiB"                     # peak of the measure (the worker's RSS for rss and heap)
+    measure = "rss"                        # rss, tree-pss, tree-uss or heap: the series judged
 
     [tool.leakbench.budgets.numpy]         # a run of variant "numpy" without a leak
     epochs = 200                           # how long the plugin runs it (check ignores this)
@@ -32,10 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
+from harness.records import DEFAULT_MEASURE, MEASURE_COLUMNS
 from harness.sizes import parse_size
 
 EXPECTS = ("flat", "leak")
-MEASURES = ("rss", "heap")
+MEASURES = tuple(MEASURE_COLUMNS)  # rss, tree-pss, tree-uss, heap
 DEFAULT_EPOCHS = 30  # enough for the growth verdict on a loop that leaks a page or more per epoch
 KEYS = {
     "max-growth": "max_growth",
@@ -54,11 +56,11 @@ class Budget:
 
     # Sizes may be given as text ("64 KiB") and are stored as bytes.
     max_growth: int | None = None  # bytes per epoch
-    max_peak: int | None = None  # bytes of peak RSS
+    max_peak: int | None = None  # bytes: peak of the measure (tree-pss, tree-uss), else the worker's peak RSS
     expect: str | None = None  # "flat" (default) or "leak"
     epochs: int | None = None
     warmup: int | None = None  # epochs to drop before the analysis; None: detected
-    measure: str | None = None  # "rss" (default) or "heap"
+    measure: str | None = None  # "rss" (default), "tree-pss", "tree-uss" or "heap"
     options: Mapping[str, Any] | None = None  # the loop's RunConfig options when the plugin runs it
 
     def __post_init__(self) -> None:
@@ -100,7 +102,7 @@ class Budget:
     @property
     def measure_or_default(self) -> str:
         """What to judge: the budget's measure, or "rss"."""
-        return self.measure or "rss"
+        return self.measure or DEFAULT_MEASURE
 
 
 @dataclass(frozen=True)

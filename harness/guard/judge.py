@@ -20,9 +20,12 @@ import pandas as pd
 from harness import records
 from harness.errors import UsageError
 from harness.formatting import format_size
-from harness.growth import describe_measure, exceeds_budget, summarise_run
+from harness.growth import describe_measure, exceeds_budget, measure_label, summarise_run
 from harness.guard.budgets import Budget, BudgetTable
 from harness.storage import Run
+
+# The measures whose max-peak is held to the tree's own peak, and the column it is read from.
+TREE_PEAKS = {"tree-pss": "tree_pss_bytes", "tree-uss": "tree_uss_bytes"}
 
 
 @dataclass(frozen=True)
@@ -31,9 +34,11 @@ class Analysed:
 
     label: str  # "numpy" or "numpy:history"
     meta: dict[str, Any]
-    growth: dict[str, Any]  # summarise_growth's dict (RSS, with "heap")
-    measure: dict[str, Any]  # the part judged: growth itself, or growth["heap"]
-    peak_rss_bytes: int | None
+    growth: dict[str, Any]  # summarise_growth's dict, judged on the budget's measure
+    measure: dict[str, Any]  # the part judged: the growth dict's top level
+    peak_rss_bytes: int | None  # the worker's own peak RSS
+    peak_bytes: int | None  # the peak max-peak is held to: of the tree's PSS or USS for those measures, else RSS
+    peak_name: str  # "RSS", "tree PSS" or "tree USS"
 
 
 @dataclass(frozen=True)
@@ -44,11 +49,13 @@ class Judgement:
     label: str
     status: str
     epochs_done: int
-    growth: dict[str, Any]  # the judged measure (RSS or Python heap)
+    growth: dict[str, Any]  # the judged measure (RSS, tree PSS or USS, or Python heap)
     peak_rss_bytes: int | None
     failures: tuple[str, ...]
     notes: tuple[str, ...]
     analysis: dict[str, Any]  # the whole growth dict, as stored in meta.json (skipped warm-up included)
+    peak_bytes: int | None = None  # the peak max-peak is held to (see Analysed)
+    peak_name: str = "RSS"
 
     @property
     def ok(self) -> bool:
@@ -79,19 +86,18 @@ def analyse(run: Run, budget: Budget) -> Analysed:
     if skipped:
         # The analysis still detects warm-up after the skipped epochs; numbering is kept.
         epochs = epochs[pd.to_numeric(epochs["epoch"], errors="coerce") > skipped]
-    growth = summarise_run(epochs, meta)
-    for part in (growth, growth.get("heap")):
-        if part is not None:
-            part["warmup_epochs"] += skipped
-    measure = growth
-    if budget.measure_or_default == "heap":
-        if growth.get("heap") is None:
-            raise UsageError(
-                f"{run.path}: measure = heap needs a run recorded with --trace (the Python heap was not recorded)"
-            )
-        measure = growth["heap"]
+    measure = budget.measure_or_default
+    try:
+        growth = summarise_run(epochs, meta, measure)
+    except UsageError as exc:
+        raise UsageError(f"{run.path}: {exc}") from None
+    for part in (growth, *growth["series"].values()):  # growth["heap"] is one of the series
+        part["warmup_epochs"] += skipped
     label = BudgetTable.key(str(meta.get("variant")), meta.get("leak"))
-    return Analysed(label, meta, growth, measure, run.peak_rss_bytes)
+    peak, peak_name = run.peak_rss_bytes, "RSS"
+    if measure in TREE_PEAKS:
+        peak, peak_name = run.peak_of(TREE_PEAKS[measure]), measure_label(measure)
+    return Analysed(label, meta, growth, growth, run.peak_rss_bytes, peak, peak_name)
 
 
 def _stop_text(meta: dict[str, Any]) -> str:
@@ -137,12 +143,12 @@ def check_growth(run: Analysed, budget: Budget, strict: bool) -> str | None:
 
 
 def check_peak(run: Analysed, budget: Budget, strict: bool) -> str | None:
-    """A peak RSS above ``max-peak`` fails."""
-    if budget.max_peak is None or run.peak_rss_bytes is None or run.peak_rss_bytes <= budget.max_peak:
+    """A peak above ``max-peak`` fails: of the tree's PSS or USS when measured so, else of the worker's RSS."""
+    if budget.max_peak is None or run.peak_bytes is None or run.peak_bytes <= budget.max_peak:
         return None
     return (
-        f"peak RSS {format_size(run.peak_rss_bytes)} is over the {format_size(budget.max_peak)} budget "
-        f"by {format_size(run.peak_rss_bytes - budget.max_peak)}"
+        f"peak {run.peak_name} {format_size(run.peak_bytes)} is over the {format_size(budget.max_peak)} budget "
+        f"by {format_size(run.peak_bytes - budget.max_peak)}"
     )
 
 
@@ -193,4 +199,6 @@ def judge(run: Run, budget: Budget, *, strict: bool = False) -> Judgement:
         failures=tuple(failures),
         notes=tuple(notes),
         analysis=analysed.growth,
+        peak_bytes=analysed.peak_bytes,
+        peak_name=analysed.peak_name,
     )

@@ -60,7 +60,7 @@ def guard_loop(
     timeout_s: float | None = None,
     memory_cap: int | str | None = None,
 ) -> Judgement:
-    """Run ``loop`` for ``budget``'s epochs in a worker (traced when measuring the heap) and judge it."""
+    """Run ``loop`` for ``budget``'s epochs in a worker (traced when measuring the heap) and judge it on its measure."""
     config = RunConfig(
         seed=seed,
         epochs=budget.epochs_or_default,
@@ -75,6 +75,7 @@ def guard_loop(
         memory_cap_bytes=None if memory_cap is None else parse_size(memory_cap),
         timeout_s=timeout_s,
         trace=budget.measure_or_default == "heap",
+        measure=budget.measure_or_default,
     )
     outcome = execute(request)
     if outcome.status == records.INTERRUPTED:

@@ -22,8 +22,10 @@ def format_progress(
     metrics: Mapping[str, float],
     elapsed_s: float,
     width: int = 100,
+    children: int = 0,
+    tree_pss_bytes: int | None = None,
 ) -> str:
-    """The progress line, cut to ``width`` characters."""
+    """The progress line, cut to ``width`` characters; the tree's PSS when the worker has children."""
     parts = [f"epoch {epoch}/{planned}"]
     if rss_bytes is not None:
         rss = f"RSS {format_size(rss_bytes)}"
@@ -31,6 +33,8 @@ def format_progress(
             growth = rss_bytes - first_rss_bytes
             rss += f" ({'+' if growth >= 0 else ''}{format_size(growth)} since epoch 1)"
         parts.append(rss)
+    if children and tree_pss_bytes is not None:
+        parts.append(f"{children} child{'ren' if children > 1 else ''}, tree PSS {format_size(tree_pss_bytes)}")
     if metrics:
         name, value = next(iter(metrics.items()))
         parts.append(f"{name} {value:.4g}")
@@ -56,6 +60,8 @@ class Progress:
         self._elapsed = 0.0
         self._drawn_at = 0.0
         self._shown = False
+        self._children = 0
+        self._tree_pss: int | None = None
 
     def epoch(self, record: EpochRecord) -> None:
         """A finished epoch."""
@@ -68,8 +74,11 @@ class Progress:
         self._draw(force=record.epoch == self.planned)
 
     def sample(self, sample: Sample) -> None:
-        """A timed sample: the RSS shown moves between epochs too."""
+        """A timed sample: the RSS shown moves between epochs too, and so does the tree."""
         self._rss = sample.rss_bytes
+        self._children = sample.tree.children or 0
+        if sample.tree.tree_pss_bytes is not None:
+            self._tree_pss = sample.tree.tree_pss_bytes
         self._draw()
 
     def _draw(self, force: bool = False) -> None:
@@ -81,7 +90,15 @@ class Progress:
         self._drawn_at = now
         width = shutil.get_terminal_size((100, 24)).columns - 1
         line = format_progress(
-            self._epoch, self.planned, self._rss, self._first_rss, self._metrics, self._elapsed, width
+            self._epoch,
+            self.planned,
+            self._rss,
+            self._first_rss,
+            self._metrics,
+            self._elapsed,
+            width,
+            self._children,
+            self._tree_pss,
         )
         self.stream.write("\r\x1b[K" + line)
         self.stream.flush()

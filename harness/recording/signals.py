@@ -22,6 +22,8 @@ import signal
 import threading
 from typing import Any
 
+from harness.recording.tree import TreeSampler
+
 
 class SignalFlag:
     """SIGINT/SIGTERM in the parent: remember them; the poll loop acts within one sample interval."""
@@ -67,7 +69,22 @@ class SignalFlag:
             signal.signal(signum, previous)
         self._previous.clear()
 
-    def stop_self(self) -> None:
-        """Stop this process as Ctrl-Z would (SIGSTOP: SIGTSTP is ignored in an orphaned process group)."""
-        self.suspend = False
-        os.kill(os.getpid(), signal.SIGSTOP)
+    def job_control(self, tree: TreeSampler | None) -> bool:
+        """Act on Ctrl-Z: stop ``tree``, then this process; once continued, continue the tree.
+
+        True when the process was continued (a sample is due at once).  This
+        process stops itself with SIGSTOP: SIGTSTP is ignored in an orphaned
+        process group, which would leave the tree stopped for good.
+        """
+        if self.suspend:
+            self.suspend = False
+            if tree is not None:
+                tree.signal_all(signal.SIGSTOP)
+            os.kill(os.getpid(), signal.SIGSTOP)  # returns when continued
+            self.continued = True
+        if not self.continued:
+            return False
+        self.continued = False
+        if tree is not None:
+            tree.signal_all(signal.SIGCONT)
+        return True

@@ -207,19 +207,6 @@ class Session:
         if self.term_sent_at is not None and now - self.term_sent_at > GRACE_S:
             self._kill()
 
-    def _job_control(self) -> None:
-        """Ctrl-Z: stop the tree, then this process; once continued, continue the tree and sample at once."""
-        if self.flag.suspend:
-            if self.tree is not None and not self.killed:
-                self.tree.signal_all(signal.SIGSTOP)
-            self.flag.stop_self()  # returns when continued
-            self.flag.continued = True
-        if self.flag.continued:
-            self.flag.continued = False
-            if self.tree is not None and not self.killed:
-                self.tree.signal_all(signal.SIGCONT)
-            self.next_sample = time.monotonic()
-
     # -- the loop ----------------------------------------------------------------------------
     def run(self, job: dict[str, Any]) -> int | None:
         """Run the worker to its end; returns its exit status (negative: killed by that signal)."""
@@ -282,7 +269,8 @@ class Session:
                 if not self._read(read_fd, buffer):
                     break  # end of file: the trainer has exited (or closed the pipe)
                 read_after = time.monotonic() + READ_BATCH_S
-            self._job_control()
+            if self.flag.job_control(None if self.killed else self.tree):
+                self.next_sample = time.monotonic()  # continued after Ctrl-Z: sample at once
             now = time.monotonic()
             if now >= self.next_sample:
                 if not self.killed:

@@ -80,20 +80,16 @@ class TreeSampler:
         self.seen.update((stat.pid, stat) for stat in found)
         return found
 
-    def read(self, cap: int | None) -> Reading:
-        """Sample the tree; exact when due, or when the bound passes ``cap``."""
+    def read(self, cap: int | None, exact: bool | None = None) -> Reading:
+        """Sample the tree; exact when due, or when the bound passes ``cap`` (or as ``exact`` says, for benchmarks)."""
         started = time.thread_time()
         now = time.monotonic()
         found = self.members()
         grown, faulted = self._growth(found)
         bound = self._base_pss + grown
         since = now - self._exact_at
-        exact = (
-            self.latest_exact is None
-            or since >= max(self.interval_s, self._exact_cost / PSS_BUDGET)
-            or (cap is not None and bound > cap)
-            or (cap is not None and bound + faulted > cap and since >= self._exact_cost / NEAR_CAP_BUDGET)
-        )
+        if exact is None:
+            exact = self._due(since, bound, faulted, cap)
         if exact and cap is not None and since < self.interval_s:
             self.stats["forced"] += 1
         children = [stat for stat in found if stat.pid != self.trainer]
@@ -107,6 +103,14 @@ class TreeSampler:
         self.stats["sample_s"] += time.thread_time() - started
         self.stats["max_children"] = max(self.stats["max_children"], len(children))
         return self.latest
+
+    def _due(self, since: float, bound: int, faulted: int, cap: int | None) -> bool:
+        """Whether this sample reads PSS: on the budget's schedule, or because the cap may have been passed."""
+        if self.latest_exact is None or since >= max(self.interval_s, self._exact_cost / PSS_BUDGET):
+            return True
+        if cap is None:
+            return False
+        return bound > cap or (bound + faulted > cap and since >= self._exact_cost / NEAR_CAP_BUDGET)
 
     def _growth(self, found: list[ProcStat]) -> tuple[int, int]:
         """(RSS gained since the last exact reading, bytes copy-on-write could have copied): the bound's parts."""

@@ -112,8 +112,10 @@ def build_blocks(runs: Sequence[Run], out_dir: Path, samples_run: str | None, se
 RUN_TABLE_NOTE = (
     "Growth per epoch is the robust trend of RSS after the detected warm-up, with its 95% interval; "
     "the verdict is `leak`, `flat` or `inconclusive`. Peak RSS is the largest resident size seen (epoch records "
-    "and timed samples). Epochs/s counts the time spent in `train_epoch` (not the pauses of a traced run's "
-    "snapshots). Accuracy is the share of the "
+    "and timed samples); for runs that started processes, children is the most alive at once and peak tree PSS "
+    "the largest proportional set size of the worker with all of them (shared pages shared out). A verdict "
+    "judged on another series than the worker's RSS names it. Epochs/s counts the time spent in `train_epoch` "
+    "(not the pauses of a traced run's snapshots). Accuracy is the share of the "
     '30 test images classified right after the last epoch; correct_prob is the seed\'s "accuracy": the mean '
     "probability given to the correct class."
 )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.formatting import format_bytes, format_p, format_rate_ci, format_size, text_table
-from harness.growth import MEASURES, reaches
+from harness.growth import MEASURES, TREE_MEASURES, reaches
 
 TOP = 10  # rows of each trace table shown; trace.json keeps 25
 PATH_WIDTH = 60  # longer site paths keep their tail, which names the file
@@ -43,13 +43,29 @@ def _header(meta: dict[str, Any]) -> str:
     )
 
 
+def _series(growth: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, fit) of every series: the worker's RSS, the tree's PSS and USS when it had children, the heap.
+
+    The judged one is marked when there are several; a growth dict stored before
+    the tree was recorded has the judged series (RSS) and the heap only.
+    """
+    series = growth.get("series")
+    if not series:
+        return [(MEASURES.get(m["measure"], m["measure"]), m) for m in (growth, growth.get("heap")) if m is not None]
+    judged = growth.get("judged", "rss")
+    # Marked only where it could be mistaken: beside the tree's series, or when it is not the worker's RSS.
+    mark = judged != "rss" or any(name in TREE_MEASURES for name in series)
+    shown = []
+    for name, fit in series.items():
+        label = MEASURES.get(fit["measure"], fit["measure"])
+        shown.append((f"{label} (judged)" if name == judged and mark else label, fit))
+    return shown
+
+
 def _trend_table(growth: dict[str, Any]) -> str:
     """One row per measured memory: verdict, rate, CI, p, warm-up, epochs fitted."""
     rows = []
-    for measure in (growth, growth.get("heap")):
-        if measure is None:
-            continue
-        name = MEASURES.get(measure["measure"], measure["measure"])
+    for name, measure in _series(growth):
         if measure["bytes_per_epoch"] is None:
             rows.append([name, measure["verdict"], "-", "-", "-", str(measure["warmup_epochs"]), "-"])
             continue
@@ -76,15 +92,10 @@ def _trend_table(growth: dict[str, Any]) -> str:
 
 def _reasons(growth: dict[str, Any]) -> str:
     """Why each verdict, the projection for a leak, and the native-memory note."""
-    lines = []
-    for measure in (growth, growth.get("heap")):
-        if measure is not None:
-            lines.append(
-                f"{MEASURES.get(measure['measure'], measure['measure'])}: {measure['verdict']}: {measure['reason']}."
-            )
+    lines = [f"{name}: {measure['verdict']}: {measure['reason']}." for name, measure in _series(growth)]
     where = reaches(growth.get("projection"))
     if where:
-        lines.append(f"At this rate RSS reaches {where}.")
+        lines.append(f"At this rate {MEASURES.get(growth.get('measure', ''), 'memory')} reaches {where}.")
     if growth.get("note"):
         lines.append(f"Note: {growth['note']}.")
     return "\n".join(lines)

@@ -79,8 +79,19 @@ def _legend_below(axes: Axes) -> None:
 
 
 def _draw_runs(axes: Axes, runs: Sequence[Run], colour: str, label: str) -> None:
-    """RSS per epoch of each run in one colour, one legend entry for all of them."""
+    """RSS per epoch of each run in one colour, one legend entry for all of them; dashed, the tree's PSS."""
     width = 1.8 if len(runs) == 1 else 1.0
+    with_children = [run for run in runs if run.max_children > 0]
+    for index, run in enumerate(with_children):
+        axes.plot(
+            run.epochs["epoch"],
+            run.epochs["tree_pss_bytes"].astype(float) / MIB,
+            color=colour,
+            linewidth=width,
+            linestyle="--",
+            alpha=0.9 if len(runs) == 1 else 0.6,
+            label=f"{label.split(' (')[0]}: the worker and its processes (PSS)" if index == 0 else None,
+        )
     for index, run in enumerate(runs):
         axes.plot(
             run.epochs["epoch"],

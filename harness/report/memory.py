@@ -76,11 +76,16 @@ def _growth_note(runs: Sequence[Run]) -> str:
 
 
 def cap_hit(run: Run) -> tuple[int, float, float] | None:
-    """(epoch in progress, RSS at the stop, cap) when the memory cap stopped the run, else None."""
+    """(epoch in progress, memory at the stop, cap) when the memory cap stopped the run, else None.
+
+    The memory is the figure drawn for the run that passed the cap: the tree's PSS
+    when the run had children (drawn dashed), else the worker's RSS.
+    """
     if run.meta.get("status") != MEMORY_CAP:
         return None
     stop = run.meta.get("stop") or {}
     last = int(stop.get("epoch") or len(run.epochs))
-    rss = float_or_nan(stop.get("rss_bytes"))
+    figure = "tree_pss_bytes" if run.max_children > 0 and stop.get("tree_pss_bytes") else "rss_bytes"
+    rss = float_or_nan(stop.get(figure))
     cap = float_or_nan(run.meta.get("memory_cap_bytes"))
     return last + 1, rss if not math.isnan(rss) else cap, cap

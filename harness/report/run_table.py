@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.formatting import format_bytes, format_growth, format_percent, format_speed
+from harness.growth import measure_label
 from harness.report.runs import (
     epochs_per_second,
     final_metric,
@@ -39,10 +40,13 @@ def run_table(runs: Sequence[Run]) -> pd.DataFrame:
                 "epochs_planned": int(run.meta.get("epochs_planned", len(run.epochs))),
                 "status": run.meta.get("status"),
                 "verdict": growth.get("verdict"),
+                "measure": growth.get("judged", "rss"),
                 "bytes_per_epoch": float_or_nan(growth.get("bytes_per_epoch")),
                 "ci_low": float_or_nan(growth.get("ci_low")),
                 "ci_high": float_or_nan(growth.get("ci_high")),
                 "peak_rss_bytes": peak_rss_bytes(run),
+                "children": run.max_children,
+                "peak_tree_pss_bytes": float_or_nan(run.peak_of("tree_pss_bytes")),
                 "epochs_per_s": epochs_per_second(run),
                 "accuracy": final_metric(run, "accuracy"),
                 "correct_prob": final_metric(run, "correct_prob"),
@@ -62,10 +66,13 @@ RUN_TABLE_COLUMNS = [
     "epochs_planned",
     "status",
     "verdict",
+    "measure",
     "bytes_per_epoch",
     "ci_low",
     "ci_high",
     "peak_rss_bytes",
+    "children",
+    "peak_tree_pss_bytes",
     "epochs_per_s",
     "accuracy",
     "correct_prob",
@@ -74,7 +81,12 @@ RUN_TABLE_COLUMNS = [
 
 
 def format_run_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The per-run table as display strings, in the order variant, model, leak, seed."""
+    """The per-run table as display strings, in the order variant, model, leak, seed.
+
+    A verdict judged on another series than the worker's RSS names it; when a
+    run started processes, the most it had at once and the tree's peak PSS
+    stand beside the worker's peak RSS.
+    """
     shown = pd.DataFrame(
         {
             "variant": table["variant"].astype(str),
@@ -83,7 +95,10 @@ def format_run_table(table: pd.DataFrame) -> pd.DataFrame:
             "seed": table["seed"].astype(str),
             "epochs": [f"{d}/{p}" for d, p in zip(table["epochs_done"], table["epochs_planned"])],
             "status": table["status"],
-            "verdict": table["verdict"],
+            "verdict": [
+                v if m in ("rss", None) or pd.isna(m) else f"{v} ({measure_label(m)})"
+                for v, m in zip(table["verdict"], table["measure"])
+            ],
             "growth per epoch (95% CI)": [
                 format_growth(b, lo, hi)
                 for b, lo, hi in zip(table["bytes_per_epoch"], table["ci_low"], table["ci_high"])
@@ -94,4 +109,8 @@ def format_run_table(table: pd.DataFrame) -> pd.DataFrame:
             "correct_prob": [format_percent(v) for v in table["correct_prob"]],
         }
     )
+    if (table["children"] > 0).any():
+        at = shown.columns.get_loc("peak RSS") + 1
+        shown.insert(at, "peak tree PSS", [format_bytes(v) for v in table["peak_tree_pss_bytes"]])
+        shown.insert(at, "children", [str(int(v)) for v in table["children"]])
     return shown.reset_index(drop=True)

@@ -185,7 +185,7 @@ class Scanner:
         stats: dict[int, ProcStat] = {}
         for pid in pids:
             verdict = self._verdicts.get(pid)
-            if verdict is None or verdict[1]:
+            if pid != self.root and (verdict is None or verdict[1]):
                 stat = read_stat(pid, self.proc)
                 if stat is not None:
                     stats[pid] = stat
@@ -200,10 +200,10 @@ class Scanner:
         return [stat for pid, stat in stats.items() if self._verdicts[pid][1] and stat.alive]
 
     def _judge(self, pid: int, stats: dict[int, ProcStat]) -> bool:
-        """Whether ``pid`` is below root: follow its parents up to a process already judged."""
+        """Whether ``pid`` is below root: follow its parents up to root or a process already judged."""
         chain = []
         current = pid
-        while current not in self._verdicts and current in stats and current != self.root:
+        while current != self.root and current not in self._verdicts and current in stats:
             chain.append(current)
             current = stats[current].ppid
         if current == self.root:
