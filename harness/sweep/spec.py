@@ -15,6 +15,7 @@ Spec format (every key of a ``[[runs]]`` table but ``variants`` is optional)::
     memory_cap = "1GiB"                # passed to --memory-cap (any run of the group)
     timeout = 600                      # seconds, passed to --timeout
     trace = false                      # --trace
+    measure = "tree-pss"               # --measure: the series the verdict judges (default rss)
     optional = false                   # true: skip the group when its variant cannot be imported
     options = { threads = 1 }          # variant options, passed as --option KEY=VALUE
 """
@@ -37,7 +38,7 @@ from harness.errors import UsageError
 from harness.interface import SEED_EPOCHS
 from harness.jsonfile import is_finite_json
 from harness.loops import VARIANTS
-from harness.records import NO_LEAK
+from harness.records import MEASURE_COLUMNS, NO_LEAK
 from harness.sizes import parse_size
 
 RUN_KEYS = {
@@ -50,6 +51,7 @@ RUN_KEYS = {
     "memory_cap",
     "timeout",
     "trace",
+    "measure",
     "optional",
     "options",
 }
@@ -73,6 +75,7 @@ class PlannedRun:
     trace: bool = False
     label: str = ""
     options: tuple[tuple[str, str], ...] = ()  # (key, JSON value): hashable, so repeated runs are found
+    measure: str | None = None  # --measure; not part of matches(): the recording is the same
 
     def argv(self, results_dir: Path) -> list[str]:
         """The command line that performs this run, with this interpreter."""
@@ -103,6 +106,8 @@ class PlannedRun:
             argv.append("--trace")
         for key, value in self.options:
             argv += ["--option", f"{key}={value}"]
+        if self.measure is not None:
+            argv += ["--measure", self.measure]
         return argv
 
     def describe(self) -> str:
@@ -237,8 +242,11 @@ def _expand(group: Mapping[str, Any], where: str, unavailable: list[str]) -> Ite
     count = len(variants) * len(leaks) * len(fc_values) * len(seeds)
     if count > MAX_RUNS:
         raise UsageError(f"{where}: plans {count:,} runs; a spec may plan at most {MAX_RUNS:,}")
+    measure = group.get("measure")
+    if measure is not None and measure not in MEASURE_COLUMNS:
+        raise UsageError(f"{where}: measure must be one of {', '.join(MEASURE_COLUMNS)}, got {measure!r}")
     for variant, leak, fc, seed in itertools.product(variants, leaks, fc_values, seeds):
-        yield PlannedRun(variant, leak, seed, epochs, fc, memory_cap, timeout, trace, label, options)
+        yield PlannedRun(variant, leak, seed, epochs, fc, memory_cap, timeout, trace, label, options, measure)
 
 
 def _options(value: Any, where: str) -> tuple[tuple[str, str], ...]:
