@@ -275,8 +275,11 @@ class Session:
             if now >= self.next_sample:
                 if not self.killed:
                     self._sample()
-                # Keep to the grid, but do not fire a burst of samples after a stall.
-                self.next_sample = max(self.next_sample + interval, now)
+                # Keep to the grid, but do not fire a burst of samples after a stall; sooner when
+                # the tree races towards the cap.
+                gap = self.tree.next_in(interval, self.cap) if self.tree is not None else interval
+                soon = time.monotonic() + gap  # from the end of this sample: an exact reading takes a while
+                self.next_sample = max(self.next_sample + interval, now) if gap >= interval else soon
             self._check_limits(now, deadline)
         self._flush_pending()
 

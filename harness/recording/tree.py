@@ -18,7 +18,8 @@ Two kinds of reading, because their costs differ by a hundredfold:
 - an exact reading adds /proc/PID/smaps_rollup for each member: the tree's
   PSS (each page shared out among the processes mapping it) and USS.  Its cost
   grows with the memory mapped (about 30 ms per GiB here), so it is taken at
-  most every ``max(interval, cost / PSS_BUDGET)``: at most 5% of a core.
+  most every ``max(interval, cost / PSS_BUDGET)``: at most 5% of a core; 1%
+  while the worker has no children (its PSS then moves with its RSS).
 
 The memory cap applies to the tree's PSS (see the README for why).  Between
 exact readings the capped figure is a bound: the last exact PSS plus the RSS
@@ -26,7 +27,10 @@ each member gained since, and the whole RSS of members that are new.  A
 process that exits leaves its last PSS in the bound, since its share of
 shared pages passes to the others.  When the bound passes the cap, an exact
 reading is taken at once and decides, so an allocation anywhere in the tree is
-caught within one sample of passing the cap.  Copy-on-write copies (a page
+caught within one sample of passing the cap.  And when, at the rate it rose
+between the last two samples, the tree would pass the cap before the next
+sample is due, the next one is taken when it would (at least 5 ms on), so a
+tree racing towards the cap is caught close to the moment it passes it.  Copy-on-write copies (a page
 shared with a forked child, written by one of them) raise PSS but not RSS: they
 are counted by page faults, and when faults could have carried the tree over
 the cap an exact reading is taken as soon as a larger budget (25%) allows.
@@ -44,6 +48,8 @@ from harness.worker import procfs
 from harness.worker.procfs import ProcStat
 
 PSS_BUDGET = 0.05  # exact readings on schedule: at most this share of one core
+ALONE_BUDGET = 0.01  # the same while the worker has no children: its PSS then follows its RSS
+MIN_GAP_S = 0.005  # the closest two samples come when the tree races towards the cap
 NEAR_CAP_BUDGET = 0.25  # exact readings when page faults alone could have passed the cap
 
 
@@ -72,6 +78,8 @@ class TreeSampler:
         self._base_pss = 0
         self._exact_at = -float("inf")
         self._exact_cost = 0.0
+        self._previous: tuple[float, int] | None = None  # (time, capped figure) of the reading before
+        self._rate = 0.0  # bytes per second the capped figure rose between the last two readings
         self.stats = {"samples": 0, "exact": 0, "forced": 0, "sample_s": 0.0, "exact_s": 0.0, "max_children": 0}
 
     def members(self) -> list[ProcStat]:
@@ -89,7 +97,7 @@ class TreeSampler:
         bound = self._base_pss + grown
         since = now - self._exact_at
         if exact is None:
-            exact = self._due(since, bound, faulted, cap)
+            exact = self._due(since, bound, faulted, cap, alone=len(found) <= 1)
         if exact and cap is not None and since < self.interval_s:
             self.stats["forced"] += 1
         children = [stat for stat in found if stat.pid != self.trainer]
@@ -98,15 +106,25 @@ class TreeSampler:
         if exact:
             figures, capped = self._exact(found, figures, now)
         worker = next((stat.rss_bytes for stat in found if stat.pid == self.trainer), None)
+        if self._previous is not None and now > self._previous[0]:
+            self._rate = (capped - self._previous[1]) / (now - self._previous[0])
+        self._previous = (now, capped)
         self.latest = Reading(worker, figures, capped, exact)
         self.stats["samples"] += 1
         self.stats["sample_s"] += time.thread_time() - started
         self.stats["max_children"] = max(self.stats["max_children"], len(children))
         return self.latest
 
-    def _due(self, since: float, bound: int, faulted: int, cap: int | None) -> bool:
+    def next_in(self, interval_s: float, cap: int) -> float:
+        """Seconds to the next sample: the interval, or less if at its last rate the tree would pass the cap sooner."""
+        if self.latest is None or self._rate <= 0 or self.latest.capped_bytes >= cap:
+            return interval_s
+        return max(MIN_GAP_S, min(interval_s, (cap - self.latest.capped_bytes) / self._rate))
+
+    def _due(self, since: float, bound: int, faulted: int, cap: int | None, alone: bool) -> bool:
         """Whether this sample reads PSS: on the budget's schedule, or because the cap may have been passed."""
-        if self.latest_exact is None or since >= max(self.interval_s, self._exact_cost / PSS_BUDGET):
+        budget = ALONE_BUDGET if alone else PSS_BUDGET
+        if self.latest_exact is None or since >= max(self.interval_s, self._exact_cost / budget):
             return True
         if cap is None:
             return False
@@ -193,6 +211,7 @@ class TreeSampler:
             "stat_cost_us": round(1e6 * stat_s / samples, 1) if samples else None,
             "rollup_cost_us": round(1e6 * self.stats["exact_s"] / exact, 1) if exact else None,
             "pss_budget": PSS_BUDGET,
+            "pss_budget_alone": ALONE_BUDGET,
             "max_children": self.stats["max_children"],
             "processes_seen": len(self.seen),
         }
