@@ -1,9 +1,10 @@
 """Explain a run's memory growth: the verdict with its numbers and, with --trace, where the growth comes from.
 
-Recomputes the growth verdict from epochs.csv, stores it in the run's meta.json
-under "growth", and prints the trend of RSS (and of the Python heap when the run
-was traced), the projection to the memory cap, and the allocation sites and
-object types that grew most.
+Recomputes the growth verdict from epochs.csv (on the measure the run was
+judged on), stores it in the run's meta.json under "growth", and prints the
+trend of RSS, of the process tree's PSS and USS when the worker had children,
+and of the Python heap when the run was traced, the projection to the memory
+cap, and the allocation sites and object types that grew most.
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
 """Run a training loop in a worker process and record its memory epoch by epoch.
 
 The loop runs in a worker process; this process only records: one row per
-epoch in epochs.csv, timed RSS samples in samples.csv, metadata in meta.json,
-the loop's own output in worker.log, all in a new directory RESULTS/<run-id>.
-At the end it prints the growth verdict and, on the last line, that directory.
+epoch in epochs.csv, timed samples of the worker and every process it started
+in samples.csv, metadata in meta.json, the loop's own output in worker.log, all
+in a new directory RESULTS/<run-id>. The memory cap applies to the PSS of the
+worker with all its processes; whatever the ending, none of them outlives the
+run. At the end it prints the growth verdict (on --measure: rss, the worker's
+own, by default) and, on the last line, that directory.
 
 VARIANT is a registered name (see `python -m harness list`), package.module:Class,
 or path/to/file.py:Class of a class following harness.interface.TrainingLoop.

@@ -4,8 +4,10 @@ Stage 1 of a run.  :func:`execute` takes a checked :class:`RunRequest`,
 refuses a loop that cannot be loaded before anything is written
 (:mod:`~harness.recording.check`), makes the run directory, starts the worker
 (:mod:`harness.worker`) and supervises it (:mod:`~harness.recording.supervise`):
-every record goes to disk as it arrives, RSS is sampled between records, and
-the memory cap, the timeout and Ctrl-C stop the worker safely.  It hands on a
+every record goes to disk as it arrives, the worker's process tree is sampled
+between records (:mod:`~harness.recording.tree`), and the memory cap (on the
+tree's PSS), the timeout, Ctrl-C and Ctrl-Z (:mod:`~harness.recording.signals`)
+stop or suspend the whole tree safely.  It hands on a
 finished run directory (:mod:`harness.storage`) whose meta.json carries the
 status and the growth verdict (:mod:`harness.growth`), and a :class:`RunOutcome`.
 """
