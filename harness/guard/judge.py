@@ -115,8 +115,9 @@ def check_status(run: Analysed, budget: Budget, strict: bool) -> str | None:
     if status == records.MEMORY_CAP:
         if budget.expects_leak:
             return None
-        rss = (run.meta.get("stop") or {}).get("rss_bytes")
-        at = f" at RSS {format_size(rss)}" if rss else ""
+        stop = run.meta.get("stop") or {}
+        pss, rss = stop.get("tree_pss_bytes"), stop.get("rss_bytes")
+        at = f" at tree PSS {format_size(pss)}" if pss else f" at RSS {format_size(rss)}" if rss else ""
         return (
             f"stopped by the {format_size(run.meta.get('memory_cap_bytes') or 0)} memory cap{at} {_stop_text(run.meta)}"
         )

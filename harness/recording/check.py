@@ -10,6 +10,7 @@ from harness.recording.request import VariantCheck, default_memory_cap, memory_l
 from harness.worker.protocol import check_reply, worker_command
 
 CHECK_TIMEOUT_S = 120.0  # resolving a variant imports it: torch alone takes seconds
+STOP_S = 5.0  # a check past its time gets this long to end (its keeper ends what the import started)
 
 
 def check_variant(
@@ -28,19 +29,26 @@ def check_variant(
     read_fd, write_fd = os.pipe()
     try:
         command = worker_command(write_fd, "--check", payload)
+        # A session of its own: a terminal's Ctrl-C reaches only the parent, which decides.
+        proc = subprocess.Popen(
+            command,
+            pass_fds=(write_fd,),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         try:
-            # A session of its own: a terminal's Ctrl-C reaches only the parent, which decides.
-            done = subprocess.run(
-                command,
-                pass_fds=(write_fd,),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout_s,
-                check=False,
-                start_new_session=True,
-            )
+            _, stderr = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
+            # SIGTERM, not SIGKILL: the keeper passes it on and then ends whatever the import started.
+            proc.terminate()
+            try:
+                proc.communicate(timeout=STOP_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
             raise UsageError(f"loading variant {variant!r} took longer than {timeout_s:.0f} s") from None
         os.close(write_fd)
         write_fd = -1
@@ -53,8 +61,8 @@ def check_variant(
                 os.close(fd)
     verdict = check_reply(lines)
     if verdict is None:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UsageError(f"cannot load variant {variant!r}: the check exited with status {done.returncode}: {tail}")
+        tail = (stderr.strip().splitlines() or ["no output"])[-1]
+        raise UsageError(f"cannot load variant {variant!r}: the check exited with status {proc.returncode}: {tail}")
     if not verdict["ok"]:
         raise UsageError(verdict["message"])
     return VariantCheck(verdict["description"], dict(verdict["leaks"]))
