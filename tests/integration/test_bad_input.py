@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import records
 from tests.helpers import FIXTURES, cli, fixture_run_dir, write_run
 
 LOOPS = FIXTURES / "reliability_loops.py"
@@ -54,7 +55,7 @@ def test_a_thousand_metrics_are_recorded(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     header = (Path(done.stdout.strip()) / "epochs.csv").read_text().splitlines()[0]
-    assert len(header.split(",")) == 7 + 1000
+    assert len(header.split(",")) == len(records.EPOCH_COLUMNS) + 1000
 
 
 @pytest.mark.parametrize(
