@@ -29,13 +29,8 @@ TIMEOUT = "timeout"
 INTERRUPTED = "interrupted"
 FAILED = "failed"
 STATUSES = (RUNNING, COMPLETED, MEMORY_CAP, TIMEOUT, INTERRUPTED, FAILED)
-EXIT_CODES: dict[str, int] = {
-    COMPLETED: 0,
-    MEMORY_CAP: 3,
-    TIMEOUT: 4,
-    FAILED: 5,
-    INTERRUPTED: 130,  # the shell's convention for "ended by SIGINT"
-}
+# 130 for interrupted: the shell's convention for "ended by SIGINT".
+EXIT_CODES: dict[str, int] = {COMPLETED: 0, MEMORY_CAP: 3, TIMEOUT: 4, FAILED: 5, INTERRUPTED: 130}
 USAGE_EXIT_CODE = 2
 # A leak run may end at the memory cap: that is its expected ending, not a failure.
 FINISHED = (COMPLETED, MEMORY_CAP)

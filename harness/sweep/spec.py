@@ -41,20 +41,8 @@ from harness.loops import VARIANTS
 from harness.records import MEASURE_COLUMNS, NO_LEAK
 from harness.sizes import parse_size
 
-RUN_KEYS = {
-    "label",
-    "variants",
-    "leaks",
-    "seeds",
-    "epochs",
-    "fc_only",
-    "memory_cap",
-    "timeout",
-    "trace",
-    "measure",
-    "optional",
-    "options",
-}
+# The keys of a [[runs]] table, as in the module docstring.
+RUN_KEYS = set("label variants leaks seeds epochs fc_only memory_cap timeout trace measure optional options".split())  # noqa: SIM905
 SPEC_KEYS = {"name", "description", "runs"}
 # Bounds, checked before anything is planned: a typo such as seeds = 100000000 must not allocate gigabytes.
 MAX_SEEDS = 10_000
