@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -362,3 +363,13 @@ def test_a_bad_measure_is_one_line_and_exit_2(
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("leakbench: error: ") and fragment in done.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_the_plugin_guards_the_tree_when_asked(leakbench_guard: Any) -> None:
+    # GIVEN the copy-on-write loop WHEN guarded on the tree's PSS, its leak expected THEN the leak is caught
+    judgement = leakbench_guard(loop("CopyOnWrite"), epochs=16, measure="tree-pss", expect="leak")
+    assert (judgement.growth["judged"], judgement.verdict, judgement.peak_name) == ("tree-pss", "leak", "tree PSS")
+    assert judgement.peak_bytes is not None and judgement.peak_bytes > judgement.peak_rss_bytes
+    # AND a max-peak on the tree holds the tree's peak PSS, not the worker's RSS
+    with pytest.raises(pytest.fail.Exception, match=r"peak tree PSS [\d.]+ MiB is over the 64.0 MiB budget"):
+        leakbench_guard(loop("CopyOnWrite"), epochs=6, measure="tree-pss", max_peak="64 MiB")
