@@ -156,13 +156,13 @@ class EpochRecord:
         return {name: getattr(self, name) for name in V1_EPOCH_COLUMNS} | {"metrics": dict(self.metrics)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> EpochRecord:
-        """Build from :meth:`to_dict` output; ValueError on missing or unknown keys."""
+    def from_dict(cls, data: Mapping[str, Any], tree: TreeFigures = NO_TREE) -> EpochRecord:
+        """Build from :meth:`to_dict` output, with the parent's ``tree``; ValueError on missing or unknown keys."""
         names = set(V1_EPOCH_COLUMNS) | {"metrics"}
         missing, unknown = names - set(data), set(data) - names
         if missing or unknown:
             raise ValueError(f"bad epoch record: missing {sorted(missing)}, unknown {sorted(unknown)}")
-        return cls(**dict(data))
+        return cls(**dict(data), tree=tree)
 
     def row(self, metric_names: tuple[str, ...]) -> list[Any]:
         """The epochs.csv row: fixed columns, then ``metric_names`` (None where absent)."""

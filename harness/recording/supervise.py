@@ -20,7 +20,6 @@ parent kills any process it ever saw in the tree that is somehow still alive.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import select
@@ -74,11 +73,10 @@ class Session:
     # -- the worker's messages -------------------------------------------------------------
     def _handle(self, kind: str, message: dict[str, Any]) -> None:
         if kind == protocol.EPOCH:
-            record = records.EpochRecord.from_dict(message)
             if self.tree is not None and self.tree.latest_exact is None and not self.killed:
                 self._sample()  # the first row must carry tree figures too
-            if self.tree is not None:
-                record = dataclasses.replace(record, tree=self.tree.for_epoch())
+            tree = self.tree.for_epoch() if self.tree is not None else records.NO_TREE
+            record = records.EpochRecord.from_dict(message, tree)
             self.writer.epoch(record)
             self.last_epoch = record.epoch
             if self.progress is not None:
@@ -227,7 +225,10 @@ class Session:
             os.close(write_fd)
             os.close(lifeline_read)
             write_fd = lifeline_read = -1
-            self.tree = TreeSampler(self.proc.pid, self.request.sample_interval_s)
+            proc = self.proc  # returncode is set when it is reaped (by poll or wait), never before
+            self.tree = TreeSampler(
+                proc.pid, self.request.sample_interval_s, root_unreaped=lambda: proc.returncode is None
+            )
             self.flag.watching = True
             self._poll_loop(read_fd)
             return self._reap()

@@ -30,16 +30,19 @@ reading is taken at once and decides, so an allocation anywhere in the tree is
 caught within one sample of passing the cap.  And when, at the rate it rose
 between the last two samples, the tree would pass the cap before the next
 sample is due, the next one is taken when it would (at least 5 ms on), so a
-tree racing towards the cap is caught close to the moment it passes it.  Copy-on-write copies (a page
-shared with a forked child, written by one of them) raise PSS but not RSS: they
-are counted by page faults, and when faults could have carried the tree over
-the cap an exact reading is taken as soon as a larger budget (25%) allows.
+tree racing towards the cap is caught close to the moment it passes it.
+
+Copy-on-write copies (a page shared with a forked child, written by one of
+them) raise PSS but not RSS: they are counted by page faults, and when faults
+could have carried the tree over the cap an exact reading is taken as soon as
+a larger budget (25%) allows.
 """
 
 from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,14 +69,23 @@ class Reading:
 class TreeSampler:
     """Reads the tree below the keeper ``root``; remembers every member it saw, to end them all at the end."""
 
-    def __init__(self, root: int, interval_s: float, proc: str = procfs.PROC) -> None:
+    def __init__(
+        self,
+        root: int,
+        interval_s: float,
+        proc: str = procfs.PROC,
+        root_unreaped: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.scanner = procfs.Scanner(root, proc)
+        # Once the keeper is reaped its pid may name another process: then only ``seen`` counts.
+        self.root_unreaped = root_unreaped
         self.interval_s = interval_s
         self.proc = proc
         self.trainer: int | None = None
         self.seen: dict[int, ProcStat] = {}  # every member ever seen, by pid (the latest process of that pid)
         self.latest: Reading | None = None
         self.latest_exact: TreeFigures | None = None
+        self._for_epoch: TreeFigures | None = None
         self._base: dict[int, ProcStat] = {}  # members' stats at the last exact reading
         self._base_pss = 0
         self._exact_at = -float("inf")
@@ -83,7 +95,9 @@ class TreeSampler:
         self.stats = {"samples": 0, "exact": 0, "forced": 0, "sample_s": 0.0, "exact_s": 0.0, "max_children": 0}
 
     def members(self) -> list[ProcStat]:
-        """The tree's live processes now."""
+        """The tree's live processes now (none once the keeper is reaped: its pid may name another process)."""
+        if not self.root_unreaped():
+            return []
         found = self.scanner.members()
         self.seen.update((stat.pid, stat) for stat in found)
         return found
@@ -110,6 +124,7 @@ class TreeSampler:
             self._rate = (capped - self._previous[1]) / (now - self._previous[0])
         self._previous = (now, capped)
         self.latest = Reading(worker, figures, capped, exact)
+        self._for_epoch = None
         self.stats["samples"] += 1
         self.stats["sample_s"] += time.thread_time() - started
         self.stats["max_children"] = max(self.stats["max_children"], len(children))
@@ -163,13 +178,12 @@ class TreeSampler:
         """The figures an epoch row carries: children from the latest sample, PSS and USS from the latest exact one."""
         if self.latest is None or self.latest_exact is None:
             return TreeFigures()
-        figures = self.latest.figures
-        return TreeFigures(
-            figures.children,
-            figures.children_rss_bytes,
-            self.latest_exact.tree_uss_bytes,
-            self.latest_exact.tree_pss_bytes,
-        )
+        if self._for_epoch is None:  # built once per sample: a fast loop sends hundreds of records between two
+            figures, exact = self.latest.figures, self.latest_exact
+            self._for_epoch = TreeFigures(
+                figures.children, figures.children_rss_bytes, exact.tree_uss_bytes, exact.tree_pss_bytes
+            )
+        return self._for_epoch
 
     def signal_all(self, signum: int, rounds: int = 10) -> int:
         """Send ``signum`` to every member, again until no new one appears (a fork meanwhile); how many were sent."""
