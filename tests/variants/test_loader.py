@@ -7,6 +7,7 @@ USS (``/proc/PID/smaps_rollup``) on a small training set, so they take seconds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -50,8 +51,13 @@ def train(cls: type, run: RunConfig) -> list[dict[str, float]]:
 
 
 def children() -> set[int]:
-    """Live child processes of this test process."""
-    return {child.pid for child in psutil.Process().children(recursive=True) if child.status() != psutil.STATUS_ZOMBIE}
+    """Live child processes of this test process (a child that ends while being read is not live)."""
+    live = set()
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if child.status() != psutil.STATUS_ZOMBIE:
+                live.add(child.pid)
+    return live
 
 
 @pytest.fixture
