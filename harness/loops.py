@@ -35,8 +35,10 @@ VARIANTS: dict[str, str] = {
     "lists": "variants.lists:ListsCNN",
     "generators": "variants.generators:GeneratorsCNN",
     "numpy": "variants.numpy:BuffersCNN",
-    # Optional: each needs its extra (`pip install '.[numba]'`); everything else works without them.
+    # Optional, as torch below: it needs its extra (`pip install '.[numba]'`); everything else works without them.
     "numba": "variants.numba:NumbaCNN",
+    # Forks data-loader worker processes (multiprocessing, no torch): its leaks live in those workers.
+    "loader": "variants.loader:LoaderCNN",
     "torch": "variants.torch:TorchCNN",
 }
 

@@ -15,7 +15,7 @@ The default keeps only the three metric floats per epoch, in an array sized for
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
 import numpy as np
@@ -57,10 +57,7 @@ class BuffersCNN(SeedFlops):
         ]
         self._test = Batch(data.test_images, data.test_labels)
         self._train_n = train_n
-        # Largest first: the arena allocates for the first plan, smaller ones view its start.
-        sizes = sorted({batch.n for batch in self._batches} | {self._test.n}, reverse=True)
-        self._arena = Arena()
-        self._nets = {n: self.NET(self._params, n, self._arena) for n in sizes}
+        self._build_nets({batch.n for batch in self._batches} | {self._test.n})
         # Sized for the run up front (no allocation per epoch), but not beyond what a run can reach:
         # --epochs 10**12 must not ask for 22 TiB at construction; past it the history doubles.
         self._metrics = np.zeros((min(config.epochs, MAX_PREALLOCATED_EPOCHS), len(METRICS)))
@@ -74,7 +71,7 @@ class BuffersCNN(SeedFlops):
         snapshot: list[dict[str, np.ndarray]] = []
         loss = 0.0
         with small_ufunc_buffers():
-            for batch in self._batches:
+            for batch in self._epoch_batches(epoch):
                 net = self._nets[batch.n]
                 loss += net.forward(batch)
                 net.backward(batch, conv=not self._fc_only)
@@ -91,6 +88,16 @@ class BuffersCNN(SeedFlops):
         values = (loss / self._train_n, accuracy, correct_prob)
         self._record(values)
         return dict(zip(METRICS, values, strict=True))
+
+    def _build_nets(self, sizes: Iterable[int]) -> None:
+        """One net per batch size over one new arena (the loader variant rebuilds them for its batch sizes)."""
+        self._arena = Arena()
+        # Largest first: the arena allocates for the first plan, smaller ones view its start.
+        self._nets = {n: self.NET(self._params, n, self._arena) for n in sorted(set(sizes), reverse=True)}
+
+    def _epoch_batches(self, epoch: int) -> Iterable[Batch]:
+        """This epoch's training batches in order: the same fixed ones every epoch (the loader's come from workers)."""
+        return self._batches
 
     def _update(self, learning_rate: float) -> None:
         """One gradient-descent step of the learning parameters (the numba variant compiles its own)."""
