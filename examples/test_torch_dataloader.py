@@ -1,6 +1,8 @@
 """Guard the DataLoader example on the process tree's PSS: its workers' memory, which the loop's own RSS cannot see.
 
-Needs torch, and leakbench's tree measures (issue 12: ``measure="tree-pss"``).
+Copy-on-read grows the workers until each holds a copy of the data set, then stops: a peak budget on the
+tree's PSS catches it (measured here: the fixed tree peaks at 302 MiB, copy-on-read at 420 MiB, over 30 epochs).
+Needs torch.
 """
 
 import pytest
@@ -9,10 +11,12 @@ pytest.importorskip("torch")
 
 from torch_dataloader import TorchLoaderLoop  # only once torch is known to be there
 
+PEAK = "360 MiB"
 
-def test_torch_dataloader_tree_stays_flat(leakbench_guard):
-    leakbench_guard(TorchLoaderLoop, epochs=15, measure="tree-pss", max_growth="1 MiB")
+
+def test_torch_dataloader_tree_stays_within_its_peak(leakbench_guard):
+    leakbench_guard(TorchLoaderLoop, epochs=30, measure="tree-pss", max_peak=PEAK)
 
 
 def test_torch_dataloader_copy_on_read_is_caught(leakbench_guard):
-    leakbench_guard(TorchLoaderLoop, leak="copy-on-read", epochs=15, measure="tree-pss", expect="leak")
+    leakbench_guard(TorchLoaderLoop, leak="copy-on-read", epochs=30, measure="tree-pss", expect="leak", max_peak=PEAK)

@@ -2,8 +2,16 @@
 
 A training loop is a class constructed with a :class:`RunConfig` that trains one
 epoch per call of ``train_epoch(epoch)`` and returns a mapping of metric names
-to floats.  ``close()`` is optional.  Two optional class attributes describe it
-to ``python -m harness list``:
+to floats.  ``close()`` is optional, and so are:
+
+- ``check_config(config)``, a classmethod raising :class:`~harness.errors.UsageError`
+  for options the loop cannot run with: ``run`` calls it while checking the
+  variant, before anything is written, so a bad ``--option`` is one line and
+  exit 2 rather than a failed run;
+- ``flops_per_epoch()``, the floating-point operations of one epoch, which
+  ``bench`` sets against the machine's limit.
+
+Two optional class attributes describe it to ``python -m harness list``:
 
 - ``DESCRIPTION``: one line saying what the loop is;
 - ``LEAKS``: a mapping of leak name to a one-line description; the harness only

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
+from harness.interface import RunConfig
 
 FORMS = "a registered variant name ({names}), package.module:Class, or path/to/file.py:Class"
 
@@ -152,12 +153,27 @@ def check_leak(cls: type, leak: str | None, spec_text: str) -> None:
         raise UsageError(f"variant {spec_text!r} has no leak {leak!r}; accepted: {', '.join(leaks)}")
 
 
-def load_loop_class(spec_text: str, leak: str | None = None) -> type:
-    """Resolve ``spec_text`` and check it is a training loop that accepts ``leak``."""
+def load_loop_class(spec_text: str, leak: str | None = None, config: RunConfig | None = None) -> type:
+    """Resolve ``spec_text`` and check it is a training loop that accepts ``leak`` (and ``config``, when given)."""
     cls = resolve_class(spec_text)
     check_loop_class(cls, spec_text)
     check_leak(cls, leak, spec_text)
+    if config is not None:
+        check_config(cls, config, spec_text)
     return cls
+
+
+def check_config(cls: type, config: RunConfig, spec_text: str) -> None:
+    """UsageError when the class's optional ``check_config(config)`` refuses the run's options."""
+    judge = getattr(cls, "check_config", None)
+    if not callable(judge):
+        return
+    try:
+        judge(config)
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- the loop's own check failed: the user's to fix, said in one line
+        raise UsageError(f"{spec_text!r}: check_config raised {_exception_line(exc)}") from None
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,17 @@ One table serves both the pytest plugin and ``python -m harness check``::
 
     [tool.leakbench.budgets."numpy:history"]   # the same variant with --leak history
     epochs = 12
-    expect = "leak"                        # the check passes only when the leak is caught
+    expect = "leak"                        # the check passes only when the leak is caught: by its verdict,
+                                           # the memory cap, or going over the entry's own max-growth/max-peak
 
     [tool.leakbench.budgets.torch]
     options = { threads = 1 }              # variant options for the plugin's run (check ignores them)
 
 A run of variant V with leak L takes the entry ``"V:L"`` (``"V"`` without a
 leak), and the top-level defaults fill what the entry leaves out, except that
-an entry expecting a leak inherits no growth or peak budget.  V is spelt as it
+an entry expecting a leak inherits no growth or peak budget (one it gives itself
+says which budget must catch the leak: a leak that grows and then stops, such as
+copy-on-write pages copied into data-loader workers, is caught by its peak).  V is spelt as it
 was given to ``run`` (a registered name, ``pkg.mod:Class`` or ``file.py:Class``).
 """
 
@@ -79,11 +82,13 @@ class Budget:
             if not isinstance(self.options, Mapping) or not all(isinstance(k, str) for k in self.options):
                 raise UsageError(f"invalid options {self.options!r}: expected a table of variant options")
             object.__setattr__(self, "options", dict(self.options))
-        if self.expect == "leak" and (self.max_growth is not None or self.max_peak is not None):
-            raise UsageError('expect = "leak" takes no max-growth or max-peak: a run expected to leak has no budget')
 
     def over(self, base: Budget) -> Budget:
-        """This budget with what it leaves unset taken from ``base`` (no budgets inherited by an expected leak)."""
+        """This budget with what it leaves unset taken from ``base``.
+
+        An expected leak inherits no max-growth or max-peak: its own, when it
+        has them, say which budget must catch it.
+        """
         if self.expect == "leak":
             base = replace(base, max_growth=None, max_peak=None)
         values = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -11,7 +11,7 @@ so page-granular noise never fails a check.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ class Judgement:
     analysis: dict[str, Any]  # the whole growth dict, as stored in meta.json (skipped warm-up included)
     peak_bytes: int | None = None  # the peak max-peak is held to (see Analysed)
     peak_name: str = "RSS"
+    caught_by: str | None = None  # for a run expected to leak: "verdict", "memory cap", "max-peak" or "max-growth"
 
     @property
     def ok(self) -> bool:
@@ -126,11 +127,28 @@ def check_status(run: Analysed, budget: Budget, strict: bool) -> str | None:
     return f"the run {status} {_stop_text(run.meta)}"
 
 
+def caught_by(run: Analysed, budget: Budget) -> str | None:
+    """How a leak was caught: its growth verdict, the memory cap, or going over the entry's own budget; else None."""
+    if run.measure["verdict"] == "leak":
+        return "verdict"
+    if run.meta.get("status") == records.MEMORY_CAP:
+        return "memory cap"
+    if budget.max_peak is not None and run.peak_bytes is not None and run.peak_bytes > budget.max_peak:
+        return "max-peak"
+    if budget.max_growth is not None and exceeds_budget(run.measure, budget.max_growth) is not None:
+        return "max-growth"
+    return None
+
+
 def check_expected_leak(run: Analysed, budget: Budget, strict: bool) -> str | None:
-    """A run expected to leak must be called a leak (or have hit the memory cap)."""
-    if not budget.expects_leak or run.measure["verdict"] == "leak" or run.meta.get("status") == records.MEMORY_CAP:
+    """A run expected to leak must be caught: called a leak, stopped by the cap, or over its entry's budget."""
+    if not budget.expects_leak or caught_by(run, budget) is not None:
         return None
-    return f"expected a leak, but {describe_measure(run.measure, named=True, projection=False)}"
+    within = []
+    if budget.max_peak is not None and run.peak_bytes is not None:
+        within.append(f"peak {run.peak_name} {format_size(run.peak_bytes)} within {format_size(budget.max_peak)}")
+    extra = f" ({'; '.join(within)})" if within else ""
+    return f"expected a leak, but {describe_measure(run.measure, named=True, projection=False)}{extra}"
 
 
 def check_growth(run: Analysed, budget: Budget, strict: bool) -> str | None:
@@ -144,8 +162,11 @@ def check_growth(run: Analysed, budget: Budget, strict: bool) -> str | None:
 
 
 def check_peak(run: Analysed, budget: Budget, strict: bool) -> str | None:
-    """A peak above ``max-peak`` fails: of the tree's PSS or USS when measured so, else of the worker's RSS."""
-    if budget.max_peak is None or run.peak_bytes is None or run.peak_bytes <= budget.max_peak:
+    """A peak above ``max-peak`` fails: of the tree's PSS or USS when measured so, else of the worker's RSS.
+
+    For a run expected to leak, going over it is how the leak is caught (:func:`check_expected_leak`).
+    """
+    if budget.expects_leak or budget.max_peak is None or run.peak_bytes is None or run.peak_bytes <= budget.max_peak:
         return None
     return (
         f"peak {run.peak_name} {format_size(run.peak_bytes)} is over the {format_size(budget.max_peak)} budget "
@@ -186,8 +207,13 @@ def judge(run: Run, budget: Budget, *, strict: bool = False) -> Judgement:
     measure = analysed.measure
     if not failures and measure["verdict"] == "inconclusive" and not budget.expects_leak:
         notes.append("run more epochs for a verdict")  # the summary already says why it is inconclusive
-    if not failures and budget.expects_leak and status == records.MEMORY_CAP:
+    caught = caught_by(analysed, budget) if budget.expects_leak and not failures else None
+    if caught == "memory cap":
         notes.append(f"the leak reached the memory cap {_stop_text(analysed.meta)}")
+    elif caught == "max-peak":
+        notes.append(check_peak(analysed, replace(budget, expect=None), strict) or "")
+    elif caught == "max-growth":
+        notes.append(check_growth(analysed, replace(budget, expect=None), strict) or "")
     if analysed.growth.get("note"):
         notes.append(str(analysed.growth["note"]))
     return Judgement(
@@ -202,4 +228,5 @@ def judge(run: Run, budget: Budget, *, strict: bool = False) -> Judgement:
         analysis=analysed.growth,
         peak_bytes=analysed.peak_bytes,
         peak_name=analysed.peak_name,
+        caught_by=caught,
     )

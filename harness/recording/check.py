@@ -6,6 +6,7 @@ import os
 import subprocess
 
 from harness.errors import UsageError
+from harness.interface import RunConfig
 from harness.recording.request import VariantCheck, default_memory_cap, memory_limit_for
 from harness.worker.protocol import check_reply, worker_command
 
@@ -18,14 +19,18 @@ def check_variant(
     leak: str | None,
     timeout_s: float = CHECK_TIMEOUT_S,
     memory_limit_bytes: int | None = None,
+    config: RunConfig | None = None,
 ) -> VariantCheck:
     """Resolve the variant and leak in a throw-away worker; UsageError naming what is wrong.
 
     Importing runs the module's top-level code: the check gets the run's RLIMIT_DATA
-    backstop (default: that of the default cap) and ``timeout_s``.
+    backstop (default: that of the default cap) and ``timeout_s``.  Given the run's
+    ``config``, the class's optional ``check_config`` judges its options too.
     """
     limit = memory_limit_bytes if memory_limit_bytes is not None else memory_limit_for(default_memory_cap())
     payload = {"variant": variant, "leak": leak, "parent_pid": os.getpid(), "memory_limit_bytes": limit}
+    if config is not None:
+        payload["config"] = config.to_dict()
     read_fd, write_fd = os.pipe()
     try:
         command = worker_command(write_fd, "--check", payload)

@@ -97,7 +97,9 @@ def execute(
     try:
         storage.check_results_dir(request.results_dir)
         cap = request.memory_cap_bytes if request.memory_cap_bytes is not None else default_memory_cap()
-        check_variant(request.variant, request.config.leak, memory_limit_bytes=memory_limit_for(cap))
+        check_variant(
+            request.variant, request.config.leak, memory_limit_bytes=memory_limit_for(cap), config=request.config
+        )
         if flag.count:
             raise KeyboardInterrupt  # nothing written yet: leave like any interrupted command
         run_dir = storage.create_run_dir(request.results_dir, request.variant, request.config.leak, request.config.seed)

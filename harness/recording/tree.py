@@ -86,6 +86,7 @@ class TreeSampler:
         self.latest: Reading | None = None
         self.latest_exact: TreeFigures | None = None
         self._for_epoch: TreeFigures | None = None
+        self._given_exact = 0  # the exact readings an epoch row has carried so far
         self._base: dict[int, ProcStat] = {}  # members' stats at the last exact reading
         self._base_pss = 0
         self._exact_at = -float("inf")
@@ -175,14 +176,23 @@ class TreeSampler:
         return exact, pss
 
     def for_epoch(self) -> TreeFigures:
-        """The figures an epoch row carries: children from the latest sample, PSS and USS from the latest exact one."""
+        """The figures an epoch row carries: children from the latest sample; PSS and USS read since the last row.
+
+        An exact reading is budgeted (it walks every member's page tables), so a fast
+        loop finishes several epochs between two: only the first row after a reading
+        carries it, and the rows between leave PSS and USS empty (not measured then),
+        as an untraced run leaves heap_bytes empty.  Repeating the last value instead
+        would draw a staircase whose flat steps the trend reads as no growth.
+        """
         if self.latest is None or self.latest_exact is None:
             return TreeFigures()
+        figures = self.latest.figures
+        if self._given_exact != self.stats["exact"]:  # a reading no row has carried yet
+            self._given_exact = self.stats["exact"]
+            exact = self.latest_exact
+            return TreeFigures(figures.children, figures.children_rss_bytes, exact.tree_uss_bytes, exact.tree_pss_bytes)
         if self._for_epoch is None:  # built once per sample: a fast loop sends hundreds of records between two
-            figures, exact = self.latest.figures, self.latest_exact
-            self._for_epoch = TreeFigures(
-                figures.children, figures.children_rss_bytes, exact.tree_uss_bytes, exact.tree_pss_bytes
-            )
+            self._for_epoch = TreeFigures(figures.children, figures.children_rss_bytes)
         return self._for_epoch
 
     def signal_all(self, signum: int, rounds: int = 10) -> int:

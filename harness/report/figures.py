@@ -83,9 +83,10 @@ def _draw_runs(axes: Axes, runs: Sequence[Run], colour: str, label: str) -> None
     width = 1.8 if len(runs) == 1 else 1.0
     with_children = [run for run in runs if run.max_children > 0]
     for index, run in enumerate(with_children):
+        read = run.epochs.dropna(subset=["tree_pss_bytes"])  # only the epochs a PSS reading fell in
         axes.plot(
-            run.epochs["epoch"],
-            run.epochs["tree_pss_bytes"].astype(float) / MIB,
+            read["epoch"],
+            read["tree_pss_bytes"].astype(float) / MIB,
             color=colour,
             linewidth=width,
             linestyle="--",

@@ -46,7 +46,11 @@ def main(argv: list[str] | None = None) -> NoReturn:
     limit_memory(job.get("memory_limit_bytes"))
     from harness.worker.train import check, run  # here, after the fork: the keeper never loads the loop's code
 
-    code = check(channel, job["variant"], job.get("leak")) if args.check is not None else run(channel, job)
+    code = (
+        check(channel, job["variant"], job.get("leak"), job.get("config"))
+        if args.check is not None
+        else run(channel, job)
+    )
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # skip interpreter teardown: a leaked heap can take seconds to free

@@ -83,10 +83,10 @@ def _error_fields(phase: str, exc: BaseException) -> dict[str, Any]:
     }
 
 
-def check(channel: Channel, variant: str, leak: str | None) -> int:
-    """Resolve the variant and the leak; report a verdict, import nothing else."""
+def check(channel: Channel, variant: str, leak: str | None, config: dict[str, Any] | None = None) -> int:
+    """Resolve the variant and the leak (and judge the config's options, when given); report a verdict."""
     try:
-        cls = loops.load_loop_class(variant, leak)
+        cls = loops.load_loop_class(variant, leak, None if config is None else RunConfig.from_dict(config))
     except UsageError as exc:
         channel.send(protocol.CHECK, ok=False, message=str(exc))
         return 0

@@ -141,6 +141,31 @@ expect = "leak"
     assert lines[3].startswith(f"FAIL {other} (lists): ") and lines[3].endswith("budget 8.0 KiB/epoch")
 
 
+def test_an_expected_leak_can_be_caught_by_its_own_peak_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a leak that grows and then stops (copy-on-write pages copied into loader workers), whose entry
+    # says a 200 MiB peak must catch it
+    config = tmp_path / "pyproject.toml"
+    config.write_text("""
+[tool.leakbench.budgets."numpy:history"]
+expect = "leak"
+max-peak = "200 MiB"
+""")
+    saturated = [100 * MIB] * 2 + [370 * MIB] * 10
+    caught = write_run(tmp_path, "caught", saturated, leak="history")
+    missed = write_run(tmp_path, "missed", [100 * MIB] * 12, leak="history")
+    # WHEN both are checked
+    code = check(caught, missed, "--config", config)
+    lines = capsys.readouterr().out.splitlines()
+    # THEN the one over its peak budget is caught though its verdict is flat; the other fails, saying its peak
+    assert code == 1
+    assert lines[0].startswith(f"ok {caught} (numpy:history): RSS flat, ")
+    assert "peak RSS 370.0 MiB is over the 200.0 MiB budget by 170.0 MiB" in lines[0]
+    assert lines[1].startswith(f"FAIL {missed} (numpy:history): expected a leak, but RSS flat, ")
+    assert lines[1].endswith("(peak RSS 100.0 MiB within 200.0 MiB)")
+
+
 def test_pyproject_in_the_working_directory_is_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN ./pyproject.toml allowing numpy 2 MiB/epoch, and a run growing 1 MiB/epoch
     Path("pyproject.toml").write_text('[tool.leakbench.budgets.numpy]\nmax-growth = "2 MiB"\n')

@@ -12,6 +12,8 @@ import subprocess
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import EXAMPLES, python
 
 LEAK_LINE = "        # self.history.append(predictions)\n"
@@ -69,3 +71,17 @@ def test_user_loop_with_its_leak_fails_with_the_readme_message(tmp_path: Path) -
     )
     assert message.startswith("leakbench: my_loop.py:MyLoop: RSS grew 320."), result.stdout
     assert message.endswith(" KiB); budget 64.0 KiB/epoch"), message
+
+
+def test_the_dataloader_example_guards_its_workers_on_the_tree(tmp_path: Path) -> None:
+    # GIVEN the PyTorch DataLoader example and its test in a project of their own (torch installed)
+    pytest.importorskip("torch", reason="the DataLoader example needs torch: pip install '.[torch]'")
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("torch_dataloader.py", "test_torch_dataloader.py"):
+        shutil.copy(EXAMPLES / name, project / name)
+    # WHEN the user runs pytest
+    result = run_pytest(project)
+    # THEN the fixed loader stays under its tree-PSS peak and the copy-on-read leak is caught by it
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout

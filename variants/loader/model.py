@@ -54,6 +54,11 @@ class LoaderCNN(BuffersCNN):
     }
     NAME: ClassVar[str] = "loader"
 
+    @classmethod
+    def check_config(cls, config: RunConfig) -> None:
+        """Refuse bad options before anything is written (``run`` asks while checking the variant)."""
+        loader_options(config.options)
+
     def __init__(self, config: RunConfig) -> None:
         """Check the options, draw the training set, build the numpy variant's model, then fork the workers."""
         check_leak(type(self), config.leak, self.NAME)

@@ -87,12 +87,18 @@ class TorchCNN(SeedFlops):
         "so every step's autograd graph (its nodes; backward freed the activations) stays alive",
     }
 
+    @classmethod
+    def check_config(cls, config: RunConfig) -> None:
+        """Refuse a bad ``threads`` option before anything is written (``run`` asks while checking the variant)."""
+        threads = config.option("threads")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise UsageError(f"option threads must be a positive integer, got {threads!r}")
+
     def __init__(self, config: RunConfig) -> None:
         check_leak(type(self), config.leak, "torch")
+        self.check_config(config)
         threads = config.option("threads")
         if threads is not None:
-            if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-                raise UsageError(f"option threads must be a positive integer, got {threads!r}")
             torch.set_num_threads(threads)
         self.config = config
         self.leak = config.leak
