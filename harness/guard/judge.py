@@ -129,10 +129,10 @@ def check_status(run: Analysed, budget: Budget, strict: bool) -> str | None:
 
 def caught_by(run: Analysed, budget: Budget) -> str | None:
     """How a leak was caught: its growth verdict, the memory cap, or going over the entry's own budget; else None."""
-    if run.measure["verdict"] == "leak":
-        return "verdict"
     if run.meta.get("status") == records.MEMORY_CAP:
         return "memory cap"
+    if run.measure["verdict"] == "leak":
+        return "verdict"
     if budget.max_peak is not None and run.peak_bytes is not None and run.peak_bytes > budget.max_peak:
         return "max-peak"
     if budget.max_growth is not None and exceeds_budget(run.measure, budget.max_growth) is not None:
