@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
+from collections.abc import Callable
 
 from harness.errors import UsageError
 from harness.interface import RunConfig
@@ -12,6 +14,7 @@ from harness.worker.protocol import check_reply, worker_command
 
 CHECK_TIMEOUT_S = 120.0  # resolving a variant imports it: torch alone takes seconds
 STOP_S = 5.0  # a check past its time gets this long to end (its keeper ends what the import started)
+POLL_S = 0.1  # how often a waiting check looks for Ctrl-C
 
 
 def check_variant(
@@ -20,12 +23,16 @@ def check_variant(
     timeout_s: float = CHECK_TIMEOUT_S,
     memory_limit_bytes: int | None = None,
     config: RunConfig | None = None,
+    interrupted: Callable[[], bool] = lambda: False,
 ) -> VariantCheck:
     """Resolve the variant and leak in a throw-away worker; UsageError naming what is wrong.
 
     Importing runs the module's top-level code: the check gets the run's RLIMIT_DATA
     backstop (default: that of the default cap) and ``timeout_s``.  Given the run's
-    ``config``, the class's optional ``check_config`` judges its options too.
+    ``config``, the class's optional ``check_config`` judges its options too.  While
+    it waits it asks ``interrupted()`` every :data:`POLL_S`: when Ctrl-C or SIGTERM
+    came, the check is stopped and KeyboardInterrupt raised at once, not after the
+    import (which may take minutes) has finished.
     """
     limit = memory_limit_bytes if memory_limit_bytes is not None else memory_limit_for(default_memory_cap())
     payload = {"variant": variant, "leak": leak, "parent_pid": os.getpid(), "memory_limit_bytes": limit}
@@ -44,17 +51,18 @@ def check_variant(
             text=True,
             start_new_session=True,
         )
-        try:
-            _, stderr = proc.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            # SIGTERM, not SIGKILL: the keeper passes it on and then ends whatever the import started.
-            proc.terminate()
+        deadline = time.monotonic() + timeout_s
+        while True:
             try:
-                proc.communicate(timeout=STOP_S)
+                _, stderr = proc.communicate(timeout=POLL_S)
+                break
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
-            raise UsageError(f"loading variant {variant!r} took longer than {timeout_s:.0f} s") from None
+                if interrupted():
+                    _stop(proc)
+                    raise KeyboardInterrupt from None
+                if time.monotonic() >= deadline:
+                    _stop(proc)
+                    raise UsageError(f"loading variant {variant!r} took longer than {timeout_s:.0f} s") from None
         os.close(write_fd)
         write_fd = -1
         with os.fdopen(read_fd, "rb") as pipe:
@@ -71,3 +79,13 @@ def check_variant(
     if not verdict["ok"]:
         raise UsageError(verdict["message"])
     return VariantCheck(verdict["description"], dict(verdict["leaks"]))
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """End a check: SIGTERM (its keeper passes it on and ends whatever the import started), then SIGKILL."""
+    proc.terminate()
+    try:
+        proc.communicate(timeout=STOP_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()

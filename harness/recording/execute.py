@@ -15,20 +15,25 @@ The parent never imports or runs training code.  It
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
+import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from harness import records, storage, sysinfo
+from harness.errors import UsageError
 from harness.formatting import format_size
 from harness.growth import format_growth, summarise_run
 from harness.recording.check import check_variant
 from harness.recording.progress import Progress
 from harness.recording.request import RunOutcome, RunRequest, default_memory_cap, memory_limit_for
 from harness.recording.signals import SignalFlag
-from harness.recording.supervise import Session
+from harness.recording.supervise import Session, cannot_record
 
 STDERR_TAIL_LINES = 20
 
@@ -98,14 +103,19 @@ def execute(
         storage.check_results_dir(request.results_dir)
         cap = request.memory_cap_bytes if request.memory_cap_bytes is not None else default_memory_cap()
         check_variant(
-            request.variant, request.config.leak, memory_limit_bytes=memory_limit_for(cap), config=request.config
+            request.variant,
+            request.config.leak,
+            memory_limit_bytes=memory_limit_for(cap),
+            config=request.config,
+            interrupted=lambda: flag.count > 0,
         )
         if flag.count:
             raise KeyboardInterrupt  # nothing written yet: leave like any interrupted command
         run_dir = storage.create_run_dir(request.results_dir, request.variant, request.config.leak, request.config.seed)
-        return _record(request, run_dir, cap, progress, flag, on_start)
+        outcome, analyse = _record(request, run_dir, cap, progress, flag, on_start)
     finally:
         flag.restore()
+    return _with_growth(outcome) if analyse else outcome
 
 
 def _record(
@@ -115,8 +125,11 @@ def _record(
     progress: Progress | None,
     flag: SignalFlag,
     on_start: Callable[[Path], None] | None,
-) -> RunOutcome:
-    """Run the worker into ``run_dir``; meta.json ends with a final status even if the parent fails."""
+) -> tuple[RunOutcome, bool]:
+    """Run the worker into ``run_dir``; meta.json ends with a final status even if the parent fails.
+
+    Returns the outcome (without its growth) and whether its epochs can be analysed.
+    """
     limit = memory_limit_for(cap)
     leak = request.config.leak
     host = sysinfo.host_info()
@@ -141,7 +154,11 @@ def _record(
         versions=sysinfo.versions(),
         git_commit=sysinfo.git_commit(),
     ).to_dict()
-    storage.write_meta(run_dir, meta)
+    try:
+        storage.write_meta(run_dir, meta)
+    except OSError as exc:  # a full disk at the start: leave nothing behind, say why in one line
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise UsageError(f"cannot write in {request.results_dir}: {exc.strerror or exc}") from None
     if on_start is not None:
         on_start(run_dir)
 
@@ -160,21 +177,41 @@ def _record(
     except BaseException as exc:
         # A bug in the parent (or a signal outside our handlers): still leave a finished run behind.
         status, message = records.FAILED, f"the recording process failed: {type(exc).__name__}: {exc}"
-        _finish(run_dir, meta, session, status, message, exit_code)
+        with contextlib.suppress(OSError):
+            _finish(run_dir, meta, session, status, message, exit_code)
         raise
     finally:
         session.close()
         if progress is not None:
             progress.close()
-    stop = _finish(run_dir, meta, session, status, message, exit_code)
+    if session.writer.failure is not None and status != records.FAILED:
+        status, message = records.FAILED, cannot_record(run_dir, session.writer.failure)
+    try:
+        stop = _finish(run_dir, meta, session, status, message, exit_code)
+    except OSError as exc:  # the final meta.json cannot be written either: the outcome still says why
+        status, message = records.FAILED, cannot_record(run_dir, session.writer.failure or exc)
+        stop = {"reason": status, "epoch": session.last_epoch, "message": message}
+        return RunOutcome(run_dir, status, records.EXIT_CODES[status], session.last_epoch, stop, None, meta), False
+    analyse = session.last_epoch >= 1 and session.writer.failure is None
+    outcome = RunOutcome(run_dir, status, records.EXIT_CODES[status], session.last_epoch, stop, None, meta)
+    return outcome, analyse
 
-    growth = None
-    if session.last_epoch >= 1:
-        run = storage.load_run(run_dir)
-        growth = summarise_run(run.epochs, meta)
-        meta["growth"] = growth
-        storage.write_meta(run_dir, meta)
-    return RunOutcome(run_dir, status, records.EXIT_CODES[status], session.last_epoch, stop, growth, meta)
+
+def _with_growth(outcome: RunOutcome) -> RunOutcome:
+    """The outcome with the run's growth verdict, stored in meta.json (a note on stderr when it cannot be).
+
+    Runs after the recorder's signal handlers are gone: reading a long run back
+    takes seconds, and Ctrl-C must still end the command (the run's status is
+    already safe on disk; only the verdict is not stored then).
+    """
+    run = storage.load_run(outcome.run_dir)
+    growth = summarise_run(run.epochs, outcome.meta)
+    meta = outcome.meta | {"growth": growth}
+    try:
+        storage.write_meta(outcome.run_dir, meta)
+    except OSError as exc:
+        print(f"note: growth not stored in {outcome.run_dir}: {exc.strerror or exc}", file=sys.stderr)
+    return replace(outcome, growth=growth, meta=meta)
 
 
 def _finish(

@@ -41,6 +41,11 @@ READ_BATCH_S = 0.01  # records wait at most this long before they are written
 GRACE_S = 5.0  # a stopped worker gets this long to write its last records and trace before SIGKILL
 
 
+def cannot_record(run_dir: Path, exc: OSError) -> str:
+    """One line: why the run's files cannot be written ("No space left on device", a vanished directory)."""
+    return f"cannot record the run in {run_dir}: {exc.strerror or exc}"
+
+
 class Session:
     """One running worker and the files it is recorded into."""
 
@@ -196,6 +201,9 @@ class Session:
             self.tree.kill_all()
 
     def _check_limits(self, now: float, deadline: float | None) -> None:
+        if self.writer.failure is not None and self.status is None:
+            # A full disk or a vanished results directory: what was written is kept, the rest cannot be.
+            self._end(records.FAILED, cannot_record(self.run_dir, self.writer.failure), kill=True)
         if self.flag.count and self.status is None:
             self._end(records.INTERRUPTED, f"stopped by {self.flag.name}", kill=False)
         elif self.flag.count > 1:

@@ -13,7 +13,7 @@ import fcntl
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -104,10 +104,13 @@ class CsvAppender:
             os.fsync(self._file.fileno())
 
     def close(self) -> None:
-        """Flush, fsync and close."""
-        if not self._file.closed:
+        """Flush, fsync and close (closed even when the flush fails: a full disk must not leak the file)."""
+        if self._file.closed:
+            return
+        try:
             self._file.flush()
             os.fsync(self._file.fileno())
+        finally:
             self._file.close()
 
 
@@ -118,35 +121,53 @@ class RunWriter:
     fsync, which makes it survive a crash of the machine, costs about 3 ms on
     this machine's ext4: :meth:`sync_epochs` does it at most every
     :data:`FSYNC_INTERVAL_S`, and :meth:`close` always.
+
+    A write that fails (a full disk, a vanished directory) does not raise: the
+    writer keeps the error in :attr:`failure`, writes nothing more, and the
+    recorder ends the run saying why (what was written before is kept).
     """
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
         self.metric_names: tuple[str, ...] | None = None
+        self.failure: OSError | None = None
         self._synced_at = 0.0
         self._epochs = CsvAppender(self.run_dir / EPOCHS)
         # Samples are many and cheap to lose at a machine crash: flushed at once, fsync'ed at close.
         self._samples = CsvAppender(self.run_dir / SAMPLES)
 
+    def _guard(self, write: Callable[[], None]) -> None:
+        """Run ``write`` unless a write already failed; keep its OSError instead of raising it."""
+        if self.failure is not None:
+            return
+        try:
+            write()
+        except OSError as exc:
+            self.failure = exc
+
     def epoch(self, record: records.EpochRecord) -> None:
         """Append one epoch row; the metric columns are fixed by the first record."""
         if self.metric_names is None:
             self.metric_names = tuple(record.metrics)
-        self._epochs.write(records.EPOCH_COLUMNS + self.metric_names, [record.row(self.metric_names)])
+        names = self.metric_names
+        self._guard(lambda: self._epochs.write(records.EPOCH_COLUMNS + names, [record.row(names)]))
 
     def sync_epochs(self) -> None:
         """fsync epochs.csv unless that was done less than FSYNC_INTERVAL_S ago (called after each batch read)."""
         now = time.monotonic()
         if now - self._synced_at >= FSYNC_INTERVAL_S:
-            self._epochs.sync()
+            self._guard(self._epochs.sync)
             self._synced_at = now
 
     def samples(self, samples: list[records.Sample]) -> None:
         """Append timed samples."""
         if samples:
-            self._samples.write(records.SAMPLE_COLUMNS, [sample.row() for sample in samples])
+            self._guard(lambda: self._samples.write(records.SAMPLE_COLUMNS, [sample.row() for sample in samples]))
 
     def close(self) -> None:
-        """Close both files (fsync'ing them)."""
-        self._epochs.close()
-        self._samples.close()
+        """Close both files (fsync'ing them); a failure to do so is kept in :attr:`failure`."""
+        for appender in (self._epochs, self._samples):
+            try:
+                appender.close()
+            except OSError as exc:
+                self.failure = self.failure or exc
