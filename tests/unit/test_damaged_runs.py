@@ -17,7 +17,6 @@ import pytest
 from harness import storage
 from harness.cli import main
 from harness.errors import UsageError
-from harness.storage import files
 from tests.helpers import MIB, write_run
 
 
@@ -67,9 +66,12 @@ def huge_rss(run: Path) -> None:
     (run / "epochs.csv").write_text("\n".join(lines) + "\n")
 
 
+META_LIMIT = 16 * 1024 * 1024  # harness.storage.files.META_LIMIT, spelt out: the message names it
+
+
 def oversized_meta(run: Path) -> None:
     meta = json.loads((run / "meta.json").read_text())
-    meta["host"]["padding"] = "x" * (files.META_LIMIT + 1)
+    meta["host"]["padding"] = "x" * (META_LIMIT + 1)
     (run / "meta.json").write_text(json.dumps(meta))
 
 
@@ -155,6 +157,9 @@ def test_report_and_compare_leave_a_damaged_run_out_of_a_set_with_a_note(
 
 
 def test_a_file_over_its_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    from harness.storage import files
+
+    assert files.META_LIMIT == META_LIMIT
     # GIVEN a file of exactly its limit WHEN read THEN it is read; one byte more is refused before reading
     path = tmp_path / "t.csv"
     path.write_text("x" * 100)
