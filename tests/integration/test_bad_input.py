@@ -159,3 +159,25 @@ def test_a_traced_run_that_ended_before_its_baseline_is_not_told_to_trace(tmp_pa
     )
     out = cli("explain", run, cwd=tmp_path).stdout
     assert "the run was traced but ended before its baseline epoch" in out and "re-run with --trace" not in out
+
+
+def test_a_huge_epoch_count_is_a_long_run_not_a_memory_cap(tmp_path: Path) -> None:
+    # GIVEN numpy asked for 10**12 epochs (W13: it preallocated 22 TiB of history and ended as memory_cap at epoch 0)
+    done = cli(
+        "run",
+        "--variant",
+        "numpy",
+        "--epochs",
+        str(10**12),
+        "--timeout",
+        "4",
+        "--memory-cap",
+        "300MiB",
+        "--results",
+        tmp_path,
+        "--quiet",
+        cwd=tmp_path,
+    )
+    # THEN it trains until its timeout, as any long run
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert json.loads((next(tmp_path.iterdir()) / "meta.json").read_text())["epochs_done"] > 10
