@@ -33,7 +33,7 @@ from harness.recording.check import check_variant
 from harness.recording.progress import Progress
 from harness.recording.request import RunOutcome, RunRequest, default_memory_cap, memory_limit_for
 from harness.recording.signals import SignalFlag
-from harness.recording.supervise import Session, cannot_record
+from harness.recording.supervise import Session
 
 STDERR_TAIL_LINES = 20
 
@@ -185,11 +185,11 @@ def _record(
         if progress is not None:
             progress.close()
     if session.writer.failure is not None and status != records.FAILED:
-        status, message = records.FAILED, cannot_record(run_dir, session.writer.failure)
+        status, message = records.FAILED, storage.cannot_record(run_dir, session.writer.failure)
     try:
         stop = _finish(run_dir, meta, session, status, message, exit_code)
     except OSError as exc:  # the final meta.json cannot be written either: the outcome still says why
-        status, message = records.FAILED, cannot_record(run_dir, session.writer.failure or exc)
+        status, message = records.FAILED, storage.cannot_record(run_dir, session.writer.failure or exc)
         stop = {"reason": status, "epoch": session.last_epoch, "message": message}
         return RunOutcome(run_dir, status, records.EXIT_CODES[status], session.last_epoch, stop, None, meta), False
     analyse = session.last_epoch >= 1 and session.writer.failure is None

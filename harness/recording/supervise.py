@@ -35,15 +35,9 @@ from harness.recording.request import RunRequest
 from harness.recording.signals import SignalFlag
 from harness.recording.tree import Reading, TreeSampler
 from harness.worker import protocol
-from harness.worker.protocol import worker_command
 
 READ_BATCH_S = 0.01  # records wait at most this long before they are written
 GRACE_S = 5.0  # a stopped worker gets this long to write its last records and trace before SIGKILL
-
-
-def cannot_record(run_dir: Path, exc: OSError) -> str:
-    """One line: why the run's files cannot be written ("No space left on device", a vanished directory)."""
-    return f"cannot record the run in {run_dir}: {exc.strerror or exc}"
 
 
 class Session:
@@ -203,7 +197,7 @@ class Session:
     def _check_limits(self, now: float, deadline: float | None) -> None:
         if self.writer.failure is not None and self.status is None:
             # A full disk or a vanished results directory: what was written is kept, the rest cannot be.
-            self._end(records.FAILED, cannot_record(self.run_dir, self.writer.failure), kill=True)
+            self._end(records.FAILED, storage.cannot_record(self.run_dir, self.writer.failure), kill=True)
         if self.flag.count and self.status is None:
             self._end(records.INTERRUPTED, f"stopped by {self.flag.name}", kill=False)
         elif self.flag.count > 1:
@@ -223,7 +217,7 @@ class Session:
             with open(self.run_dir / storage.WORKER_LOG, "ab") as log:
                 self.spawned_at = time.monotonic()
                 self.proc = subprocess.Popen(
-                    worker_command(write_fd, "--job", job, lifeline=lifeline_read),
+                    protocol.worker_command(write_fd, "--job", job, lifeline=lifeline_read),
                     pass_fds=(write_fd, lifeline_read),
                     stdin=subprocess.DEVNULL,
                     stdout=log,

@@ -22,7 +22,7 @@ from harness.storage.layout import (
     utc_now,
 )
 from harness.storage.reader import Run, find_run_dirs, find_runs, load_run, load_runs, read_meta
-from harness.storage.writer import FSYNC_INTERVAL_S, CsvAppender, RunWriter, store_growth, write_meta
+from harness.storage.writer import FSYNC_INTERVAL_S, CsvAppender, RunWriter, cannot_record, store_growth, write_meta
 
 __all__ = [
     "EPOCHS",
@@ -34,6 +34,7 @@ __all__ = [
     "CsvAppender",
     "Run",
     "RunWriter",
+    "cannot_record",
     "check_results_dir",
     "create_run_dir",
     "find_run_dirs",

@@ -81,6 +81,11 @@ def store_growth(run_dir: Path, meta: Mapping[str, Any], growth: Mapping[str, An
     return True
 
 
+def cannot_record(run_dir: Path, exc: OSError) -> str:
+    """One line: why a run's files cannot be written ("No space left on device", a vanished directory)."""
+    return f"cannot record the run in {run_dir}: {exc.strerror or exc}"
+
+
 class CsvAppender:
     """An append-only CSV file whose header is written with the first row."""
 
