@@ -190,3 +190,24 @@ def test_sysinfo_finds_the_project_checkout() -> None:
         pytest.skip("not a git checkout")
     commit = sysinfo.git_commit()
     assert commit is not None and len(commit) == 40
+
+
+MAX_MODULE_LINES = 300
+MAX_FOLDER_MODULES = 13  # "about a dozen": a folder past it wants a subpackage
+
+
+def test_modules_stay_small_and_folders_readable() -> None:
+    # GIVEN every module of both packages THEN none is over 300 lines and no folder holds more than about 12
+    long = [
+        f"{path.relative_to(ROOT)}: {count} lines"
+        for package in ("harness", "variants")
+        for path in python_files(package)
+        if (count := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    ]
+    assert long == []
+    folders: dict[Path, int] = {}
+    for package in ("harness", "variants"):
+        for path in python_files(package):
+            folders[path.parent] = folders.get(path.parent, 0) + 1
+    crowded = [f"{folder.relative_to(ROOT)}: {n}" for folder, n in folders.items() if n > MAX_FOLDER_MODULES]
+    assert crowded == []
