@@ -27,7 +27,13 @@ TABLE_LIMIT = 2048 * MiB
 
 
 def read_text(path: Path, limit: int) -> str | None:
-    """The text of a regular file of at most ``limit`` bytes; None when it does not exist.
+    """The text of a regular file of at most ``limit`` bytes; None when it does not exist (see :func:`read_bytes`)."""
+    data = read_bytes(path, limit)
+    return None if data is None else data.decode("utf-8", errors="replace")
+
+
+def read_bytes(path: Path, limit: int) -> bytes | None:
+    """The bytes of a regular file of at most ``limit`` bytes; None when it does not exist.
 
     UsageError naming the file when it is not a regular file (a directory, a
     device, a socket), is larger than ``limit``, or cannot be read.
@@ -49,7 +55,7 @@ def read_text(path: Path, limit: int) -> str | None:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
     if len(data) > limit:
         raise UsageError(f"cannot read {path}: it grew over the {limit:,}-byte limit while being read")
-    return data.decode("utf-8", errors="replace")
+    return data
 
 
 def _refuse_constant(name: str) -> Any:
@@ -67,8 +73,8 @@ def read_json(path: Path, limit: int) -> Any:
         raise UsageError(f"cannot read {path}: {str(exc).splitlines()[0][:200]}") from None
 
 
-def complete_lines(text: str) -> str:
-    """``text`` without a last line that was cut off mid-write (a run that died while appending)."""
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    return text
+def complete_lines(data: bytes) -> bytes:
+    """``data`` without a last line that was cut off mid-write (a run that died while appending)."""
+    if data and not data.endswith(b"\n"):
+        data = data[: data.rfind(b"\n") + 1]
+    return data

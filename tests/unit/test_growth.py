@@ -23,6 +23,7 @@ from harness.growth import (
 )
 from harness.growth.trend import (
     MAX_PAIRS,
+    MAX_TEST_POINTS,
     kendall_s,
     kendall_var_s,
     mann_kendall_p,
@@ -127,6 +128,25 @@ def test_sampled_pairs_give_nearly_the_exact_slope_and_interval() -> None:
     assert abs(fit.ci_low - low) < 0.1 * width and abs(fit.ci_high - high) < 0.1 * width
     # AND the same series always gives the same numbers
     assert trend(values) == fit
+
+
+def test_a_million_point_series_is_tested_on_evenly_spread_points_and_keeps_its_verdict() -> None:
+    rng = np.random.default_rng(3)
+    # GIVEN a million epochs: one run leaking 1 KiB/epoch under 64 KiB of page-sized noise, one flat
+    n = 1_000_000
+    assert n > MAX_TEST_POINTS
+    leak = leaking(n, 1 * KiB, rng, sd=64 * KiB).astype(float)
+    flat = leaking(n, 0, rng, sd=64 * KiB).astype(float)
+    # WHEN fitted
+    leak_fit, flat_fit = trend(leak), trend(flat)
+    # THEN S is the exact S of every k-th point (k = 8 here), not of all of them
+    step = -(-n // MAX_TEST_POINTS)
+    assert leak_fit.s == kendall_s(leak[::step])
+    assert leak_fit.var_s == kendall_var_s(leak[::step])
+    # AND the leak is found with its slope inside the interval, the flat run is not called a trend
+    assert leak_fit.ci_low <= 1 * KiB <= leak_fit.ci_high and leak_fit.p_value < 1e-6
+    assert flat_fit.ci_low <= 0 <= flat_fit.ci_high and flat_fit.p_value > 0.01
+    assert leak_fit.n == n
 
 
 def test_the_line_alone_is_the_trends_line() -> None:
