@@ -33,6 +33,8 @@ LAYERS: list[set[str]] = [
         "harness.jsonfile",
         "harness.loops",
         "harness.sysinfo",
+        "harness.marks",
+        "harness.scripts",
     },
     {"harness.storage", "harness.worker"},
     {"harness.growth"},
