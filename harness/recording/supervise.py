@@ -93,6 +93,7 @@ class Session:
             self.error = message
         elif kind == protocol.DONE:
             self.done = message
+            self.worker_versions |= dict(message.get("versions") or {})  # a script's: what it imported by its end
         else:
             raise ValueError(f"unexpected message {kind!r} from a training worker")
 
