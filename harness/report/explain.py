@@ -34,7 +34,7 @@ def explain_text(
     elif trace is None:
         parts.append("No trace: re-run with --trace to see which lines and object types the growth comes from.")
     else:
-        parts.append(sites_table(trace, root, top))
+        parts.append(sites_table(trace, root, top, per="window" if meta.get("epochs_from") == WINDOWS else "epoch"))
         parts.append(keepers_text(trace, root))
         parts.append(types_table(trace, top))
     return "\n\n".join(part for part in parts if part) + "\n"
@@ -124,11 +124,11 @@ def _reasons(growth: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def sites_table(trace: dict[str, Any], root: str | None = None, top: int = TOP) -> str:
-    """Title and table of the allocation sites whose traced memory grew most."""
+def sites_table(trace: dict[str, Any], root: str | None = None, top: int = TOP, per: str = "epoch") -> str:
+    """Title and table of the allocation sites whose traced memory grew most (``per``: epoch, or window)."""
     sites = trace.get("sites") or []
     title = (
-        f"Allocation sites that grew most, epoch {trace.get('baseline_epoch')} -> {trace.get('final_epoch')} "
+        f"Allocation sites that grew most, {per} {trace.get('baseline_epoch')} -> {trace.get('final_epoch')} "
         f"(tracemalloc{'' if trace.get('final', True) else ', interim: the run ended before its final trace'}):"
     )
     if not sites:

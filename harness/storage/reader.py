@@ -164,7 +164,7 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     if meta.get("epochs_from") == records.WINDOWS or (meta.get("epochs_from") == records.MARKS and epochs.empty):
         # A script that marks no epochs (so far) is judged per window of its samples: computed here, for every reader.
         epochs = window_epochs(samples, float(meta.get("window_s") or DEFAULT_WINDOW_S))
-        meta["epochs_from"] = records.WINDOWS
+        meta["epochs_from"], meta["epochs_done"] = records.WINDOWS, len(epochs)
     if meta["status"] == records.RUNNING and not epochs.empty:
         # The recorder writes epochs_done only at the end: for a run still going, or one whose
         # recorder was killed, the epochs recorded so far are what epochs.csv holds.

@@ -27,6 +27,7 @@ as for a loop (the keeper ends whatever is left).  ``done`` carries the status.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import runpy
 import sys
@@ -38,6 +39,7 @@ from typing import Any
 
 from harness import marks, sysinfo
 from harness.errors import UsageError
+from harness.jsonfile import write_json_atomic
 from harness.scripts import Script, check_script
 from harness.worker import protocol
 from harness.worker.epochs import BadMetrics, EpochSender
@@ -130,16 +132,22 @@ def exit_status(exc: SystemExit) -> int:
     return 1
 
 
+# The script's globals once it has returned, kept until the process exits, as the interpreter keeps __main__'s:
+# runpy drops its module, and what the script kept at module level must not be freed before the last
+# samples and the final trace.
+_KEPT: list[dict[str, Any]] = []
+
+
 def execute(script: Script) -> None:
     """Run the script's code as ``__main__`` with its command line, as ``python PATH ARGS`` does."""
     if script.path is not None:
         sys.argv = [script.path, *script.args]
         # The interpreter puts the script's directory (symbolic links resolved) where the working directory was.
         sys.path[0] = str(Path(os.path.realpath(script.path)).parent)
-        runpy.run_path(script.path, run_name="__main__")
+        _KEPT.append(runpy.run_path(script.path, run_name="__main__"))
     else:
         sys.argv = [str(script.module), *script.args]  # run_module puts the module's file in argv[0]
-        runpy.run_module(str(script.module), run_name="__main__", alter_sys=True)
+        _KEPT.append(runpy.run_module(str(script.module), run_name="__main__", alter_sys=True))
 
 
 def shut_down() -> None:
@@ -151,13 +159,32 @@ def shut_down() -> None:
     atexit._run_exitfuncs()
 
 
+def finish_trace(tracer: Tracer, last: int) -> None:
+    """The final trace.json of a script: the last one taken at a mark (or window), made final.
+
+    Not a new one: once the script has returned, what its functions kept in
+    their locals (``main()``'s history, a recursion's levels) is gone, and a
+    trace taken now would show no growth.  Only when no trace was taken since
+    the baseline is one taken now, at the end.
+    """
+    try:
+        written = json.loads(tracer.path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        written = None  # none yet
+    if isinstance(written, dict) and written.get("final") is False:
+        write_json_atomic(tracer.path, written | {"final": True})
+    else:
+        tracer.write(last, final=True)
+
+
 def run(channel: Channel, job: dict[str, Any]) -> int:
     """Run the script to its end; one record per mark; returns its exit status."""
     stop = _StopFlag()
     stop.install()
     script = Script.from_dict(job["script"])
     trace_path = job.get("trace_path")
-    tracer = Tracer(Path(trace_path), TRACE_EPOCHS, job.get("trace_frames", FRAMES)) if trace_path else None
+    frames = job.get("trace_frames", FRAMES)
+    tracer = Tracer(Path(trace_path), TRACE_EPOCHS, frames, own=(_KEPT,)) if trace_path else None
     if tracer is not None:
         tracer.start()  # before the script's imports: they are traced too
     t0 = time.monotonic()
@@ -189,9 +216,8 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
         marks.install_hook(None)
     if ticker is not None:
         ticker.stop()
-    final = ticker.window() if ticker is not None else sender.epoch
     if tracer is not None:
-        tracer.write(final, final=True)
+        finish_trace(tracer, ticker.window() if ticker is not None else sender.epoch)
     if error is not None:
         channel.send(protocol.ERROR, **_error_fields(PHASE, error))
     channel.send(protocol.DONE, stopped=stop.requested, exit_status=status, versions=sysinfo.loaded_versions())
