@@ -8,7 +8,7 @@ the harness pays about 1 ms for the import: ``benchmarks/bench_mark_epoch.py``).
 from importlib import import_module
 from typing import Any
 
-from harness.marks import mark_epoch
+from harness.scripts.marks import mark_epoch
 
 __all__ = ["RunConfig", "TrainingLoop", "UsageError", "mark_epoch"]
 __version__ = "0.1.0"

@@ -37,10 +37,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from harness import marks, sysinfo
+from harness import sysinfo
 from harness.errors import UsageError
 from harness.jsonfile import write_json_atomic
-from harness.scripts import Script, check_script
+from harness.scripts import Script, check_script, marks
 from harness.worker import protocol
 from harness.worker.epochs import BadMetrics, EpochSender
 from harness.worker.protocol import Channel

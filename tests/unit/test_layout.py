@@ -33,7 +33,6 @@ LAYERS: list[set[str]] = [
         "harness.jsonfile",
         "harness.loops",
         "harness.sysinfo",
-        "harness.marks",
         "harness.scripts",
     },
     {"harness.storage", "harness.worker"},

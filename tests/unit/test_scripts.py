@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 import harness
-from harness import marks
 from harness.errors import UsageError
-from harness.scripts import Script, check_script, split_arguments
+from harness.scripts import Script, check_script, marks, split_arguments
 
 
 def test_mark_epoch_outside_the_harness_does_nothing_and_checks_nothing() -> None:
