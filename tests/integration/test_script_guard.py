@@ -47,9 +47,10 @@ def test_grows(leakbench_guard):
 """,
     )
     # THEN the flat one passes and the leaking one fails, named by its path, with its rate per epoch
+    # (1.0, 1.004 or 1.01 MiB/epoch: the allocator's rounding decides the last digits)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.re_match_lines(
-        [r"leakbench: marked_leak\.py: RSS grew 1\.0 MiB/epoch over \d+ epochs .*budget 64\.0"]
+        [r"leakbench: marked_leak\.py: RSS grew 1\.0\d* MiB/epoch over \d+ epochs .*budget 64\.0"]
     )
 
 
