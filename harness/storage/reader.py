@@ -148,6 +148,8 @@ def _read_meta(run_dir: Path) -> dict[str, Any]:
         records.RunMeta.from_dict(meta)
         if meta.get("growth") is not None:
             validate.check_growth(meta["growth"])
+        if meta.get("script") is not None:
+            validate.check_script(meta["script"])  # explain and sweeps rebuild the script's command line from it
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{path} is not valid run metadata: {exc}") from None
     return meta
