@@ -14,6 +14,7 @@ SCRIPTS = FIXTURES / "scripts"
 MARKED = SCRIPTS / "marked_leak.py"
 STEADY = SCRIPTS / "steady_leak.py"
 AS_PYTHON = SCRIPTS / "as_python_would.py"
+LOCAL = SCRIPTS / "local_leak.py"
 
 
 def worker_log_json(run_dir: Path) -> dict[str, object]:
@@ -45,6 +46,26 @@ def test_each_mark_is_an_epoch_row_judged_as_a_loops_epochs(tmp_path: Path) -> N
     assert meta["script"] == {"path": str(MARKED), "module": None, "args": ["12", "512"]}
     assert (meta["epochs_from"], meta["epochs_done"], meta["config"]) == (records.MARKS, 12, {})
     assert run.path.name.split("-")[1:3] == ["marked", "leak"] and "-script-" in run.path.name
+
+
+def test_a_traced_script_shows_the_growth_its_function_kept_while_it_ran(tmp_path: Path) -> None:
+    # GIVEN a script whose main() keeps 256 KiB of floats an epoch in a local list, freed when main() returns
+    # WHEN it is run with --trace, then explained
+    done = cli("run", "--trace", "--trace-frames", "1", "--script", LOCAL, "12", "256", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    run = storage.load_run(run_dir_of(done, tmp_path))
+    explained = cli("explain", run.path, cwd=tmp_path)
+    # THEN the final trace is the last one taken while it ran, not one taken after main() had returned:
+    # its top site is the script's leaking line, held by main()'s local `history`
+    trace = run.trace
+    assert trace is not None and trace["final"] is True
+    assert trace["baseline_epoch"] < trace["final_epoch"] <= 12
+    top = trace["sites"][0]
+    line = next(n for n, text in enumerate(LOCAL.read_text().splitlines(), 1) if "the leak" in text)
+    assert (Path(top["file"]).name, top["line"]) == (LOCAL.name, line) and top["size_diff"] > MIB
+    holder = trace["keepers"][0]["holder"]
+    assert (holder["kind"], holder["function"], holder["name"]) == ("local", "main", "history")
+    assert f"local_leak.py:{line}" in explained.stdout and "marks" not in explained.stderr
 
 
 def test_the_script_runs_as_python_path_args_would(tmp_path: Path) -> None:
