@@ -41,12 +41,12 @@ def format_bytes(value: float | None, signed: bool = False) -> str:
     return ("+" if signed and value >= 0 else "") + format_size(value)
 
 
-def format_rate(bytes_per_epoch: float) -> str:
-    """A growth rate: ``"12.3 MiB/epoch"``."""
-    return f"{format_size(bytes_per_epoch)}/epoch"
+def format_rate(bytes_per_epoch: float, per: str = "epoch") -> str:
+    """A growth rate: ``"12.3 MiB/epoch"`` (``per="window"``: a script's windows, ``"12.3 MiB/window"``)."""
+    return f"{format_size(bytes_per_epoch)}/{per}"
 
 
-def format_rate_ci(rate: float, low: float, high: float, signed: bool = False) -> tuple[str, str]:
+def format_rate_ci(rate: float, low: float, high: float, signed: bool = False, per: str = "epoch") -> tuple[str, str]:
     """(``"12.3 MiB/epoch"``, ``"12.1-12.5 MiB"``): a rate and its interval, all in the unit of the largest.
 
     One decimal, more (up to three) only where it takes them to tell two bounds
@@ -59,16 +59,16 @@ def format_rate_ci(rate: float, low: float, high: float, signed: bool = False) -
     a, b = f"{low / factor:.{digits}f}", f"{high / factor:.{digits}f}"
     between = f"{a}-{b}" if low >= 0 else f"{a} to {b}"
     sign = "+" if signed and rate >= 0 else ""
-    return f"{sign}{rate / factor:.{digits}f} {unit}/epoch", f"{between} {unit}"
+    return f"{sign}{rate / factor:.{digits}f} {unit}/{per}", f"{between} {unit}"
 
 
-def format_growth(rate: float | None, low: float | None, high: float | None) -> str:
+def format_growth(rate: float | None, low: float | None, high: float | None, per: str = "epoch") -> str:
     """A table cell: ``"+4.57 MiB/epoch (4.56-4.58 MiB)"``; the rate alone when the interval is missing."""
     if missing(rate):
         return MISSING
     if missing(low) or missing(high):
-        return format_bytes(rate, signed=True) + "/epoch"
-    text, interval = format_rate_ci(rate, low, high, signed=True)
+        return format_bytes(rate, signed=True) + f"/{per}"
+    text, interval = format_rate_ci(rate, low, high, signed=True, per=per)
     return f"{text} ({interval})"
 
 

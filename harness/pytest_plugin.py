@@ -10,6 +10,12 @@ The loop runs for ``epochs`` epochs in a worker process, exactly as
 ``python -m harness run`` runs it; its RSS (or Python heap) per epoch is
 analysed by :mod:`harness.growth`, and the test fails with a message such as
 "RSS grew 3.1 MiB/epoch over 40 epochs (95% CI 2.9-3.3 MiB); budget 64 KiB/epoch".
+A training script is guarded the same way, run to its end as ``run --script``
+runs it (its epochs are its ``mark_epoch`` calls, else windows of its samples)::
+
+    def test_train_script_does_not_leak(leakbench_guard):
+        leakbench_guard(script="train.py", args=["--epochs", "30"], max_growth="64 KiB")
+
 What a call leaves out comes from ``[tool.leakbench]`` in the project's
 pyproject.toml (see :mod:`harness.guard.budgets`), then from the defaults.
 
@@ -20,15 +26,26 @@ default they go to pytest's temporary directory).
 
 from __future__ import annotations
 
+import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.errors import UsageError
-from harness.guard import Budget, BudgetTable, Judgement, guard_loop, load_budgets, loop_spec, size_option
+from harness.guard import (
+    Budget,
+    BudgetTable,
+    Judgement,
+    guard_loop,
+    guard_script,
+    load_budgets,
+    loop_spec,
+    script_spec,
+    size_option,
+)
 
 
 class LeakbenchWarning(UserWarning):
@@ -95,8 +112,12 @@ class Guard:
 
     def __call__(
         self,
-        loop: str | type,
+        loop: str | type | None = None,
         *,
+        script: str | os.PathLike[str] | None = None,
+        module: str | None = None,
+        args: Sequence[str] = (),
+        window: float | None = None,
         epochs: int | None = None,
         max_growth: str | int | None = None,
         max_peak: str | int | None = None,
@@ -110,9 +131,17 @@ class Guard:
         timeout: float | None = None,
         memory_cap: str | int | None = None,
     ) -> Judgement:
-        """Run ``loop`` in a worker and fail the test unless it stays within budget; returns the judgement."""
+        """Run ``loop`` (or ``script``/``module`` with ``args``) in a worker and fail the test unless it stays within
+        budget; returns the judgement."""
         try:
-            spec = loop_spec(loop)
+            if (loop is None) == (script is None and module is None):
+                raise UsageError("give the guard a loop, or a script (script='train.py' or module='pkg.train')")
+            target = None if loop is not None else script_spec(script, module, args)
+            if target is not None and (epochs is not None or leak is not None or seed != 0 or options):
+                raise UsageError("epochs, leak, seed and options belong to a loop: a script takes its own args=[...]")
+            if target is None and (args or window is not None):
+                raise UsageError("args and window belong to a script (script='train.py'), not to a loop")
+            spec = loop_spec(loop) if loop is not None else target.label
             given = Budget(
                 max_growth=size_option("max-growth", max_growth),
                 max_peak=size_option("max-peak", max_peak),
@@ -122,17 +151,28 @@ class Guard:
                 measure=measure,
             )
             budget = given.over(self.budgets.for_run(spec, leak))
-            judgement = guard_loop(
-                spec,
-                budget,
-                results_dir=self.results_dir,
-                leak=leak,
-                seed=seed,
-                options=options,
-                strict=strict,
-                timeout_s=timeout,
-                memory_cap=memory_cap,
-            )
+            if target is not None:
+                judgement = guard_script(
+                    target,
+                    budget,
+                    results_dir=self.results_dir,
+                    window_s=window,
+                    strict=strict,
+                    timeout_s=timeout,
+                    memory_cap=memory_cap,
+                )
+            else:
+                judgement = guard_loop(
+                    spec,
+                    budget,
+                    results_dir=self.results_dir,
+                    leak=leak,
+                    seed=seed,
+                    options=options,
+                    strict=strict,
+                    timeout_s=timeout,
+                    memory_cap=memory_cap,
+                )
         except UsageError as exc:
             pytest.fail(f"leakbench: {exc}", pytrace=False)
         self.node.user_properties.append(("leakbench", f"{judgement.label}: {judgement.summary}"))
@@ -152,5 +192,5 @@ def leakbench_guard(
     leakbench_results: Path,
     request: pytest.FixtureRequest,
 ) -> Guard:
-    """Call with a loop (class, "pkg.mod:Class", "file.py:Class" or a registered name) and budget keywords."""
+    """Call with a loop (class, "pkg.mod:Class", "file.py:Class", a registered name) or script=PATH, and budgets."""
     return Guard(leakbench_budgets, leakbench_results, request.node)

@@ -2,13 +2,13 @@
 
 Each is a frozen dataclass that checks its own fields, so a bad value is caught
 where it is made (in the worker for epoch records) and never reaches the disk.
-The on-disk layout they serialise to is described in docs/SCHEMA.md (version 2).
+The on-disk layout they serialise to is described in docs/SCHEMA.md (version 3).
 
-Schema history (bump SCHEMA_VERSION and add a line on every incompatible change):
+Schema history (bump SCHEMA_VERSION and add a line on every incompatible change; details in docs/SCHEMA.md):
   1: first version.
-  2: the run is a process tree: epochs.csv and samples.csv gain TREE_COLUMNS after their version-1
-     columns, meta.json measure and process_tree, stop tree_pss_bytes and children; the memory cap
-     applies to the tree's PSS.  Version 1 runs still load, their tree columns empty.
+  2: the process tree: TREE_COLUMNS in both CSVs, meta.json measure and process_tree, the cap on the tree's PSS.
+  3: script runs: meta.json script, epochs_from, window_s; no seed or planned epochs; epochs may be windows of
+     samples.csv with epochs.csv empty (a version-2 reader would see no epochs).  Versions 1 and 2 still load.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # load_run reads these; a version-1 run's tree columns are empty
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)  # load_run reads these; a version-1 run's tree columns are empty
 
 # Run statuses and the exit codes of ``python -m harness run`` for each.
 RUNNING = "running"
@@ -55,7 +55,8 @@ MEASURE_COLUMNS = {
 }
 DEFAULT_MEASURE = "rss"
 # The fixed columns of epochs.csv and the columns of samples.csv in each readable schema version.
-COLUMNS_OF_VERSION = {1: (V1_EPOCH_COLUMNS, V1_SAMPLE_COLUMNS), 2: (EPOCH_COLUMNS, SAMPLE_COLUMNS)}
+COLUMNS_OF_VERSION = {1: (V1_EPOCH_COLUMNS, V1_SAMPLE_COLUMNS)} | dict.fromkeys((2, 3), (EPOCH_COLUMNS, SAMPLE_COLUMNS))
+LOOP, MARKS, WINDOWS = "loop", "marks", "windows"  # epochs_from: a loop's epochs, a script's marks, windows
 # Metrics a loop may return per epoch: each is a column, and 16,000 columns take seconds to load.
 MAX_METRICS = 1000
 
@@ -140,12 +141,10 @@ class EpochRecord:
 
     def __post_init__(self) -> None:
         _check_count("epoch", self.epoch, minimum=1)
-        _check_count("rss_bytes", self.rss_bytes)
-        _check_count("peak_rss_bytes", self.peak_rss_bytes)
-        _check_count("heap_bytes", self.heap_bytes, optional=True)
-        _check_count("py_blocks", self.py_blocks, optional=True)
-        _check_seconds("epoch_s", self.epoch_s)
-        _check_seconds("elapsed_s", self.elapsed_s)
+        for name in ("rss_bytes", "peak_rss_bytes", "heap_bytes", "py_blocks"):
+            _check_count(name, getattr(self, name), optional=name in ("heap_bytes", "py_blocks"))
+        for name in ("epoch_s", "elapsed_s"):
+            _check_seconds(name, getattr(self, name))
         object.__setattr__(self, "metrics", check_metrics(self.metrics))
         if not isinstance(self.tree, TreeFigures):
             raise ValueError(f"tree must be TreeFigures, got {self.tree!r}")
@@ -204,14 +203,11 @@ class StopInfo:
     children: int | None = None
 
     def __post_init__(self) -> None:
-        if self.reason not in (MEMORY_CAP, TIMEOUT, INTERRUPTED, FAILED):
-            raise ValueError(
-                f"stop reason must be one of memory_cap, timeout, interrupted, failed, got {self.reason!r}"
-            )
+        if self.reason not in STATUSES[2:]:  # memory_cap, timeout, interrupted, failed
+            raise ValueError(f"stop reason must be one of {', '.join(STATUSES[2:])}, got {self.reason!r}")
         _check_count("epoch", self.epoch)
-        _check_count("rss_bytes", self.rss_bytes, optional=True)
-        _check_count("tree_pss_bytes", self.tree_pss_bytes, optional=True)
-        _check_count("children", self.children, optional=True)
+        for name in ("rss_bytes", "tree_pss_bytes", "children"):
+            _check_count(name, getattr(self, name), optional=True)
         if self.exit_code is not None and not _is_int(self.exit_code):
             raise ValueError(f"exit_code must be an integer or None, got {self.exit_code!r}")
         object.__setattr__(self, "stderr_tail", tuple(str(line) for line in self.stderr_tail))
@@ -224,11 +220,11 @@ class StopInfo:
 # The keys of meta.json, in the order written (see docs/SCHEMA.md); one string, read as a paragraph.
 META_KEYS = tuple(
     """schema_version run_id variant leak seed epochs_planned epochs_done status config memory_cap_bytes
-    memory_limit_bytes timeout_s trace sample_interval_s measure started_at ended_at host versions git_commit
-    process_tree stop growth""".split()  # noqa: SIM905
+    memory_limit_bytes timeout_s trace sample_interval_s measure script epochs_from window_s started_at ended_at
+    host versions git_commit process_tree stop growth""".split()  # noqa: SIM905
 )
-# Keys a reader does without: added after version 1 (memory_limit_bytes), or filled at the end.
-OPTIONAL_META_KEYS = ("growth", "stop", "memory_limit_bytes", "measure", "process_tree")
+# Keys a reader does without: added after version 1 (memory_limit_bytes...), or filled at the end.
+OPTIONAL_META_KEYS = tuple("growth stop memory_limit_bytes measure process_tree script epochs_from window_s".split())  # noqa: SIM905
 
 
 @dataclass(frozen=True)
@@ -236,10 +232,10 @@ class RunMeta:
     """The contents of meta.json (see SCHEMA.md); checks the fields every reader relies on."""
 
     run_id: str
-    variant: str
+    variant: str  # for a script run: its path as given, or "-m module"
     leak: str | None
-    seed: int
-    epochs_planned: int
+    seed: int | None  # None for a script run (its arguments are its own)
+    epochs_planned: int | None  # None for a script run: it ends when it ends
     epochs_done: int
     status: str
     config: Mapping[str, Any]
@@ -258,6 +254,9 @@ class RunMeta:
     schema_version: int = SCHEMA_VERSION
     measure: str | None = DEFAULT_MEASURE  # what the run's verdict judges (None in version 1: "rss")
     process_tree: Mapping[str, Any] | None = None  # how the tree was measured (version 2)
+    script: Mapping[str, Any] | None = None  # version 3: {path, module, args} of a script run; None for a loop
+    epochs_from: str | None = LOOP  # version 3: loop, marks or windows (None before: a loop)
+    window_s: float | None = None  # version 3: a script run's window length in seconds
 
     def __post_init__(self) -> None:
         if self.schema_version not in READABLE_VERSIONS:
@@ -268,8 +267,12 @@ class RunMeta:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {self.status!r}")
         if not isinstance(self.run_id, str) or not self.run_id:
             raise ValueError(f"run_id must be a non-empty string, got {self.run_id!r}")
-        _check_count("seed", self.seed)
-        _check_count("epochs_planned", self.epochs_planned, minimum=1)
+        is_script = self.script is not None
+        _check_count("seed", self.seed, optional=is_script)
+        _check_count("epochs_planned", self.epochs_planned, minimum=1, optional=is_script)
+        if self.epochs_from not in ((MARKS, WINDOWS) if is_script else (LOOP, None)):
+            raise ValueError(f"epochs_from {self.epochs_from!r} does not fit {'a script' if is_script else 'a loop'}")
+        _check_seconds("window_s", 0.0 if self.window_s is None else self.window_s)
         _check_count("epochs_done", self.epochs_done)
         _check_count("memory_cap_bytes", self.memory_cap_bytes, minimum=1)
         _check_count("memory_limit_bytes", self.memory_limit_bytes, optional=True)
@@ -277,9 +280,9 @@ class RunMeta:
             raise ValueError(f"timeout_s must be a positive number or None, got {self.timeout_s!r}")
         if (self.status == RUNNING) != (self.ended_at is None):
             raise ValueError("ended_at must be null exactly while the run is running")
-        for name in ("config", "host", "versions", "stop", "growth", "process_tree"):
+        for name in ("config", "host", "versions", "stop", "growth", "process_tree", "script"):
             value = getattr(self, name)
-            if not isinstance(value, Mapping) and not (value is None and name in ("stop", "growth", "process_tree")):
+            if not isinstance(value, Mapping) and not (value is None and name not in ("config", "host", "versions")):
                 raise ValueError(f"{name} must be an object, got {type(value).__name__}")
 
     def to_dict(self) -> dict[str, Any]:

@@ -23,6 +23,10 @@ any budget a run fails when its verdict is `leak`. A run expected to leak
 passes when it is called a leak or stopped by the memory cap; --max-growth and
 --max-peak do not apply to it. A run that did not complete fails.
 
+A script's run is keyed by its path as given to `run --script` ("train.py"),
+or by "-m MODULE"; when the script marks no epochs its growth and max-growth
+are per window of its samples.
+
 One line per run: "ok", "FAIL" (with what was exceeded and by how much) or
 "inconclusive" (too few epochs or too much noise for a verdict).
 
@@ -91,7 +95,7 @@ def line(shown: str, judgement: Judgement, budget: Budget) -> str:
     if budget.expects_leak:
         limits.append("a leak was expected")
     if budget.max_growth is not None:
-        limits.append(f"budget {format_rate(budget.max_growth)}")
+        limits.append(f"budget {format_rate(budget.max_growth, judgement.growth.get('per', 'epoch'))}")
     if budget.max_peak is not None and judgement.peak_bytes is not None:
         name = "" if judgement.peak_name == "RSS" else f"{judgement.peak_name} "
         limits.append(f"peak {name}{format_size(judgement.peak_bytes)} of {format_size(budget.max_peak)}")

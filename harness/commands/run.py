@@ -11,12 +11,21 @@ own, by default) and, on the last line, that directory.
 VARIANT is a registered name (see `python -m harness list`), package.module:Class,
 or path/to/file.py:Class of a class following harness.interface.TrainingLoop.
 
+Or a training script, unchanged: --script PATH [--] [ARGS ...] (or -m MODULE
+[--] [ARGS ...]) runs it as `python PATH ARGS` would, in the worker, under the
+same cap, sampling, timeout and tracing. Everything after PATH goes to the
+script, so put leakbench's own options before --script. Each call of
+`harness.mark_epoch(**metrics)` in the script ends an epoch; a script that
+marks none is judged per window of its timed samples (--window SECONDS,
+default 1), and the verdict is then growth per window. The script's own exit
+status is recorded: non-zero is `failed`.
+
 Exit codes:
   0    completed every epoch
   2    usage error (bad option, unknown variant or leak); nothing was written
   3    stopped: the memory of the worker and its processes (their PSS) passed the cap (--memory-cap)
   4    stopped: timed out (--timeout)
-  5    the worker failed (the training code raised, or the worker crashed)
+  5    the worker failed (the training code raised, a script exited non-zero, or the worker crashed)
   130  interrupted (Ctrl-C or SIGTERM); what was recorded is kept
 """
 
@@ -36,6 +45,7 @@ from harness.interface import (
     RunConfig,
 )
 from harness.records import COMPLETED, FAILED
+from harness.scripts import DEFAULT_WINDOW_S, Script, split_arguments
 from harness.sizes import ACCEPTED, parse_size
 from harness.worker import tracing
 
@@ -44,9 +54,7 @@ STDERR_TAIL_SHOWN = 10
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``run``."""
-    parser.add_argument(
-        "--variant", required=True, metavar="VARIANT", help="registered name, package.module:Class or file.py:Class"
-    )
+    parser.add_argument("--variant", metavar="VARIANT", help="registered name, package.module:Class or file.py:Class")
     parser.add_argument("--leak", metavar="LEAK", help="switch on one of the variant's leaks (see `list`)")
     parser.add_argument(
         "--epochs", type=whole_number, default=SEED_EPOCHS, metavar="N", help=f"epochs to train (default {SEED_EPOCHS})"
@@ -124,6 +132,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quiet", action="store_true", help="no progress line and no summary: print only the run directory"
     )
+    parser.add_argument(
+        "--window",
+        type=finite_number,
+        metavar="SECONDS",
+        help=f"judge a script per window of SECONDS of its samples, whatever it marks (default: its mark_epoch "
+        f"calls, or windows of {DEFAULT_WINDOW_S:g} s when it makes none)",
+    )
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument(
+        "--script",
+        nargs=argparse.REMAINDER,
+        metavar="PATH [--] ARGS",
+        help="run a training script as `python PATH ARGS` would; everything after PATH is the script's (last option)",
+    )
+    target.add_argument(
+        "-m",
+        dest="module",
+        nargs=argparse.REMAINDER,
+        metavar="MODULE [--] ARGS",
+        help="run a module as `python -m MODULE ARGS` would; everything after MODULE is the script's (last option)",
+    )
+    # What follows a "--" right after the script: argparse keeps it apart from --script's own list.
+    parser.add_argument("script_rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
+def _script_request(args: argparse.Namespace, cap: int | None) -> recording.RunRequest:
+    """The request of a script run (--script or -m); UsageError for options that belong to a loop."""
+    given = args.script if args.script is not None else args.module
+    target, script_args = split_arguments(given, args.script_rest)
+    loop_options = [
+        flag
+        for flag, value, default in (
+            ("--variant", args.variant, None),
+            ("--leak", args.leak, None),
+            ("--epochs", args.epochs, SEED_EPOCHS),
+            ("--seed", args.seed, 0),
+            ("--fc-only", args.fc_only, False),
+            ("--option", args.option, []),
+            ("--learning-rate", args.learning_rate, SEED_LEARNING_RATE),
+            ("--batch-size", args.batch_size, SEED_BATCH_SIZE),
+        )
+        if value != default
+    ]
+    if loop_options:
+        raise UsageError(
+            f"{loop_options[0]} belongs to a loop, not to a script: pass the script's own options after its PATH"
+        )
+    script = Script(path=target) if args.script is not None else Script(module=target)
+    return recording.RunRequest(
+        variant=script.label,
+        config=None,
+        results_dir=args.results,
+        memory_cap_bytes=cap,
+        timeout_s=args.timeout,
+        sample_interval_s=args.sample_interval,
+        trace=args.trace,
+        trace_frames=args.trace_frames,
+        measure=args.measure,
+        script=Script(script.path, script.module, script_args),
+        window_s=args.window,
+    )
 
 
 def request_from_args(args: argparse.Namespace) -> recording.RunRequest:
@@ -135,6 +204,14 @@ def request_from_args(args: argparse.Namespace) -> recording.RunRequest:
             raise UsageError(f"invalid memory cap {args.memory_cap!r}: it must be more than 0 ({ACCEPTED})")
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError(f"timeout must be a positive number of seconds, got {args.timeout:g}")
+    if args.script is not None or args.module is not None:
+        return _script_request(args, cap)
+    if args.script_rest:
+        raise UsageError(
+            f"unexpected arguments {' '.join(args.script_rest)!r}: only a script (--script PATH) takes them"
+        )
+    if args.variant is None:
+        raise UsageError("a variant or a script is required: --variant VARIANT, --script PATH or -m MODULE")
     config = RunConfig(
         seed=args.seed,
         epochs=args.epochs,
@@ -153,13 +230,15 @@ def request_from_args(args: argparse.Namespace) -> recording.RunRequest:
         trace=args.trace,
         trace_frames=args.trace_frames,
         measure=args.measure,
+        window_s=args.window,
     )
 
 
 def run(args: argparse.Namespace) -> int:
     """Record one run; print the summary and the run directory; return the status's exit code."""
     request = request_from_args(args)
-    progress = recording.Progress(request.config.epochs, sys.stderr, enabled=not args.quiet and sys.stderr.isatty())
+    planned = request.config.epochs if request.config is not None else None
+    progress = recording.Progress(planned, sys.stderr, enabled=not args.quiet and sys.stderr.isatty())
     outcome = recording.execute(request, progress=progress)
     if not args.quiet:
         lines = recording.describe_outcome(outcome)

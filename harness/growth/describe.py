@@ -14,16 +14,16 @@ def measure_name(measure: Mapping[str, Any]) -> str:
     return MEASURES.get(str(measure.get("measure", "")), "memory")
 
 
-def reaches(projection: Mapping[str, Any] | None) -> str:
+def reaches(projection: Mapping[str, Any] | None, per: str = "epoch") -> str:
     """ "the 4.0 GiB cap at epoch ~174 and this machine's 23.5 GiB at epoch ~1030" ("" when neither is reached)."""
     if not projection:
         return ""
     parts = []
     if projection.get("cap_epoch") is not None:
-        parts.append(f"the {format_size(projection['memory_cap_bytes'])} cap at epoch ~{projection['cap_epoch']}")
+        parts.append(f"the {format_size(projection['memory_cap_bytes'])} cap at {per} ~{projection['cap_epoch']}")
     if projection.get("memory_total_epoch") is not None:
         total, epoch = format_size(projection["memory_total_bytes"]), projection["memory_total_epoch"]
-        parts.append(f"this machine's {total} at epoch ~{epoch}")
+        parts.append(f"this machine's {total} at {per} ~{epoch}")
     return " and ".join(parts)
 
 
@@ -37,14 +37,15 @@ def describe_measure(measure: Mapping[str, Any], named: bool = False, projection
     prefix = f"{measure_name(measure)} " if named else ""
     if measure["bytes_per_epoch"] is None:
         return f"{prefix}{measure['verdict']}: {measure['reason']}"
-    rate, ci = format_rate_ci(measure["bytes_per_epoch"], measure["ci_low"], measure["ci_high"], signed=True)
+    per = measure.get("per", "epoch")  # "window" for a script judged per window of samples
+    rate, ci = format_rate_ci(measure["bytes_per_epoch"], measure["ci_low"], measure["ci_high"], signed=True, per=per)
     text = (
         f"{prefix}{measure['verdict']}, {rate} ({ci_label(measure)} {ci}) over "
-        f"{plural(measure['n_epochs_used'], 'epoch')} after {plural(measure['warmup_epochs'], 'warm-up epoch')}"
+        f"{plural(measure['n_epochs_used'], per)} after {plural(measure['warmup_epochs'], 'warm-up ' + per)}"
     )
     if measure["verdict"] == "inconclusive":
         return f"{text}; {measure['reason']}"
-    where = reaches(measure.get("projection")) if projection else ""
+    where = reaches(measure.get("projection"), per) if projection else ""
     return f"{text}; reaches {where}" if where else text
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 from harness.errors import UsageError
 from harness.formatting import format_rate
 from harness.growth.verdict import MEASURES, MIN_BYTES_PER_EPOCH, MIN_EPOCHS, NATIVE_SHARE, fit_column
-from harness.records import DEFAULT_MEASURE, MEASURE_COLUMNS
+from harness.records import DEFAULT_MEASURE, MEASURE_COLUMNS, WINDOWS
 
 TREE_MEASURES = ("tree-pss", "tree-uss")
 
@@ -56,8 +56,12 @@ def summarise_growth(
     measure: str = DEFAULT_MEASURE,
     min_bytes_per_epoch: float = MIN_BYTES_PER_EPOCH,
     min_epochs: int = MIN_EPOCHS,
+    per: str = "epoch",
 ) -> dict[str, Any]:
-    """The ``growth`` dict of a run (JSON-ready) from its epochs.csv table, judged on ``measure``."""
+    """The ``growth`` dict of a run (JSON-ready) from its epochs.csv table, judged on ``measure``.
+
+    ``per="window"`` when the table is a script's windows of samples (every fit then says "per window").
+    """
     check_measure(measure)
     for column in ("epoch", "rss_bytes"):
         if column not in epochs.columns:
@@ -67,7 +71,7 @@ def summarise_growth(
     for name, column in MEASURE_COLUMNS.items():
         if column not in epochs.columns or (name in TREE_MEASURES and not children and name != measure):
             continue
-        fit = fit_column(epochs, column, min_bytes_per_epoch, min_epochs)
+        fit = fit_column(epochs, column, min_bytes_per_epoch, min_epochs, per)
         if name == "rss" or fit["n_epochs_used"] + fit["warmup_epochs"] >= 2:
             series[name] = fit  # others need values: the heap when traced, the tree when recorded
     if measure not in series:
@@ -88,7 +92,9 @@ def summarise_run(epochs: pd.DataFrame, meta: Mapping[str, Any], measure: str | 
     """:func:`summarise_growth` with the run's cap and machine memory, judged on ``measure`` (default: the run's)."""
     host = meta.get("host") or {}
     chosen = measure or meta.get("measure") or DEFAULT_MEASURE
-    return summarise_growth(epochs, meta.get("memory_cap_bytes"), host.get("memory_total_bytes"), measure=chosen)
+    per = "window" if meta.get("epochs_from") == WINDOWS else "epoch"
+    cap, total = meta.get("memory_cap_bytes"), host.get("memory_total_bytes")
+    return summarise_growth(epochs, cap, total, measure=chosen, per=per)
 
 
 def _native(rss: dict[str, Any], heap: dict[str, Any] | None) -> tuple[bool | None, str | None]:
@@ -97,19 +103,20 @@ def _native(rss: dict[str, Any], heap: dict[str, Any] | None) -> tuple[bool | No
         return None, None
     if rss["verdict"] != "leak":
         return False, None
+    per = rss.get("per", "epoch")
     if heap["verdict"] != "flat" and heap["ci_high"] >= NATIVE_SHARE * rss["bytes_per_epoch"]:
         return False, None
     if heap["verdict"] == "leak":
         # tracemalloc sees a real leak; heap_bytes exists only under --trace, where RSS also carries
         # tracemalloc's own record of every traced block (several times a small object's size).
         return False, (
-            f"RSS grows {format_rate(rss['bytes_per_epoch'])} and the Python heap "
-            f"{format_rate(heap['bytes_per_epoch'])}: the heap leak is real (see the sites); much of "
+            f"RSS grows {format_rate(rss['bytes_per_epoch'], per)} and the Python heap "
+            f"{format_rate(heap['bytes_per_epoch'], per)}: the heap leak is real (see the sites); much of "
             "the rest is likely tracemalloc's own bookkeeping for the traced blocks"
         )
     return True, (
-        f"RSS grows {format_rate(rss['bytes_per_epoch'])} but the Python heap only "
-        f"{format_rate(heap['bytes_per_epoch'])}: the growth is native memory or allocator "
+        f"RSS grows {format_rate(rss['bytes_per_epoch'], per)} but the Python heap only "
+        f"{format_rate(heap['bytes_per_epoch'], per)}: the growth is native memory or allocator "
         "fragmentation, which tracemalloc cannot see"
     )
 

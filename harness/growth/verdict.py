@@ -68,13 +68,17 @@ def verdict(
     min_bytes_per_epoch: float = MIN_BYTES_PER_EPOCH,
     min_epochs: int = MIN_EPOCHS,
     alpha: float = ALPHA,
+    per: str = "epoch",
 ) -> tuple[str, str]:
-    """("leak" | "flat" | "inconclusive", one-line reason) for a fitted trend; see the module docstring."""
+    """("leak" | "flat" | "inconclusive", one-line reason) for a fitted trend; see the module docstring.
+
+    ``per`` names what the points are: epochs, or a script's windows of samples.
+    """
     n = 0 if fit is None else fit.n
     if fit is None or n < min_epochs:
-        return "inconclusive", f"only {plural(n, 'epoch')} to fit; at least {min_epochs} are needed"
+        return "inconclusive", f"only {plural(n, per)} to fit; at least {min_epochs} are needed"
     level = f"{fit.confidence:.0%} CI"
-    threshold = format_rate(min_bytes_per_epoch)
+    threshold = format_rate(min_bytes_per_epoch, per)
     if fit.ci_high < min_bytes_per_epoch:
         return "flat", f"the {level} lies below the {threshold} threshold"
     if fit.ci_low > min_bytes_per_epoch and fit.p_value < alpha:
@@ -84,8 +88,14 @@ def verdict(
     return "inconclusive", f"the {level} straddles the {threshold} threshold"
 
 
-def fit_column(epochs: pd.DataFrame, column: str, min_bytes_per_epoch: float, min_epochs: int) -> dict[str, Any]:
-    """Warm-up, trend and verdict of one memory column of an epochs table: one series of the growth dict."""
+def fit_column(
+    epochs: pd.DataFrame, column: str, min_bytes_per_epoch: float, min_epochs: int, per: str = "epoch"
+) -> dict[str, Any]:
+    """Warm-up, trend and verdict of one memory column of an epochs table: one series of the growth dict.
+
+    ``per`` is "window" when the epochs are a script's windows of samples: the
+    figures are then per window, and the reasons say so.
+    """
     table = pd.DataFrame(
         {
             "epoch": pd.to_numeric(epochs["epoch"], errors="coerce"),
@@ -97,12 +107,13 @@ def fit_column(epochs: pd.DataFrame, column: str, min_bytes_per_epoch: float, mi
     x, y = table["epoch"].to_numpy(float), table["value"].to_numpy(float)
     warmup = detect_warmup(y, x)
     fit = trend(y[warmup:], x[warmup:]) if y.size - warmup >= 2 else None
-    decision, reason = verdict(fit, min_bytes_per_epoch, min_epochs)
+    decision, reason = verdict(fit, min_bytes_per_epoch, min_epochs, per=per)
     if y.size - warmup < min_epochs:
-        after = f" after {plural(warmup, 'warm-up epoch')}" if warmup else ""
-        reason = f"only {plural(y.size - warmup, 'epoch')}{after}; at least {min_epochs} are needed"
+        after = f" after {plural(warmup, 'warm-up ' + per)}" if warmup else ""
+        reason = f"only {plural(y.size - warmup, per)}{after}; at least {min_epochs} are needed"
     return {
         "measure": column,
+        "per": per,
         "verdict": decision,
         "reason": reason,
         "bytes_per_epoch": None if fit is None else fit.slope,
@@ -137,9 +148,10 @@ def exceeds_budget(growth: dict[str, Any], max_bytes_per_epoch: float) -> str | 
     if growth["p_value"] >= ALPHA or growth["ci_low"] <= max_bytes_per_epoch:
         return None
     name = MEASURES.get(growth.get("measure", ""), "memory")
-    rate, ci = format_rate_ci(growth["bytes_per_epoch"], growth["ci_low"], growth["ci_high"])
-    over = plural(growth["n_epochs_used"], "epoch")
-    return f"{name} grew {rate} over {over} ({ci_label(growth)} {ci}); budget {format_rate(max_bytes_per_epoch)}"
+    per = growth.get("per", "epoch")
+    rate, ci = format_rate_ci(growth["bytes_per_epoch"], growth["ci_low"], growth["ci_high"], per=per)
+    over = plural(growth["n_epochs_used"], per)
+    return f"{name} grew {rate} over {over} ({ci_label(growth)} {ci}); budget {format_rate(max_bytes_per_epoch, per)}"
 
 
 def ci_label(measure: Mapping[str, Any]) -> str:

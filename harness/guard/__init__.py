@@ -22,7 +22,7 @@ from harness.guard.budgets import (
     size_option,
 )
 from harness.guard.judge import CHECKS, Analysed, Judgement, analyse, judge
-from harness.guard.run import guard_loop, loop_spec
+from harness.guard.run import guard_loop, guard_script, loop_spec, script_spec
 
 __all__ = [
     "CHECKS",
@@ -36,9 +36,11 @@ __all__ = [
     "analyse",
     "budget_from_mapping",
     "guard_loop",
+    "guard_script",
     "judge",
     "load_budgets",
     "loop_spec",
     "parse_table",
+    "script_spec",
     "size_option",
 ]

@@ -19,7 +19,7 @@ import pandas as pd
 
 from harness import records
 from harness.errors import UsageError
-from harness.formatting import format_size
+from harness.formatting import format_size, plural
 from harness.growth import describe_measure, exceeds_budget, measure_label, summarise_run
 from harness.guard.budgets import Budget, BudgetTable
 from harness.storage import Run
@@ -103,7 +103,9 @@ def analyse(run: Run, budget: Budget) -> Analysed:
 
 def _stop_text(meta: dict[str, Any]) -> str:
     stop = meta.get("stop") or {}
-    where = f"after epoch {meta.get('epochs_done', 0)}/{meta.get('epochs_planned', '?')}"
+    done, planned = meta.get("epochs_done", 0), meta.get("epochs_planned", "?")
+    per = "window" if meta.get("epochs_from") == records.WINDOWS else "epoch"
+    where = f"after epoch {done}/{planned}" if planned is not None else f"after {plural(done, per)}"
     message = stop.get("message")
     return f"{where}: {message}" if message else where
 

@@ -1,4 +1,4 @@
-"""Run a training loop for some epochs in a worker, exactly as ``python -m harness run`` does, and judge it.
+"""Run a training loop (or a script) in a worker, exactly as ``python -m harness run`` does, and judge it.
 
 The pytest plugin calls :func:`guard_loop`; so can any other test framework.
 This process only starts the worker and reads its records (:func:`harness.recording.execute`):
@@ -8,7 +8,8 @@ the loop is imported and trained in the worker, never here.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from harness.guard.budgets import Budget
 from harness.guard.judge import Judgement, judge
 from harness.interface import RunConfig
 from harness.recording import RunRequest, execute
+from harness.scripts import Script
 from harness.sizes import parse_size
 from harness.storage import load_run
 
@@ -46,6 +48,16 @@ def loop_spec(loop: str | type) -> str:
     if path.is_relative_to(Path.cwd().resolve()):
         path = path.relative_to(Path.cwd().resolve())
     return f"{path}:{loop.__qualname__}"
+
+
+def script_spec(path: str | os.PathLike[str] | None, module: str | None, args: Sequence[str] = ()) -> Script:
+    """A guard's script: a path (relative to the working directory when below it, as budgets name it), or a module."""
+    if path is not None:
+        given = Path(path)
+        if given.is_absolute() and given.resolve().is_relative_to(Path.cwd().resolve()):
+            given = given.resolve().relative_to(Path.cwd().resolve())
+        return Script(path=str(given), args=tuple(args))
+    return Script(module=module, args=tuple(args))
 
 
 def guard_loop(
@@ -77,6 +89,40 @@ def guard_loop(
         trace=budget.measure_or_default == "heap",
         measure=budget.measure_or_default,
     )
+    return _record_and_judge(request, budget, strict)
+
+
+def guard_script(
+    script: Script,
+    budget: Budget,
+    *,
+    results_dir: Path,
+    window_s: float | None = None,
+    strict: bool = False,
+    timeout_s: float | None = None,
+    memory_cap: int | str | None = None,
+) -> Judgement:
+    """Run ``script`` to its end in a worker, as ``run --script`` does, and judge it on the budget's measure.
+
+    Its epochs are its ``mark_epoch`` calls, or windows of ``window_s`` seconds
+    (default 1) when it marks none or ``window_s`` is given; the budget's
+    epochs do not apply (a script ends when it ends).
+    """
+    request = RunRequest(
+        variant=script.label,
+        config=None,
+        results_dir=Path(results_dir),
+        memory_cap_bytes=None if memory_cap is None else parse_size(memory_cap),
+        timeout_s=timeout_s,
+        trace=budget.measure_or_default == "heap",
+        measure=budget.measure_or_default,
+        script=script,
+        window_s=window_s,
+    )
+    return _record_and_judge(request, budget, strict)
+
+
+def _record_and_judge(request: RunRequest, budget: Budget, strict: bool) -> Judgement:
     outcome = execute(request)
     if outcome.status == records.INTERRUPTED:
         # The runner caught the Ctrl-C to stop its worker cleanly; pass it on to whoever called us.

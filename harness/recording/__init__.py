@@ -12,8 +12,9 @@ finished run directory (:mod:`harness.storage`) whose meta.json carries the
 status and the growth verdict (:mod:`harness.growth`), and a :class:`RunOutcome`.
 """
 
-from harness.recording.check import CHECK_TIMEOUT_S, check_variant
-from harness.recording.execute import STDERR_TAIL_LINES, describe_outcome, execute, stderr_tail
+from harness.recording.check import CHECK_TIMEOUT_S, check_script_runs, check_variant
+from harness.recording.execute import STDERR_TAIL_LINES, execute, stderr_tail
+from harness.recording.outcome import describe_outcome
 from harness.recording.progress import Progress
 from harness.recording.request import (
     DEFAULT_SAMPLE_INTERVAL_S,
@@ -34,6 +35,7 @@ __all__ = [
     "RunOutcome",
     "RunRequest",
     "VariantCheck",
+    "check_script_runs",
     "check_variant",
     "default_memory_cap",
     "describe_outcome",

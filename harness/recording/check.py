@@ -1,4 +1,4 @@
-"""Resolve a variant and its leak in a throw-away worker, so bad input is refused before anything is written."""
+"""Resolve a variant and its leak, or check a script, in a throw-away worker, before anything is written."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
+from typing import Any
 
 from harness.errors import UsageError
 from harness.interface import RunConfig
 from harness.recording.request import VariantCheck, default_memory_cap, memory_limit_for
+from harness.scripts import Script
 from harness.worker.protocol import check_reply, worker_command
 
 CHECK_TIMEOUT_S = 120.0  # resolving a variant imports it: torch alone takes seconds
@@ -34,10 +36,38 @@ def check_variant(
     came, the check is stopped and KeyboardInterrupt raised at once, not after the
     import (which may take minutes) has finished.
     """
-    limit = memory_limit_bytes if memory_limit_bytes is not None else memory_limit_for(default_memory_cap())
-    payload = {"variant": variant, "leak": leak, "parent_pid": os.getpid(), "memory_limit_bytes": limit}
+    payload: dict[str, Any] = {"variant": variant, "leak": leak}
     if config is not None:
         payload["config"] = config.to_dict()
+    verdict = _ask(payload, f"variant {variant!r}", timeout_s, memory_limit_bytes, interrupted)
+    return VariantCheck(verdict["description"], dict(verdict["leaks"]))
+
+
+def check_script_runs(
+    script: Script,
+    timeout_s: float = CHECK_TIMEOUT_S,
+    memory_limit_bytes: int | None = None,
+    interrupted: Callable[[], bool] = lambda: False,
+) -> None:
+    """Check in a throw-away worker that ``script`` can run (compiled, not run); UsageError naming what is wrong.
+
+    A path is only read and compiled; a module is found as ``python -m`` finds
+    it, which imports its parent packages: hence the worker.  ``interrupted`` as for
+    :func:`check_variant`.
+    """
+    _ask({"script": script.to_dict()}, f"script {script.label!r}", timeout_s, memory_limit_bytes, interrupted)
+
+
+def _ask(
+    payload: dict[str, Any],
+    label: str,
+    timeout_s: float,
+    memory_limit_bytes: int | None,
+    interrupted: Callable[[], bool],
+) -> dict[str, Any]:
+    """Run ``python -m harness.worker --check`` on ``payload``; its ok verdict, or UsageError with its message."""
+    limit = memory_limit_bytes if memory_limit_bytes is not None else memory_limit_for(default_memory_cap())
+    payload = payload | {"parent_pid": os.getpid(), "memory_limit_bytes": limit}
     read_fd, write_fd = os.pipe()
     try:
         command = worker_command(write_fd, "--check", payload)
@@ -62,7 +92,7 @@ def check_variant(
                     raise KeyboardInterrupt from None
                 if time.monotonic() >= deadline:
                     _stop(proc)
-                    raise UsageError(f"loading variant {variant!r} took longer than {timeout_s:.0f} s") from None
+                    raise UsageError(f"loading {label} took longer than {timeout_s:.0f} s") from None
         os.close(write_fd)
         write_fd = -1
         with os.fdopen(read_fd, "rb") as pipe:
@@ -75,10 +105,10 @@ def check_variant(
     verdict = check_reply(lines)
     if verdict is None:
         tail = (stderr.strip().splitlines() or ["no output"])[-1]
-        raise UsageError(f"cannot load variant {variant!r}: the check exited with status {proc.returncode}: {tail}")
+        raise UsageError(f"cannot load {label}: the check exited with status {proc.returncode}: {tail}")
     if not verdict["ok"]:
         raise UsageError(verdict["message"])
-    return VariantCheck(verdict["description"], dict(verdict["leaks"]))
+    return verdict
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:

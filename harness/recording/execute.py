@@ -10,7 +10,8 @@ The parent never imports or runs training code.  It
    go to epochs.csv as they arrive, RSS samples to samples.csv; over the
    memory cap the worker is killed at once, on timeout, SIGINT or SIGTERM it
    is stopped with SIGTERM, then SIGKILL after a grace period;
-4. rewrites meta.json atomically with the status, and the growth verdict.
+4. rewrites meta.json atomically with the status, and the growth verdict
+   (:mod:`~harness.recording.outcome` words how it ended).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from typing import Any
 from harness import records, storage, sysinfo
 from harness.errors import UsageError
 from harness.formatting import format_size
-from harness.growth import format_growth, summarise_run
-from harness.recording.check import check_variant
+from harness.growth import summarise_run
+from harness.recording.check import check_script_runs, check_variant
 from harness.recording.progress import Progress
 from harness.recording.request import RunOutcome, RunRequest, default_memory_cap, memory_limit_for
 from harness.recording.signals import SignalFlag
@@ -64,7 +65,7 @@ def _describe_exit(code: int | None) -> str:
     return f"the worker exited with status {code}"
 
 
-def _final_status(session: Session, exit_code: int | None, planned: int, limit: int) -> tuple[str, str]:
+def _final_status(session: Session, exit_code: int | None, planned: int | None, limit: int) -> tuple[str, str]:
     """The run's status and a one-line message, from what the parent decided and what the worker said."""
     if session.status is not None:
         return session.status, session.message
@@ -76,8 +77,11 @@ def _final_status(session: Session, exit_code: int | None, planned: int, limit: 
                 f"(RLIMIT_DATA backstop) before a sample saw RSS over the cap: {exception}"
             )
         return records.FAILED, f"{session.error.get('phase', 'training')}: {exception}"
-    if exit_code == 0 and session.done is not None and session.last_epoch == planned:
+    # A loop completes its planned epochs; a script (planned None) completes when it exits with status 0.
+    if exit_code == 0 and session.done is not None and planned in (None, session.last_epoch):
         return records.COMPLETED, ""
+    if (session.done or {}).get("exit_status"):
+        return records.FAILED, f"the script exited with status {session.done['exit_status']}"
     return records.FAILED, _describe_exit(exit_code)
 
 
@@ -102,16 +106,26 @@ def execute(
     try:
         storage.check_results_dir(request.results_dir)
         cap = request.memory_cap_bytes if request.memory_cap_bytes is not None else default_memory_cap()
-        check_variant(
-            request.variant,
-            request.config.leak,
-            memory_limit_bytes=memory_limit_for(cap),
-            config=request.config,
-            interrupted=lambda: flag.count > 0,
-        )
+        limit, interrupted = memory_limit_for(cap), lambda: flag.count > 0
+        if request.script is not None:
+            check_script_runs(request.script, memory_limit_bytes=limit, interrupted=interrupted)
+        else:
+            assert request.config is not None
+            check_variant(
+                request.variant,
+                request.config.leak,
+                memory_limit_bytes=limit,
+                config=request.config,
+                interrupted=interrupted,
+            )
         if flag.count:
             raise KeyboardInterrupt  # nothing written yet: leave like any interrupted command
-        run_dir = storage.create_run_dir(request.results_dir, request.variant, request.config.leak, request.config.seed)
+        if request.script is not None:
+            run_dir = storage.create_run_dir(request.results_dir, request.script.stem, None, None)
+        else:
+            run_dir = storage.create_run_dir(
+                request.results_dir, request.variant, request.config.leak, request.config.seed
+            )
         outcome, analyse = _record(request, run_dir, cap, progress, flag, on_start)
     finally:
         flag.restore()
@@ -131,23 +145,26 @@ def _record(
     Returns the outcome (without its growth) and whether its epochs can be analysed.
     """
     limit = memory_limit_for(cap)
-    leak = request.config.leak
+    config, script = request.config, request.script
     host = sysinfo.host_info()
     meta = records.RunMeta(
         run_id=run_dir.name,
         variant=request.variant,
-        leak=leak,
-        seed=request.config.seed,
-        epochs_planned=request.config.epochs,
+        leak=config.leak if config is not None else None,
+        seed=config.seed if config is not None else None,
+        epochs_planned=config.epochs if config is not None else None,
         epochs_done=0,
         status=records.RUNNING,
-        config=request.config.to_dict(),
+        config=config.to_dict() if config is not None else {},
         memory_cap_bytes=cap,
         memory_limit_bytes=limit,
         timeout_s=request.timeout_s,
         trace=request.trace,
         sample_interval_s=request.sample_interval_s,
         measure=request.measure,
+        script=script.to_dict() if script is not None else None,
+        epochs_from=request.epochs_from,
+        window_s=request.window_or_default,
         started_at=storage.iso(storage.utc_now()),
         ended_at=None,
         host=host,
@@ -163,17 +180,19 @@ def _record(
         on_start(run_dir)
 
     job = {
-        "variant": request.variant,
-        "config": request.config.to_dict(),
         "trace_path": str((run_dir / storage.TRACE).absolute()) if request.trace else None,
         "trace_frames": request.trace_frames,
         "memory_limit_bytes": limit,
     }
+    if script is not None:
+        job |= {"script": script.to_dict(), "marks": request.window_s is None, "window_s": request.window_or_default}
+    else:
+        job |= {"variant": request.variant, "config": config.to_dict() if config is not None else None}
     session = Session(request, cap, run_dir, progress, flag)
     exit_code: int | None = None
     try:
         exit_code = session.run(job)
-        status, message = _final_status(session, exit_code, request.config.epochs, limit)
+        status, message = _final_status(session, exit_code, meta["epochs_planned"], limit)
     except BaseException as exc:
         # A bug in the parent (or a signal outside our handlers): still leave a finished run behind.
         status, message = records.FAILED, f"the recording process failed: {type(exc).__name__}: {exc}"
@@ -192,7 +211,9 @@ def _record(
         status, message = records.FAILED, storage.cannot_record(run_dir, session.writer.failure or exc)
         stop = {"reason": status, "epoch": session.last_epoch, "message": message}
         return RunOutcome(run_dir, status, records.EXIT_CODES[status], session.last_epoch, stop, None, meta), False
-    analyse = session.last_epoch >= 1 and session.writer.failure is None
+    # A script that marked no epoch is judged on windows of its samples: analysed whatever last_epoch says.
+    has_epochs = session.last_epoch >= 1 or meta["epochs_from"] == records.WINDOWS
+    analyse = has_epochs and session.writer.failure is None
     outcome = RunOutcome(run_dir, status, records.EXIT_CODES[status], session.last_epoch, stop, None, meta)
     return outcome, analyse
 
@@ -205,13 +226,19 @@ def _with_growth(outcome: RunOutcome) -> RunOutcome:
     already safe on disk; only the verdict is not stored then).
     """
     run = storage.load_run(outcome.run_dir)
-    growth = summarise_run(run.epochs, outcome.meta)
-    meta = outcome.meta | {"growth": growth}
+    if run.epochs.empty:
+        return outcome  # a script's run shorter than one window
+    meta = outcome.meta | {"epochs_done": run.meta["epochs_done"]}  # a script's windows count as its epochs
+    try:
+        growth = summarise_run(run.epochs, meta)
+    except UsageError:  # --measure heap on a script that marked no epochs: nothing to judge it on
+        growth = None
+    meta["growth"] = growth
     try:
         storage.write_meta(outcome.run_dir, meta)
     except OSError as exc:
         print(f"note: growth not stored in {outcome.run_dir}: {exc.strerror or exc}", file=sys.stderr)
-    return replace(outcome, growth=growth, meta=meta)
+    return replace(outcome, epochs_done=meta["epochs_done"], growth=growth, meta=meta)
 
 
 def _finish(
@@ -228,6 +255,8 @@ def _finish(
             message=message,
             **session.stop_info(),
         ).to_dict()
+    if meta["epochs_from"] == records.MARKS and session.last_epoch == 0:
+        meta["epochs_from"] = records.WINDOWS  # the script marked no epoch: it is judged per window of samples
     meta |= {
         "epochs_done": session.last_epoch,
         "status": status,
@@ -239,33 +268,3 @@ def _finish(
     records.RunMeta.from_dict(meta)
     storage.write_meta(run_dir, meta)  # the status is safe on disk before any analysis runs
     return stop
-
-
-def describe_outcome(outcome: RunOutcome) -> list[str]:
-    """Lines summarising how a run ended, for the end of ``run``."""
-    meta = outcome.meta
-    planned = meta["epochs_planned"]
-    lines = []
-    if outcome.status == records.COMPLETED:
-        lines.append(f"completed {outcome.epochs_done}/{planned} epochs")
-    elif outcome.status == records.MEMORY_CAP:
-        stop = outcome.stop or {}
-        detail = stop.get("message") or _cap_detail(stop, meta["memory_cap_bytes"])
-        lines.append(f"memory_cap: stopped after epoch {outcome.epochs_done}/{planned}: {detail}")
-    else:
-        stop = outcome.stop or {}
-        lines.append(f"{outcome.status}: after epoch {outcome.epochs_done}/{planned}: {stop.get('message', '')}")
-    if outcome.growth is not None:
-        lines.extend(format_growth(outcome.growth).splitlines())
-    return lines
-
-
-def _cap_detail(stop: dict[str, Any], cap: int) -> str:
-    """ "the tree's PSS 312.0 MiB (the worker and 1 child) passed the cap 300.0 MiB"."""
-    pss, children = stop.get("tree_pss_bytes"), stop.get("children")
-    if pss is None:
-        return (
-            f"RSS {format_size(stop['rss_bytes'])} passed the cap {format_size(cap)}" if stop.get("rss_bytes") else ""
-        )
-    who = f"the worker and {children} child{'ren' if children != 1 else ''}" if children else "the worker alone"
-    return f"the tree's PSS {format_size(pss)} ({who}) passed the cap {format_size(cap)}"

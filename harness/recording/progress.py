@@ -16,7 +16,7 @@ REDRAW_S = 0.1  # at most ten redraws a second: a fast loop must not spend its t
 
 def format_progress(
     epoch: int,
-    planned: int,
+    planned: int | None,
     rss_bytes: int | None,
     first_rss_bytes: int | None,
     metrics: Mapping[str, float],
@@ -25,8 +25,11 @@ def format_progress(
     children: int = 0,
     tree_pss_bytes: int | None = None,
 ) -> str:
-    """The progress line, cut to ``width`` characters; the tree's PSS when the worker has children."""
-    parts = [f"epoch {epoch}/{planned}"]
+    """The progress line, cut to ``width`` characters; the tree's PSS when the worker has children.
+
+    ``planned`` is None for a script, which ends when it ends: no ETA.
+    """
+    parts = [f"epoch {epoch}/{planned}" if planned is not None else f"epoch {epoch}"]
     if rss_bytes is not None:
         rss = f"RSS {format_size(rss_bytes)}"
         if first_rss_bytes is not None and epoch > 1:
@@ -41,7 +44,7 @@ def format_progress(
     if epoch > 0 and elapsed_s > 0:
         rate = epoch / elapsed_s
         parts.append(f"{rate:.3g} epochs/s")
-        if epoch < planned:
+        if planned is not None and epoch < planned:
             parts.append(f"ETA {format_duration((planned - epoch) / rate)}")
     return " | ".join(parts)[:width]
 
@@ -49,7 +52,7 @@ def format_progress(
 class Progress:
     """Redraws one line on ``stream`` (stderr) as records and samples arrive; silent unless enabled."""
 
-    def __init__(self, planned: int, stream: TextIO | None = None, enabled: bool | None = None) -> None:
+    def __init__(self, planned: int | None, stream: TextIO | None = None, enabled: bool | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self.planned = planned

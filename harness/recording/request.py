@@ -11,7 +11,8 @@ import psutil
 
 from harness.errors import UsageError
 from harness.interface import RunConfig
-from harness.records import DEFAULT_MEASURE, MEASURE_COLUMNS
+from harness.records import DEFAULT_MEASURE, LOOP, MARKS, MEASURE_COLUMNS, WINDOWS
+from harness.scripts import DEFAULT_WINDOW_S, Script
 from harness.worker import tracing
 
 DEFAULT_SAMPLE_INTERVAL_S = 0.05
@@ -30,10 +31,15 @@ def memory_limit_for(cap: int) -> int:
 
 @dataclass(frozen=True)
 class RunRequest:
-    """Everything ``run`` needs; checks its fields (UsageError) before anything starts."""
+    """Everything ``run`` needs; checks its fields (UsageError) before anything starts.
+
+    A loop's run has a ``variant`` and its ``config``; a script's has ``script``
+    (``variant`` then names it: :attr:`Script.label`) and no config, and
+    ``window_s`` when its epochs are windows whatever it marks (``--window``).
+    """
 
     variant: str
-    config: RunConfig
+    config: RunConfig | None
     results_dir: Path = Path("results")
     memory_cap_bytes: int | None = None  # None: default_memory_cap() when the run starts
     timeout_s: float | None = None
@@ -41,12 +47,18 @@ class RunRequest:
     trace: bool = False
     trace_frames: int = tracing.FRAMES
     measure: str = DEFAULT_MEASURE  # the series the verdict judges: rss, tree-pss, tree-uss or heap
+    script: Script | None = None
+    window_s: float | None = None  # a script's epochs are windows of this many seconds, marks or not
 
     def __post_init__(self) -> None:
-        if not isinstance(self.variant, str) or not self.variant:
-            raise UsageError("a variant is required: --variant NAME")
-        if not isinstance(self.config, RunConfig):
+        if self.script is not None:
+            self._check_script()
+        elif not isinstance(self.variant, str) or not self.variant:
+            raise UsageError("a variant is required: --variant NAME (or a script: --script PATH)")
+        elif not isinstance(self.config, RunConfig):
             raise UsageError(f"config must be a RunConfig, got {type(self.config).__name__}")
+        elif self.window_s is not None:
+            raise UsageError("--window applies to a script (--script PATH or -m MODULE), not to a loop's epochs")
         cap = self.memory_cap_bytes
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap <= 0):
             raise UsageError(f"memory cap must be a positive size, got {cap!r}")
@@ -63,6 +75,34 @@ class RunRequest:
         if self.measure == "heap" and not self.trace:
             raise UsageError("measure heap needs --trace: the Python heap is recorded only when traced")
         object.__setattr__(self, "results_dir", Path(self.results_dir))
+
+    def _check_script(self) -> None:
+        if not isinstance(self.script, Script):
+            raise UsageError(f"script must be a Script, got {type(self.script).__name__}")
+        if self.config is not None:
+            raise UsageError("a script takes its own arguments, not a loop's configuration")
+        window = self.window_s
+        if window is not None and (
+            isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 < window < math.inf
+        ):
+            raise UsageError(f"--window must be a positive number of seconds, got {window:g}")
+        if window is not None and self.measure == "heap":
+            raise UsageError("measure heap needs marked epochs: windows of samples hold no Python heap")
+        object.__setattr__(self, "variant", self.script.label)
+
+    @property
+    def epochs_from(self) -> str:
+        """Where the run's epochs come from: a loop, a script's marks, or windows (--window)."""
+        if self.script is None:
+            return LOOP
+        return WINDOWS if self.window_s is not None else MARKS
+
+    @property
+    def window_or_default(self) -> float | None:
+        """A script's window length: --window, or the default used when it marks no epochs; None for a loop."""
+        if self.script is None:
+            return None
+        return self.window_s if self.window_s is not None else DEFAULT_WINDOW_S
 
 
 @dataclass(frozen=True)

@@ -91,8 +91,8 @@ class Session:
                 self._flush_pending()
         elif kind == protocol.ERROR:
             self.error = message
-        elif kind == protocol.DONE:
-            self.done = message
+        elif kind == protocol.DONE:  # with a script's versions: what it imported by its end
+            self.done, self.worker_versions = message, self.worker_versions | dict(message.get("versions") or {})
         else:
             raise ValueError(f"unexpected message {kind!r} from a training worker")
 

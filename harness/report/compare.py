@@ -282,6 +282,10 @@ def caveats(baseline: pd.DataFrame, candidate: pd.DataFrame) -> list[str]:
                 f"{name}: final metrics are taken after different epochs "
                 f"(baseline {_list(done_b)}, candidate {_list(done_c)})"
             )
+        pers = sorted(set(b.get("per", ["epoch"])) | set(c.get("per", ["epoch"])))
+        if "window" in pers:  # a script that marks no epochs is judged per window of its samples
+            mixed = " on one side and per epoch on the other: the two do not compare" if len(pers) > 1 else ""
+            notes.append(f"{name}: growth is per window of samples{mixed}")
     for side, table in (("baseline", baseline), ("candidate", candidate)):
         unfinished = table[table["status"] != COMPLETED]
         for row in unfinished.itertuples(index=False):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
-from harness.formatting import format_bytes, format_p, format_rate_ci, format_size, text_table
+from harness.formatting import format_bytes, format_p, format_rate_ci, format_size, plural, text_table
 from harness.growth import MEASURES, TREE_MEASURES, reaches
+from harness.records import WINDOWS
+from harness.scripts import Script
 
 TOP = 10  # rows of each trace table shown; trace.json keeps 25
 PATH_WIDTH = 60  # longer site paths keep their tail, which names the file
@@ -18,7 +21,12 @@ def explain_text(
 ) -> str:
     """The whole ``explain`` report: run, trend table, reasons, projection, and the trace tables."""
     parts = [_header(meta), _trend_table(growth), _reasons(growth)]
-    if trace is None and meta.get("trace"):
+    if trace is None and meta.get("trace") and meta.get("epochs_from") == WINDOWS:
+        parts.append(
+            "No trace: the tracer takes its baseline after the 3rd epoch or window, and the script ended before "
+            "it; a script that marks no epochs is traced window by window when run with --window SECONDS."
+        )
+    elif trace is None and meta.get("trace"):
         parts.append(
             "No trace: the run was traced but ended before its baseline epoch, so there is nothing to compare; "
             "run it for more epochs to see which lines and object types the growth comes from."
@@ -26,16 +34,24 @@ def explain_text(
     elif trace is None:
         parts.append("No trace: re-run with --trace to see which lines and object types the growth comes from.")
     else:
-        parts.append(sites_table(trace, root, top))
+        parts.append(sites_table(trace, root, top, per="window" if meta.get("epochs_from") == WINDOWS else "epoch"))
         parts.append(keepers_text(trace, root))
         parts.append(types_table(trace, top))
     return "\n\n".join(part for part in parts if part) + "\n"
 
 
 def _header(meta: dict[str, Any]) -> str:
-    """ "run <id>" and one line naming variant, leak, seed, epochs and status."""
+    """ "run <id>" and one line naming variant, leak, seed, epochs and status (a script: its command, its epochs)."""
     leak = meta.get("leak") or "none"
     done, planned = meta.get("epochs_done", "?"), meta.get("epochs_planned", "?")
+    script = meta.get("script")
+    if script is not None:
+        command = " ".join(shlex.quote(part) for part in Script.from_dict(script).command())
+        if meta.get("epochs_from") == WINDOWS:
+            epochs = f"{plural(int(done or 0), 'window')} of {meta.get('window_s'):g} s (it marks no epochs)"
+        else:
+            epochs = f"{plural(int(done or 0), 'epoch')} marked"
+        return f"run {meta.get('run_id', '?')}\n  script: python {command}: {epochs}, {meta.get('status', '?')}"
     return (
         f"run {meta.get('run_id', '?')}\n"
         f"  variant {meta.get('variant', '?')}, leak {leak}, seed {meta.get('seed', '?')}: "
@@ -69,7 +85,13 @@ def _trend_table(growth: dict[str, Any]) -> str:
         if measure["bytes_per_epoch"] is None:
             rows.append([name, measure["verdict"], "-", "-", "-", str(measure["warmup_epochs"]), "-"])
             continue
-        rate, ci = format_rate_ci(measure["bytes_per_epoch"], measure["ci_low"], measure["ci_high"], signed=True)
+        rate, ci = format_rate_ci(
+            measure["bytes_per_epoch"],
+            measure["ci_low"],
+            measure["ci_high"],
+            signed=True,
+            per=measure.get("per", "epoch"),
+        )
         first, last = measure["first_epoch_used"], measure["last_epoch"]
         rows.append(
             [
@@ -83,8 +105,9 @@ def _trend_table(growth: dict[str, Any]) -> str:
             ]
         )
     level = f"{growth.get('confidence', 0.95):.0%} CI"
+    per = growth.get("per", "epoch")
     return _table(
-        ["memory", "verdict", "growth", level, "p", "warm-up", "epochs fitted"],
+        ["memory", "verdict", "growth", level, "p", "warm-up", f"{per}s fitted"],
         rows,
         right=[False, False, True, True, True, True, False],
     )
@@ -93,7 +116,7 @@ def _trend_table(growth: dict[str, Any]) -> str:
 def _reasons(growth: dict[str, Any]) -> str:
     """Why each verdict, the projection for a leak, and the native-memory note."""
     lines = [f"{name}: {measure['verdict']}: {measure['reason']}." for name, measure in _series(growth)]
-    where = reaches(growth.get("projection"))
+    where = reaches(growth.get("projection"), growth.get("per", "epoch"))
     if where:
         lines.append(f"At this rate {MEASURES.get(growth.get('measure', ''), 'memory')} reaches {where}.")
     if growth.get("note"):
@@ -101,11 +124,11 @@ def _reasons(growth: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def sites_table(trace: dict[str, Any], root: str | None = None, top: int = TOP) -> str:
-    """Title and table of the allocation sites whose traced memory grew most."""
+def sites_table(trace: dict[str, Any], root: str | None = None, top: int = TOP, per: str = "epoch") -> str:
+    """Title and table of the allocation sites whose traced memory grew most (``per``: epoch, or window)."""
     sites = trace.get("sites") or []
     title = (
-        f"Allocation sites that grew most, epoch {trace.get('baseline_epoch')} -> {trace.get('final_epoch')} "
+        f"Allocation sites that grew most, {per} {trace.get('baseline_epoch')} -> {trace.get('final_epoch')} "
         f"(tracemalloc{'' if trace.get('final', True) else ', interim: the run ended before its final trace'}):"
     )
     if not sites:

@@ -61,7 +61,7 @@ def plot_memory_panels(panels: Sequence[MemoryPanel], path: Path) -> Path:
             _draw_cap(axes, run)
         axes.set_title(panel.variant)
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set_xlabel("epoch")
+        axes.set_xlabel(panel.x_label)
         axes.set_ylabel("resident memory (MiB)")
         # Room above the highest line or cap so a stop marker is not cut by the frame.
         axes.set_ylim(0, axes.get_ylim()[1] * 1.12)

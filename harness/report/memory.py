@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.formatting import format_bytes
-from harness.records import MEMORY_CAP, NO_LEAK
+from harness.records import MEMORY_CAP, NO_LEAK, WINDOWS
 from harness.report.runs import (
     float_or_nan,
     growth_of,
@@ -32,6 +32,7 @@ class MemoryPanel:
     fixed: list[Run]
     leaky_label: str = "leak"
     fixed_label: str = "fixed"
+    x_label: str = "epoch"  # "window (1 s)" for a script judged per window of its samples
 
 
 def memory_panels(runs: Sequence[Run]) -> list[MemoryPanel]:
@@ -44,13 +45,17 @@ def memory_panels(runs: Sequence[Run]) -> list[MemoryPanel]:
     """
     panels = []
     for variant in ordered_variants(runs):
-        mine = [r for r in runs if r.meta.get("variant") == variant and model_of(r) == "CNN" and not r.epochs.empty]
+        chosen = ("CNN", "script")  # a script's runs have a panel of their own, named by its path
+        mine = [r for r in runs if r.meta.get("variant") == variant and model_of(r) in chosen and not r.epochs.empty]
         mine = [r for r in mine if not r.meta.get("trace")] or mine
         leaky = [r for r in mine if leak_of(r) != NO_LEAK]
         fixed = [r for r in mine if leak_of(r) == NO_LEAK]
         planned = {r.meta.get("epochs_planned") for r in leaky}
         matching = [r for r in fixed if r.meta.get("epochs_planned") in planned]
         fixed = matching or fixed
+        windows = sorted({r.meta.get("window_s") for r in mine if r.meta.get("epochs_from") == WINDOWS})
+        x_label = f"window ({', '.join(f'{w:g}' for w in windows)} s)" if windows else "epoch"
+        script = any(model_of(r) == "script" for r in mine)
         if leaky or fixed:
             leaks = ", ".join(sorted({leak_of(r) for r in leaky}))
             panels.append(
@@ -59,7 +64,8 @@ def memory_panels(runs: Sequence[Run]) -> list[MemoryPanel]:
                     leaky,
                     fixed,
                     f"leak: {leaks}{_growth_note(leaky)}",
-                    f"fixed{_growth_note(fixed)}",
+                    f"{'script' if script else 'fixed'}{_growth_note(fixed)}",
+                    x_label,
                 )
             )
     return panels
@@ -67,11 +73,13 @@ def memory_panels(runs: Sequence[Run]) -> list[MemoryPanel]:
 
 def _growth_note(runs: Sequence[Run]) -> str:
     """`` (3 runs, +23.3 MiB/epoch)``: how many runs and their median growth, for a legend."""
-    rates = [float_or_nan(growth_of(r).get("bytes_per_epoch")) for r in runs]
+    growths = [growth_of(r) for r in runs]
+    rates = [float_or_nan(g.get("bytes_per_epoch")) for g in growths]
     rates = [v for v in rates if not math.isnan(v)]
     parts = [f"{len(runs)} runs"] if len(runs) > 1 else []
     if rates:
-        parts.append(f"{format_bytes(float(np.median(rates)), signed=True)}/epoch")
+        per = "window" if any(g.get("per") == "window" for g in growths) else "epoch"
+        parts.append(f"{format_bytes(float(np.median(rates)), signed=True)}/{per}")
     return f" ({', '.join(parts)})" if parts else ""
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.formatting import format_bytes, format_growth, format_percent, format_speed
+from harness.formatting import MISSING, format_bytes, format_growth, format_percent, format_speed, missing
 from harness.growth import measure_label
 from harness.report.runs import (
     epochs_per_second,
@@ -37,13 +37,15 @@ def run_table(runs: Sequence[Run]) -> pd.DataFrame:
                 "leak": leak_of(run),
                 "seed": run.meta.get("seed"),
                 "epochs_done": int(run.meta.get("epochs_done", len(run.epochs))),
-                "epochs_planned": int(run.meta.get("epochs_planned", len(run.epochs))),
+                # None for a script: it ends when it ends
+                "epochs_planned": run.meta.get("epochs_planned", len(run.epochs)),
                 "status": run.meta.get("status"),
                 "verdict": growth.get("verdict"),
                 "measure": growth.get("judged", "rss"),
                 "bytes_per_epoch": float_or_nan(growth.get("bytes_per_epoch")),
                 "ci_low": float_or_nan(growth.get("ci_low")),
                 "ci_high": float_or_nan(growth.get("ci_high")),
+                "per": growth.get("per", "epoch"),  # "window" for a script judged per window of samples
                 "peak_rss_bytes": peak_rss_bytes(run),
                 "children": run.max_children,
                 "peak_tree_pss_bytes": float_or_nan(run.peak_of("tree_pss_bytes")),
@@ -70,6 +72,7 @@ RUN_TABLE_COLUMNS = [
     "bytes_per_epoch",
     "ci_low",
     "ci_high",
+    "per",
     "peak_rss_bytes",
     "children",
     "peak_tree_pss_bytes",
@@ -92,16 +95,19 @@ def format_run_table(table: pd.DataFrame) -> pd.DataFrame:
             "variant": table["variant"].astype(str),
             "model": table["model"],
             "leak": table["leak"],
-            "seed": table["seed"].astype(str),
-            "epochs": [f"{d}/{p}" for d, p in zip(table["epochs_done"], table["epochs_planned"])],
+            "seed": [MISSING if missing(seed) else str(int(seed)) for seed in table["seed"]],
+            "epochs": [
+                _epochs_cell(d, p, per)
+                for d, p, per in zip(table["epochs_done"], table["epochs_planned"], table["per"])
+            ],
             "status": table["status"],
             "verdict": [
                 v if m in ("rss", None) or pd.isna(m) else f"{v} ({measure_label(m)})"
                 for v, m in zip(table["verdict"], table["measure"])
             ],
-            "growth per epoch (95% CI)": [
-                format_growth(b, lo, hi)
-                for b, lo, hi in zip(table["bytes_per_epoch"], table["ci_low"], table["ci_high"])
+            growth_header(table["per"]): [
+                format_growth(b, lo, hi, per)
+                for b, lo, hi, per in zip(table["bytes_per_epoch"], table["ci_low"], table["ci_high"], table["per"])
             ],
             "peak RSS": [format_bytes(v) for v in table["peak_rss_bytes"]],
             "epochs/s": [format_speed(v) for v in table["epochs_per_s"]],
@@ -114,3 +120,15 @@ def format_run_table(table: pd.DataFrame) -> pd.DataFrame:
         shown.insert(at, "peak tree PSS", [format_bytes(v) for v in table["peak_tree_pss_bytes"]])
         shown.insert(at, "children", [str(int(v)) for v in table["children"]])
     return shown.reset_index(drop=True)
+
+
+def growth_header(pers: Sequence[str]) -> str:
+    """ "growth per epoch (95% CI)", or "growth per epoch or window (95% CI)" beside a script judged per window."""
+    return "growth per epoch or window (95% CI)" if "window" in set(pers) else "growth per epoch (95% CI)"
+
+
+def _epochs_cell(done: int, planned: int | None, per: str) -> str:
+    """ "12/12" for a loop; "12" for a script's marks; "12 windows" for its windows."""
+    if per == "window":
+        return f"{done} windows"
+    return str(done) if missing(planned) else f"{done}/{int(planned)}"

@@ -14,12 +14,14 @@ from typing import Any
 from harness.errors import UsageError
 from harness.growth import summarise_run
 from harness.loops import VARIANTS
-from harness.records import NO_LEAK
+from harness.records import NO_LEAK, WINDOWS
 from harness.storage import Run
 
 
 def model_of(run: Run) -> str:
-    """``"fc-only"`` when only the fully connected layers learn, else ``"CNN"``."""
+    """``"fc-only"`` when only the fully connected layers learn, ``"script"`` for a script, else ``"CNN"``."""
+    if run.meta.get("script") is not None:
+        return "script"
     options = (run.meta.get("config") or {}).get("options") or {}
     return "fc-only" if options.get("fc_only") else "CNN"
 
@@ -36,7 +38,8 @@ def run_label(run: Run) -> str:
         parts.append("fc-only")
     if leak_of(run) != NO_LEAK:
         parts.append(leak_of(run))
-    parts.append(f"s{run.meta.get('seed')}")
+    if run.meta.get("seed") is not None:  # a script has none
+        parts.append(f"s{run.meta.get('seed')}")
     return " ".join(parts)
 
 
@@ -66,8 +69,8 @@ def epochs_per_second(run: Run) -> float:
     The sum of ``epoch_s`` rather than the wall time: a traced run pauses between
     epochs for tracemalloc snapshots (tens of seconds), which is not the loop's speed.
     """
-    if run.epochs.empty or "epoch_s" not in run.epochs:
-        return math.nan
+    if run.epochs.empty or "epoch_s" not in run.epochs or run.meta.get("epochs_from") == WINDOWS:
+        return math.nan  # a script's windows are a clock, not its speed
     busy = float(run.epochs["epoch_s"].sum())
     return len(run.epochs) / busy if busy > 0 else math.nan
 

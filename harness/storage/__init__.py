@@ -5,7 +5,8 @@ appends to it as the run goes (:mod:`~harness.storage.writer`): rows flushed as
 they arrive, meta.json replaced whole, so a run that died keeps everything
 recorded up to then.  The growth, guard and report stages read it back
 (:mod:`~harness.storage.reader`: :func:`load_run`, :func:`load_runs`) as
-metadata and pandas tables.
+metadata and pandas tables; a script run that marks no epochs gets windows of
+its samples as its epochs (:mod:`~harness.storage.windows`).
 """
 
 from harness.storage.layout import (
@@ -22,6 +23,7 @@ from harness.storage.layout import (
     utc_now,
 )
 from harness.storage.reader import Run, find_run_dirs, find_runs, load_run, load_runs, read_meta
+from harness.storage.windows import window_epochs
 from harness.storage.writer import FSYNC_INTERVAL_S, CsvAppender, RunWriter, cannot_record, store_growth, write_meta
 
 __all__ = [
@@ -47,5 +49,6 @@ __all__ = [
     "slug",
     "store_growth",
     "utc_now",
+    "window_epochs",
     "write_meta",
 ]

@@ -38,9 +38,14 @@ def slug(text: str, limit: int = 40) -> str:
     return cleaned[:limit] or "variant"
 
 
-def new_run_id(variant: str, leak: str | None, seed: int, moment: datetime | None = None) -> str:
-    """ "<UTC yyyymmddTHHMMSS>-<variant>-<leak or noleak>-s<seed>-<6 hex>", unique with high probability."""
+def new_run_id(variant: str, leak: str | None, seed: int | None, moment: datetime | None = None) -> str:
+    """ "<UTC yyyymmddTHHMMSS>-<variant>-<leak or noleak>-s<seed>-<6 hex>", unique with high probability.
+
+    A script's run (no seed) is "<UTC yyyymmddTHHMMSS>-<script name>-script-<6 hex>".
+    """
     stamp = (moment or utc_now()).astimezone(UTC).strftime("%Y%m%dT%H%M%S")
+    if seed is None:
+        return f"{stamp}-{slug(variant)}-script-{secrets.token_hex(3)}"
     return f"{stamp}-{slug(variant)}-{slug(leak) if leak else 'noleak'}-s{seed}-{secrets.token_hex(3)}"
 
 
@@ -61,7 +66,7 @@ def check_results_dir(results_dir: Path, option: str = "--results", what: str = 
         raise UsageError(f"{what} {str(results_dir)!r} is not writable; pass {option} DIR with a writable DIR")
 
 
-def create_run_dir(results_dir: Path, variant: str, leak: str | None, seed: int) -> Path:
+def create_run_dir(results_dir: Path, variant: str, leak: str | None, seed: int | None) -> Path:
     """Make ``results_dir/<new run id>`` exclusively (another id on the rare clash); returns its path."""
     check_results_dir(results_dir)
     results_dir = Path(results_dir)

@@ -2,8 +2,10 @@
 
 The loader reads a run whose run died mid-write (it drops a last line that was
 cut off) and refuses, with a message saying why, a directory it cannot read.
-It reads schema versions 1 and 2: a version-1 run's tables get the process
-tree's columns, empty, and its meta.json is returned as it is on disk.
+It reads schema versions 1 to 3: a version-1 run's tables get the process
+tree's columns, empty, and its meta.json is returned as it is on disk.  A
+script run judged per window (schema version 3) gets its windows of samples.csv
+as its epochs table (:mod:`~harness.storage.windows`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import pandas as pd
 
 from harness import records
 from harness.errors import UsageError
+from harness.scripts import DEFAULT_WINDOW_S
 from harness.storage import files, validate
 from harness.storage.layout import EPOCHS, META, SAMPLES, TRACE
+from harness.storage.windows import window_epochs
 
 
 @dataclass(frozen=True)
@@ -137,12 +141,15 @@ def _read_meta(run_dir: Path) -> dict[str, Any]:
     if isinstance(version, bool) or version not in records.READABLE_VERSIONS:
         newer = isinstance(version, int) and not isinstance(version, bool) and version > records.SCHEMA_VERSION
         fix = "upgrade leakbench (pip install -U leakbench) to read it" if newer else "re-run it with this leakbench"
-        readable = " and ".join(str(v) for v in records.READABLE_VERSIONS)
+        *most, last = (str(v) for v in records.READABLE_VERSIONS)
+        readable = f"{', '.join(most)} and {last}" if most else last
         raise UsageError(f"{path} has schema_version {version!r}; this leakbench reads versions {readable}: {fix}")
     try:
         records.RunMeta.from_dict(meta)
         if meta.get("growth") is not None:
             validate.check_growth(meta["growth"])
+        if meta.get("script") is not None:
+            validate.check_script(meta["script"])  # explain and sweeps rebuild the script's command line from it
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{path} is not valid run metadata: {exc}") from None
     return meta
@@ -156,6 +163,10 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     # A version-1 run has no tree columns: they are added, empty, so every reader finds them.
     epochs = _read_table(run_dir / EPOCHS, epoch_columns, records.TREE_COLUMNS)
     samples = _read_table(run_dir / SAMPLES, sample_columns, records.TREE_COLUMNS)
+    if meta.get("epochs_from") == records.WINDOWS or (meta.get("epochs_from") == records.MARKS and epochs.empty):
+        # A script that marks no epochs (so far) is judged per window of its samples: computed here, for every reader.
+        epochs = window_epochs(samples, float(meta.get("window_s") or DEFAULT_WINDOW_S))
+        meta["epochs_from"], meta["epochs_done"] = records.WINDOWS, len(epochs)
     if meta["status"] == records.RUNNING and not epochs.empty:
         # The recorder writes epochs_done only at the end: for a run still going, or one whose
         # recorder was killed, the epochs recorded so far are what epochs.csv holds.

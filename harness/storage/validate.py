@@ -1,4 +1,4 @@
-"""What a reader accepts of the analyses a run directory stores: the ``growth`` of meta.json and trace.json.
+"""What a reader accepts of what a run directory stores: meta.json's ``growth`` and ``script``, and trace.json.
 
 Both are written by leakbench (:mod:`harness.growth`, :mod:`harness.worker.tracing`),
 but a file on disk may be damaged or edited: each function raises ValueError
@@ -58,6 +58,17 @@ def check_growth(growth: Any) -> None:
                 raise ValueError(f"growth.projection.{name} must be a whole number >= 0 or null, got {value!r}")
     if growth.get("note") is not None and not isinstance(growth["note"], str):
         raise ValueError("growth.note must be text or null")
+
+
+def check_script(script: Any) -> None:
+    """meta.json's ``script``: a path or a module (text, exactly one of them) and its arguments (a list of text)."""
+    if not isinstance(script, Mapping):
+        raise ValueError(f"script must be an object, got {type(script).__name__}")
+    path, module, args = script.get("path"), script.get("module"), script.get("args", [])
+    if (path is None) == (module is None) or not isinstance(path if path is not None else module, str):
+        raise ValueError("script must name a path or a module, as text, exactly one of them")
+    if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
+        raise ValueError("script.args must be a list of text")
 
 
 def _rows(trace: Mapping[str, Any], key: str, fields: Mapping[str, type]) -> None:

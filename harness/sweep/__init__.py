@@ -1,9 +1,10 @@
 """Sweep: many runs from one spec (variants x leaks x seeds x options), resumable, with a manifest.
 
-Stage 1 repeated: a TOML spec (:mod:`~harness.sweep.spec`) expands into
-planned runs, and :mod:`~harness.sweep.execute` performs each one not yet done
-as its own ``python -m harness run`` (:mod:`harness.recording`), in its own
-worker, into one results directory.  It hands on those run directories and a
+Stage 1 repeated: a TOML spec (:mod:`~harness.sweep.spec`; groups of
+training scripts: :mod:`~harness.sweep.scripts`) expands into planned runs,
+and :mod:`~harness.sweep.execute` performs each one not yet done as its own
+``python -m harness run`` (:mod:`harness.recording`), in its own worker, into
+one results directory.  It hands on those run directories and a
 ``sweep-<name>.json`` manifest, which ``report`` turns into one report.
 """
 

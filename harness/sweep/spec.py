@@ -18,6 +18,9 @@ Spec format (every key of a ``[[runs]]`` table but ``variants`` is optional)::
     measure = "tree-pss"               # --measure: the series the verdict judges (default rss)
     optional = false                   # true: skip the group when its variant cannot be imported
     options = { threads = 1 }          # variant options, passed as --option KEY=VALUE
+
+A table may list training scripts instead of variants (``scripts`` and ``args``,
+each run as ``run --script``): see :mod:`harness.sweep.scripts`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import importlib.resources
 import itertools
 import json
 import math
+import shlex
 import sys
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -39,10 +43,13 @@ from harness.interface import SEED_EPOCHS
 from harness.jsonfile import is_finite_json
 from harness.loops import VARIANTS
 from harness.records import MEASURE_COLUMNS, NO_LEAK
+from harness.scripts import Script
 from harness.sizes import parse_size
+from harness.sweep.scripts import SCRIPT_KEYS, parse_scripts, script_argv, script_matches
 
 # The keys of a [[runs]] table, as in the module docstring.
 RUN_KEYS = set("label variants leaks seeds epochs fc_only memory_cap timeout trace measure optional options".split())  # noqa: SIM905
+RUN_KEYS |= set(SCRIPT_KEYS)
 SPEC_KEYS = {"name", "description", "runs"}
 # Bounds, checked before anything is planned: a typo such as seeds = 100000000 must not allocate gigabytes.
 MAX_SEEDS = 10_000
@@ -64,24 +71,15 @@ class PlannedRun:
     label: str = ""
     options: tuple[tuple[str, str], ...] = ()  # (key, JSON value): hashable, so repeated runs are found
     measure: str | None = None  # --measure; not part of matches(): the recording is the same
+    script: Script | None = None  # a script's run (variant is then its label; seed 0 and epochs 1 mean nothing)
+    window: float | None = None  # --window, for a script
 
     def argv(self, results_dir: Path) -> list[str]:
         """The command line that performs this run, with this interpreter."""
-        argv = [
-            sys.executable,
-            "-m",
-            "harness",
-            "run",
-            "--variant",
-            self.variant,
-            "--epochs",
-            str(self.epochs),
-            "--seed",
-            str(self.seed),
-            "--quiet",
-            "--results",
-            str(results_dir),
-        ]
+        argv = [sys.executable, "-m", "harness", "run"]
+        if self.script is None:
+            argv += ["--variant", self.variant, "--epochs", str(self.epochs), "--seed", str(self.seed)]
+        argv += ["--quiet", "--results", str(results_dir)]
         if self.leak:
             argv += ["--leak", self.leak]
         if self.fc_only:
@@ -96,10 +94,14 @@ class PlannedRun:
             argv += ["--option", f"{key}={value}"]
         if self.measure is not None:
             argv += ["--measure", self.measure]
+        if self.script is not None:
+            argv += script_argv(self.script, self.window)  # last: everything after the script is its own
         return argv
 
     def describe(self) -> str:
-        """``"numpy fc-only history s3, 500 epochs"``."""
+        """``"numpy fc-only history s3, 500 epochs"``; a script's command line: ``"train.py --lr 0.1"``."""
+        if self.script is not None:
+            return " ".join(shlex.quote(part) for part in self.script.command()) + (" traced" if self.trace else "")
         parts = [self.variant] + (["fc-only"] if self.fc_only else []) + ([self.leak] if self.leak else [])
         return f"{' '.join(parts)} s{self.seed}, {self.epochs} epochs" + (" traced" if self.trace else "")
 
@@ -108,6 +110,9 @@ class PlannedRun:
         options = (meta.get("config") or {}).get("options") or {}
         if self.memory_cap is not None and meta.get("memory_cap_bytes") != parse_size(self.memory_cap):
             return False
+        if self.script is not None or meta.get("script") is not None:
+            same = self.script is not None and script_matches(self.script, self.window, meta)
+            return same and bool(meta.get("trace", False)) == self.trace
         return (
             meta.get("variant") == self.variant
             and (meta.get("leak") or None) == self.leak
@@ -198,7 +203,8 @@ def _expand(group: Mapping[str, Any], where: str, unavailable: list[str]) -> Ite
     unknown = set(group) - RUN_KEYS
     if unknown:
         raise UsageError(f"{where}: unknown keys {', '.join(sorted(unknown))}; accepted: {', '.join(sorted(RUN_KEYS))}")
-    variants = _strings(group.get("variants"), "variants", where, required=True)
+    scripts, window = parse_scripts(group, where)
+    variants = [script.label for script in scripts] or _strings(group.get("variants"), "variants", where, required=True)
     leaks = [None if leak == NO_LEAK else leak for leak in _strings(group.get("leaks", [NO_LEAK]), "leaks", where)]
     seeds = _seeds(group.get("seeds", [0]), where)
     epochs = group.get("epochs", SEED_EPOCHS)
@@ -233,7 +239,11 @@ def _expand(group: Mapping[str, Any], where: str, unavailable: list[str]) -> Ite
     measure = group.get("measure")
     if measure is not None and measure not in MEASURE_COLUMNS:
         raise UsageError(f"{where}: measure must be one of {', '.join(MEASURE_COLUMNS)}, got {measure!r}")
-    for variant, leak, fc, seed in itertools.product(variants, leaks, fc_values, seeds):
+    for script in scripts:  # seed 0, 1 epoch: a script has neither, and the ETA counts its runs
+        yield PlannedRun(
+            script.label, None, 0, 1, False, memory_cap, timeout, trace, label, (), measure, script, window
+        )
+    for variant, leak, fc, seed in itertools.product(variants, leaks, fc_values, seeds) if not scripts else ():
         yield PlannedRun(variant, leak, seed, epochs, fc, memory_cap, timeout, trace, label, options, measure)
 
 

@@ -26,7 +26,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fd", type=int, required=True, help="file descriptor of the record pipe")
     parser.add_argument("--lifeline", type=int, help="read end of a pipe that only the parent holds open")
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--check", metavar="JSON", help='{"variant": ..., "leak": ...}: resolve and validate only')
+    mode.add_argument(
+        "--check", metavar="JSON", help='{"variant": ..., "leak": ...} or {"script": ...}: resolve and validate only'
+    )
     mode.add_argument(
         "--job", metavar="JSON", help="the run: variant, config, trace_path, memory_limit_bytes, parent_pid"
     )
@@ -44,13 +46,19 @@ def main(argv: list[str] | None = None) -> NoReturn:
     if args.job is not None:
         channel.send(WORKER, pid=os.getpid())
     limit_memory(job.get("memory_limit_bytes"))
-    from harness.worker.train import check, run  # here, after the fork: the keeper never loads the loop's code
+    # Imported here, after the fork: the keeper never loads the loop's code.
+    if job.get("script") is not None:
+        from harness.worker import script
 
-    code = (
-        check(channel, job["variant"], job.get("leak"), job.get("config"))
-        if args.check is not None
-        else run(channel, job)
-    )
+        code = script.check(channel, job["script"]) if args.check is not None else script.run(channel, job)
+    else:
+        from harness.worker.train import check, run
+
+        code = (
+            check(channel, job["variant"], job.get("leak"), job.get("config"))
+            if args.check is not None
+            else run(channel, job)
+        )
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # skip interpreter teardown: a leaked heap can take seconds to free

@@ -11,6 +11,7 @@ import dis
 import gc
 import itertools
 import os
+import sys
 import tracemalloc
 import types
 from typing import Any
@@ -128,12 +129,29 @@ def _chain(target: object, ignore: set[int]) -> dict[str, Any]:
                 return {"holder": None, "chain": steps}  # the worker's own reference to the loop
             return {"holder": _holder(terminal, current), "chain": steps}
         if following is None:
-            return {"holder": None, "chain": steps}
+            frame = _running_frame_holding(current)  # a function still running (a script's main()) holds it
+            return {"holder": _holder(frame, current) if frame is not None else None, "chain": steps}
         steps.append(_step(following, current))
         seen.add(id(following))
         current = following
         del following
     return {"holder": None, "chain": steps}
+
+
+def _running_frame_holding(obj: object) -> types.FrameType | None:
+    """The innermost running frame, in any thread, outside the harness, with ``obj`` in a local.
+
+    gc.get_referrers cannot see these: the locals of a function that is still
+    running (not suspended, as a generator's are) are not held by a gc-tracked object.
+    """
+    for top in sys._current_frames().values():
+        frame: types.FrameType | None = top
+        while frame is not None:
+            own = frame.f_code.co_filename.startswith(HARNESS_DIR) or frame.f_code.co_filename in _OWN_FILES
+            if not own and _name_in(frame.f_locals, obj) is not None:
+                return frame
+            frame = frame.f_back
+    return None
 
 
 def _allocated_at(sites: set[tuple[str, int]]) -> dict[tuple[str, int], object]:

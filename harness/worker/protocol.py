@@ -6,6 +6,9 @@ The parent (:mod:`harness.recording`) starts a worker with :func:`worker_command
     python -m harness.worker --fd N [--lifeline M] --job '{"variant": ..., "config": {...}, "trace_path": ...,
                                             "trace_frames": ..., "memory_limit_bytes": ..., "parent_pid": ...}'
 
+A script run (:mod:`harness.worker.script`) sends ``{"script": {"path", "module", "args"}, ...}`` in place of
+the variant (and config), with ``"marks"`` (false with ``--window``) and ``"window_s"`` in its job.
+
 The process started is the keeper (:mod:`harness.worker.keeper`); the trainer
 it forks writes the records.  ``--lifeline M`` is the read end of a pipe whose
 write end only the parent holds: its end of file tells the keeper the parent died.
@@ -22,7 +25,8 @@ training code prints never mixes with the records.  Messages (``"type"``):
 - ``epoch``: an :class:`~harness.records.EpochRecord` as a dict;
 - ``error``: ``{"phase", "exception", "traceback", "memory_error"}``, then exit status 1
   (2 for a usage error found while resolving the variant);
-- ``done``: ``{"stopped"}`` after the last epoch or after the parent asked it to stop (SIGTERM).
+- ``done``: ``{"stopped"}`` after the last epoch or after the parent asked it to stop (SIGTERM); a
+  script's also carries ``exit_status`` (its own, which the trainer then exits with) and ``versions``.
 """
 
 from __future__ import annotations

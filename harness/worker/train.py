@@ -27,7 +27,7 @@ from harness import loops, records, sysinfo
 from harness.errors import UsageError
 from harness.interface import RunConfig
 from harness.worker import protocol
-from harness.worker.process import memory_now
+from harness.worker.epochs import BadMetrics, EpochSender
 from harness.worker.protocol import Channel
 from harness.worker.tracing import FRAMES, Tracer
 
@@ -122,10 +122,10 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
         channel.send(protocol.ERROR, **_error_fields(phase, exc))
         return 1
 
-    metric_names: tuple[str, ...] | None = None
     epoch = 0
     t0 = time.monotonic()
     channel.send(protocol.STARTED, t0=t0, pid=os.getpid(), versions=sysinfo.loaded_versions())
+    sender = EpochSender(channel, tracer, t0)
     try:
         phase = "training"
         for epoch in range(1, config.epochs + 1):
@@ -135,38 +135,14 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
                 raise StopRequested()
             metrics = loop.train_epoch(epoch)
             stop.in_epoch = False
-            ended = time.monotonic()
-            rss, peak = memory_now()
             try:
-                metrics = records.check_metrics(metrics)
-            except (TypeError, ValueError) as exc:
+                sender.send(metrics, started, time.monotonic())
+            except BadMetrics as exc:
                 print(f"leakbench: epoch {epoch}: {exc}", file=sys.stderr)
                 channel.send(
                     protocol.ERROR, phase=f"epoch {epoch}", exception=str(exc), traceback=[], memory_error=False
                 )
                 return 1
-            record = records.EpochRecord(
-                epoch=epoch,
-                rss_bytes=rss,
-                peak_rss_bytes=peak,
-                heap_bytes=tracer.heap_bytes() if tracer is not None else None,
-                # Blocks held by Python's small-object allocator: every live float, int, list, dict...
-                # It walks the allocator's pools, about 15 us per 100 MiB of small objects.
-                py_blocks=sys.getallocatedblocks(),
-                epoch_s=ended - started,
-                elapsed_s=ended - t0,
-                metrics=metrics,
-            )
-            if metric_names is None:
-                metric_names = tuple(record.metrics)
-            elif set(record.metrics) - set(metric_names):
-                extra = ", ".join(sorted(set(record.metrics) - set(metric_names)))
-                print(
-                    f"leakbench: epoch {epoch} returned metrics not in epoch 1 ({extra}); not recorded", file=sys.stderr
-                )
-            channel.send(protocol.EPOCH, **record.to_dict())
-            if tracer is not None:
-                tracer.after_epoch(epoch)
             if stop.requested:
                 break
         phase = "closing the loop"

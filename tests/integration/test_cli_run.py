@@ -327,7 +327,7 @@ def test_a_signal_to_the_parent_stops_the_worker_and_keeps_the_files(tmp_path: P
         (["--variant", loop("GrowLoop"), "--epochs", "0"], "epochs must be a positive integer, got 0"),
         (["--variant", loop("GrowLoop"), "--memory-cap", "12XB"], "invalid size '12XB': unknown unit 'XB'"),
         (["--variant", loop("GrowLoop"), "--results", "blocker/results"], "is not a directory"),
-        (["--epochs", "3"], "the following arguments are required: --variant"),
+        (["--epochs", "3"], "a variant or a script is required: --variant VARIANT, --script PATH or -m MODULE"),
         (["--variant", loop("GrowLoop"), "--option", "threads"], "expected KEY=VALUE, got 'threads'"),
     ],
 )

@@ -86,6 +86,14 @@ DAMAGES = {
     "stop is text": (edit_meta(stop="x"), "stop must be an object"),
     "growth without its numbers": (edit_meta(growth={"verdict": "leak", "bytes_per_epoch": "1"}), "bytes_per_epoch"),
     "growth with a bad verdict": (edit_meta(growth={"verdict": 3}), "growth.verdict must be one of"),
+    "a script named by a number": (
+        edit_meta(script={"path": 5, "module": None, "args": []}, epochs_from="marks"),
+        "script must name a path or a module",
+    ),
+    "a script's arguments as one text": (
+        edit_meta(script={"path": "train.py", "module": None, "args": "--lr 1"}, epochs_from="marks"),
+        "script.args must be a list of text",
+    ),
     "trace.json is a list": (write_file("trace.json", "[1]"), "trace.json must be an object"),
     "trace.json sites are text": (
         write_file("trace.json", '{"schema_version": 1, "sites": "x", "types": 3, "keepers": null}'),

@@ -33,6 +33,7 @@ LAYERS: list[set[str]] = [
         "harness.jsonfile",
         "harness.loops",
         "harness.sysinfo",
+        "harness.scripts",
     },
     {"harness.storage", "harness.worker"},
     {"harness.growth"},
