@@ -13,6 +13,7 @@ the arithmetic (pure); :mod:`~harness.bench.table` prints the table and the
 
 from __future__ import annotations
 
+from harness.bench.footprint import Footprint, measure_footprint
 from harness.bench.measure import (
     JOB_TIMEOUT_S,
     THREAD_VARIABLES,
@@ -53,6 +54,7 @@ from harness.bench.table import (
     HEADER,
     SCHEMA_VERSION,
     footer_lines,
+    footprint_line,
     format_table,
     report_to_dict,
 )
@@ -73,6 +75,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "THREAD_OPTIONS",
     "THREAD_VARIABLES",
+    "Footprint",
     "Job",
     "MeasurementError",
     "Measurer",
@@ -85,9 +88,11 @@ __all__ = [
     "child_environment",
     "execute_plan",
     "footer_lines",
+    "footprint_line",
     "format_table",
     "loop_rate",
     "make_plan",
+    "measure_footprint",
     "ratio",
     "report_to_dict",
     "share",

@@ -17,6 +17,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from harness.bench.footprint import Footprint
 from harness.bench.plan import (
     LOOP,
     MATMUL,
@@ -127,6 +128,7 @@ class Report:
     overhead: Overhead | None = None
     load_average: tuple[float, ...] = ()  # 1-minute load at the start and at the end
     matmul_size: int = MATMUL_SIZE
+    footprint: Footprint | None = None  # the worker's RSS before its loop, with the overhead
 
     @property
     def limit_spread(self) -> Spread:

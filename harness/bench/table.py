@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.bench.footprint import Footprint
 from harness.bench.plan import OVERHEAD_VARIANT
 from harness.bench.results import Report, Spread
-from harness.formatting import MISSING, format_percent, format_speed, format_times, text_table
+from harness.formatting import MISSING, format_percent, format_size, format_speed, format_times, text_table
 
 SCHEMA_VERSION = 1  # the --json file; 1: first version
 
@@ -72,6 +73,8 @@ def footer_lines(report: Report) -> list[str]:
             f" vs bare {format_speed(bare.median)}: {overhead.median:.3f}x"
             f" (min-max {overhead.low:.3f}-{overhead.high:.3f}; wall time after the warm-up, recording included)"
         )
+    if report.footprint is not None:
+        lines.append(footprint_line(report.footprint))
     load = "/".join(f"{value:.2f}" for value in report.load_average) or "unknown"
     lines.append(
         f"epochs = warm-up+measured; epochs/s = measured epochs / their train_epoch time, median of"
@@ -79,6 +82,18 @@ def footer_lines(report: Report) -> list[str]:
         f" {threads}; load average (1 min) at start/end {load}"
     )
     return lines
+
+
+def footprint_line(footprint: Footprint) -> str:
+    """The worker's memory before its loop, against bare Python and Python with NumPy."""
+    heavy = [name for name in ("pandas", "matplotlib") if name in footprint.worker_loaded]
+    loaded = f"it has loaded {' and '.join(heavy)}" if heavy else "no pandas or matplotlib"
+    numpy = "numpy loaded" if "numpy" in footprint.worker_loaded else "numpy not loaded"
+    return (
+        f"worker baseline RSS (harness loaded, before the loop is built): {format_size(footprint.worker)}"
+        f" ({numpy}, {loaded}); bare python {format_size(footprint.python)},"
+        f" python -c 'import numpy' {format_size(footprint.numpy)}"
+    )
 
 
 def report_to_dict(report: Report) -> dict[str, Any]:
@@ -122,4 +137,5 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "load_average": list(report.load_average),
         "variants": rows,
         "overhead": overhead,
+        "footprint": report.footprint.to_dict() if report.footprint is not None else None,
     }

@@ -11,7 +11,9 @@ over --repeat rounds with its min-max, the ratio to the baseline, GFLOP/s
 (FLOPs per epoch, counted from the layer shapes, times epochs/s) and the share
 of the limit: a large float64 matrix product's rate, measured in a child with
 the same threads.  With numpy benchmarked, it also compares numpy under the
-real `run` (recording every epoch, RSS sampled every 50 ms) with the bare loop.
+real `run` (recording every epoch, RSS sampled every 50 ms) with the bare loop,
+and the worker's RSS before any loop is built (the harness's own memory) with
+bare Python and with Python that has imported NumPy.
 
 A variant whose optional dependency is missing (torch, numba) is listed as skipped.
 
@@ -25,6 +27,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -126,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"leakbench: error: {exc}", file=sys.stderr)
             return FAILED_EXIT_CODE
     report = bench.summarise(plan, outcomes, (load_start, os.getloadavg()[0]))
+    if plan.overhead:  # what the harness costs in time, then in memory
+        footprint = bench.measure_footprint(bench.child_environment(plan.threads))
+        report = dataclasses.replace(report, footprint=footprint)
     print(bench.format_table(report))
     if args.json is not None:
         args.json.write_text(json.dumps(bench.report_to_dict(report), indent=2) + "\n", encoding="utf-8")

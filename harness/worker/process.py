@@ -59,26 +59,48 @@ def limit_memory(limit: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
 
 
-def memory_now() -> tuple[int, int]:
-    """(RSS, high-water RSS) of this process in bytes, from one read of /proc/self/status (about 20 us).
+class _Statm:
+    """/proc/self/statm kept open and re-read with pread: RSS in about 1 us, where reading status took 20."""
 
-    The high-water mark is VmHWM, not ru_maxrss: Linux carries ru_maxrss over
-    from the parent across fork and exec, so it would start at the parent's size.
-    Elsewhere: psutil's RSS and ru_maxrss.
-    """
-    rss = peak = -1
+    def __init__(self) -> None:
+        self.pid = -1
+        self.fd = -1
+        self.page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+    def rss(self) -> int:
+        """This process's resident pages in bytes; -1 where there is no /proc."""
+        if self.pid != os.getpid():  # a forked child must read its own file, not its parent's
+            self.pid, self.fd = os.getpid(), _open_statm()
+        if self.fd < 0:
+            return -1
+        try:
+            return int(os.pread(self.fd, 128, 0).split()[1]) * self.page
+        except (OSError, IndexError, ValueError):
+            return -1
+
+
+def _open_statm() -> int:
     try:
-        with open("/proc/self/status", "rb") as status:
-            for line in status:
-                if line.startswith(b"VmHWM:"):
-                    peak = int(line.split()[1]) * 1024  # reported in kB
-                elif line.startswith(b"VmRSS:"):
-                    rss = int(line.split()[1]) * 1024
-                    break  # VmRSS follows VmHWM
+        return os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        pass
-    if rss < 0 or peak < 0:
+        return -1
+
+
+_STATM = _Statm()
+
+
+def memory_now() -> tuple[int, int]:
+    """(RSS, high-water RSS) of this process in bytes: about 2 us, cheap enough for every epoch.
+
+    RSS is statm's resident pages (the same count as VmRSS).  The high-water
+    mark is ``ru_maxrss``: in the trainer, which is forked and never exec'd, it
+    starts from the trainer's own pages and equals VmHWM once the trainer has
+    grown past its start (ru_maxrss would carry a parent's peak over an exec,
+    not over a fork).  Elsewhere: psutil's RSS.
+    """
+    rss = _STATM.rss()
+    if rss < 0:
         rss = psutil.Process().memory_info().rss
-        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        peak = max(rss, maxrss if sys.platform == "darwin" else maxrss * 1024)  # bytes on macOS, KiB elsewhere
-    return rss, peak
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = maxrss if sys.platform == "darwin" else maxrss * 1024  # bytes on macOS, KiB elsewhere
+    return rss, max(rss, peak)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 import pytest
 
@@ -278,3 +279,26 @@ def test_the_worker_times_each_epoch_and_its_end_from_the_first_start() -> None:
     # so the reading between one epoch's end and the next one's start shows in the ends only
     assert epoch_s == [1.5, 2.5, 3.5]
     assert ends_s == [2.0, 5.0, 9.0]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads VmRSS from /proc")
+def test_footprint_measures_the_worker_before_its_loop_against_python_and_numpy() -> None:
+    # GIVEN fresh interpreters: bare, with NumPy, and with what the trainer imports before the loop
+    # WHEN their RSS is measured once each
+    footprint = bench.measure_footprint(bench.child_environment(1), repeats=1)
+    # THEN NumPy weighs on Python, the worker has loaded neither pandas nor matplotlib (nor NumPy)
+    assert footprint is not None
+    assert footprint.numpy > footprint.python > 0 and footprint.worker > footprint.python
+    assert not {"pandas", "matplotlib", "numpy"} & set(footprint.worker_loaded)
+    # AND the bench prints it as one line, and saves it in its JSON
+    line = bench.footprint_line(footprint)
+    assert line.startswith("worker baseline RSS (harness loaded, before the loop is built): ")
+    assert "numpy not loaded, no pandas or matplotlib" in line
+    assert footprint.to_dict()["worker_rss_bytes"] == footprint.worker
+
+
+def test_footprint_line_names_a_heavy_library_the_worker_loaded() -> None:
+    # GIVEN a worker that (wrongly) loaded pandas
+    footprint = bench.Footprint(python=10 << 20, numpy=26 << 20, worker=90 << 20, worker_loaded=("numpy", "pandas"))
+    # THEN the line says so
+    assert "(numpy loaded, it has loaded pandas)" in bench.footprint_line(footprint)
