@@ -2,13 +2,12 @@
 
 Each is a frozen dataclass that checks its own fields, so a bad value is caught
 where it is made (in the worker for epoch records) and never reaches the disk.
-The on-disk layout they serialise to is described in docs/SCHEMA.md (version 2).
+The on-disk layout they serialise to is described in docs/SCHEMA.md (version 3).
 
-Schema history (bump SCHEMA_VERSION and add a line on every incompatible change):
+Schema history (bump SCHEMA_VERSION and add a line on every incompatible change; details in docs/SCHEMA.md):
   1: first version.
-  2: the run is a process tree: epochs.csv and samples.csv gain TREE_COLUMNS after their version-1
-     columns, meta.json measure and process_tree, stop tree_pss_bytes and children; the memory cap
-     applies to the tree's PSS.  Version 1 runs still load, their tree columns empty.
+  2: the process tree: TREE_COLUMNS in both CSVs, meta.json measure and process_tree, the cap on the tree's PSS.
+  3: epochs.csv gains tracer_bytes after the tree columns, meta.json gc; older runs load, tracer_bytes empty.
 """
 
 from __future__ import annotations
@@ -18,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # load_run reads these; a version-1 run's tree columns are empty
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)  # load_run reads these; columns a version lacks are read empty
 
 # Run statuses and the exit codes of ``python -m harness run`` for each.
 RUNNING = "running"
@@ -42,9 +41,11 @@ V1_EPOCH_COLUMNS = ("epoch", "rss_bytes", "peak_rss_bytes", "heap_bytes", "py_bl
 V1_SAMPLE_COLUMNS = ("t_s", "rss_bytes", "epoch")
 # Version 2: the worker's live descendants, their RSS, the tree's USS and PSS (harness.recording.tree).
 TREE_COLUMNS = ("children", "children_rss_bytes", "tree_uss_bytes", "tree_pss_bytes")
-EPOCH_COLUMNS = V1_EPOCH_COLUMNS + TREE_COLUMNS
-SAMPLE_COLUMNS = V1_SAMPLE_COLUMNS + TREE_COLUMNS
-INTEGER_COLUMNS = ("epoch", "rss_bytes", "peak_rss_bytes", "heap_bytes", "py_blocks", *TREE_COLUMNS)
+TRACER_COLUMNS = ("tracer_bytes",)  # version 3: tracemalloc's own memory at the reading (in RSS, not the loop's)
+V2_EPOCH_COLUMNS, SAMPLE_COLUMNS = V1_EPOCH_COLUMNS + TREE_COLUMNS, V1_SAMPLE_COLUMNS + TREE_COLUMNS
+EPOCH_COLUMNS = V2_EPOCH_COLUMNS + TRACER_COLUMNS
+ADDED_EPOCH_COLUMNS = TREE_COLUMNS + TRACER_COLUMNS  # read empty from runs of a version without them
+INTEGER_COLUMNS = ("epoch", "rss_bytes", "peak_rss_bytes", "heap_bytes", "py_blocks", *TREE_COLUMNS, *TRACER_COLUMNS)
 
 # What a growth verdict or a budget can judge (--measure, measure = ...): the epochs.csv column of each.
 MEASURE_COLUMNS = {
@@ -55,7 +56,9 @@ MEASURE_COLUMNS = {
 }
 DEFAULT_MEASURE = "rss"
 # The fixed columns of epochs.csv and the columns of samples.csv in each readable schema version.
-COLUMNS_OF_VERSION = {1: (V1_EPOCH_COLUMNS, V1_SAMPLE_COLUMNS), 2: (EPOCH_COLUMNS, SAMPLE_COLUMNS)}
+COLUMNS_OF_VERSION = {1: (V1_EPOCH_COLUMNS, V1_SAMPLE_COLUMNS), 2: (V2_EPOCH_COLUMNS, SAMPLE_COLUMNS)}
+COLUMNS_OF_VERSION[3] = (EPOCH_COLUMNS, SAMPLE_COLUMNS)
+_WIRE = V1_EPOCH_COLUMNS + TRACER_COLUMNS  # what the worker sends of an epoch record (the tree is the parent's)
 # Metrics a loop may return per epoch: each is a column, and 16,000 columns take seconds to load.
 MAX_METRICS = 1000
 
@@ -137,13 +140,14 @@ class EpochRecord:
     elapsed_s: float
     metrics: Mapping[str, float] = field(default_factory=dict)
     tree: TreeFigures = NO_TREE
+    tracer_bytes: int | None = None  # tracemalloc's own memory when traced (version 3)
 
     def __post_init__(self) -> None:
         _check_count("epoch", self.epoch, minimum=1)
         _check_count("rss_bytes", self.rss_bytes)
         _check_count("peak_rss_bytes", self.peak_rss_bytes)
-        _check_count("heap_bytes", self.heap_bytes, optional=True)
-        _check_count("py_blocks", self.py_blocks, optional=True)
+        for name in ("heap_bytes", "py_blocks", "tracer_bytes"):
+            _check_count(name, getattr(self, name), optional=True)
         _check_seconds("epoch_s", self.epoch_s)
         _check_seconds("elapsed_s", self.elapsed_s)
         object.__setattr__(self, "metrics", check_metrics(self.metrics))
@@ -153,20 +157,20 @@ class EpochRecord:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of the worker's figures (the wire format); :meth:`from_dict` reverses it."""
         # Not dataclasses.asdict, which deep-copies: this runs once per epoch in the worker.
-        return {name: getattr(self, name) for name in V1_EPOCH_COLUMNS} | {"metrics": dict(self.metrics)}
+        return {name: getattr(self, name) for name in _WIRE} | {"metrics": dict(self.metrics)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], tree: TreeFigures = NO_TREE) -> EpochRecord:
         """Build from :meth:`to_dict` output, with the parent's ``tree``; ValueError on missing or unknown keys."""
-        names = set(V1_EPOCH_COLUMNS) | {"metrics"}
-        missing, unknown = names - set(data), set(data) - names
+        names = {*_WIRE, "metrics"}
+        missing, unknown = names - set(data) - set(TRACER_COLUMNS), set(data) - names
         if missing or unknown:
             raise ValueError(f"bad epoch record: missing {sorted(missing)}, unknown {sorted(unknown)}")
         return cls(**dict(data), tree=tree)
 
     def row(self, metric_names: tuple[str, ...]) -> list[Any]:
         """The epochs.csv row: fixed columns, then ``metric_names`` (None where absent)."""
-        fixed = [getattr(self, name) for name in V1_EPOCH_COLUMNS] + self.tree.values()
+        fixed = [getattr(self, name) for name in V1_EPOCH_COLUMNS] + self.tree.values() + [self.tracer_bytes]
         return fixed + [self.metrics.get(name) for name in metric_names]
 
 
@@ -204,14 +208,11 @@ class StopInfo:
     children: int | None = None
 
     def __post_init__(self) -> None:
-        if self.reason not in (MEMORY_CAP, TIMEOUT, INTERRUPTED, FAILED):
-            raise ValueError(
-                f"stop reason must be one of memory_cap, timeout, interrupted, failed, got {self.reason!r}"
-            )
+        if self.reason not in STATUSES[2:]:  # memory_cap, timeout, interrupted, failed
+            raise ValueError(f"stop reason must be one of {', '.join(STATUSES[2:])}, got {self.reason!r}")
         _check_count("epoch", self.epoch)
-        _check_count("rss_bytes", self.rss_bytes, optional=True)
-        _check_count("tree_pss_bytes", self.tree_pss_bytes, optional=True)
-        _check_count("children", self.children, optional=True)
+        for name in ("rss_bytes", "tree_pss_bytes", "children"):
+            _check_count(name, getattr(self, name), optional=True)
         if self.exit_code is not None and not _is_int(self.exit_code):
             raise ValueError(f"exit_code must be an integer or None, got {self.exit_code!r}")
         object.__setattr__(self, "stderr_tail", tuple(str(line) for line in self.stderr_tail))
@@ -224,11 +225,11 @@ class StopInfo:
 # The keys of meta.json, in the order written (see docs/SCHEMA.md); one string, read as a paragraph.
 META_KEYS = tuple(
     """schema_version run_id variant leak seed epochs_planned epochs_done status config memory_cap_bytes
-    memory_limit_bytes timeout_s trace sample_interval_s measure started_at ended_at host versions git_commit
+    memory_limit_bytes timeout_s trace sample_interval_s measure gc started_at ended_at host versions git_commit
     process_tree stop growth""".split()  # noqa: SIM905
 )
 # Keys a reader does without: added after version 1 (memory_limit_bytes), or filled at the end.
-OPTIONAL_META_KEYS = ("growth", "stop", "memory_limit_bytes", "measure", "process_tree")
+OPTIONAL_META_KEYS = ("growth", "stop", "memory_limit_bytes", "measure", "process_tree", "gc")
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,7 @@ class RunMeta:
     schema_version: int = SCHEMA_VERSION
     measure: str | None = DEFAULT_MEASURE  # what the run's verdict judges (None in version 1: "rss")
     process_tree: Mapping[str, Any] | None = None  # how the tree was measured (version 2)
+    gc: Mapping[str, Any] | None = None  # the collector before each reading: policy, collections, seconds (version 3)
 
     def __post_init__(self) -> None:
         if self.schema_version not in READABLE_VERSIONS:
@@ -277,9 +279,9 @@ class RunMeta:
             raise ValueError(f"timeout_s must be a positive number or None, got {self.timeout_s!r}")
         if (self.status == RUNNING) != (self.ended_at is None):
             raise ValueError("ended_at must be null exactly while the run is running")
-        for name in ("config", "host", "versions", "stop", "growth", "process_tree"):
+        for name in ("config", "host", "versions", "stop", "growth", "process_tree", "gc"):
             value = getattr(self, name)
-            if not isinstance(value, Mapping) and not (value is None and name in ("stop", "growth", "process_tree")):
+            if not isinstance(value, Mapping) and not (value is None and name in OPTIONAL_META_KEYS):
                 raise ValueError(f"{name} must be an object, got {type(value).__name__}")
 
     def to_dict(self) -> dict[str, Any]:

@@ -55,13 +55,13 @@ def test_a_version_1_run_keeps_its_file_when_explained_and_checked(tmp_path: Pat
         judge(storage.load_run(run_dir), Budget(measure="tree-pss"))
 
 
-@pytest.mark.parametrize("version", [0, 3, 99, "2", True, None])
+@pytest.mark.parametrize("version", [0, 4, 99, "2", True, None])
 def test_unknown_schema_versions_are_refused(tmp_path: Path, version: object) -> None:
     # GIVEN a version-1 run whose meta.json claims another version WHEN loaded THEN one line refuses it
     run_dir = Path(shutil.copytree(FIXTURE_RUNS[0].parent, tmp_path / "run"))
     meta = json.loads((run_dir / "meta.json").read_text()) | {"schema_version": version}
     (run_dir / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(UsageError, match=r"schema_version .*this leakbench reads versions 1 and 2"):
+    with pytest.raises(UsageError, match=r"schema_version .*this leakbench reads versions 1, 2 and 3"):
         storage.load_run(run_dir)
 
 

@@ -115,8 +115,8 @@ def test_a_run_that_died_before_its_first_epoch_loads_empty(tmp_path: Path) -> N
         (lambda p: (p / "meta.json").write_text("{not json"), "cannot read"),
         (lambda p: (p / "meta.json").write_text('{"run_id": "x"}'), "has no schema_version"),
         (
-            lambda p: storage.write_meta(p, meta_dict(schema_version=3)),
-            "has schema_version 3; this leakbench reads versions 1 and 2: upgrade leakbench",
+            lambda p: storage.write_meta(p, meta_dict(schema_version=4)),
+            "has schema_version 4; this leakbench reads versions 1, 2 and 3: upgrade leakbench",
         ),
         (
             lambda p: storage.write_meta(p, meta_dict(status="exploded")),
