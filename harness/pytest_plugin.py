@@ -109,6 +109,7 @@ class Guard:
         strict: bool = False,
         timeout: float | None = None,
         memory_cap: str | int | None = None,
+        gc_collect: str | bool | None = None,
     ) -> Judgement:
         """Run ``loop`` in a worker and fail the test unless it stays within budget; returns the judgement."""
         try:
@@ -132,6 +133,7 @@ class Guard:
                 strict=strict,
                 timeout_s=timeout,
                 memory_cap=memory_cap,
+                gc_collect=gc_collect,
             )
         except UsageError as exc:
             pytest.fail(f"leakbench: {exc}", pytrace=False)

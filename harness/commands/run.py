@@ -37,7 +37,7 @@ from harness.interface import (
 )
 from harness.records import COMPLETED, FAILED
 from harness.sizes import ACCEPTED, parse_size
-from harness.worker import tracing
+from harness.worker import gc_readings, tracing
 
 STDERR_TAIL_SHOWN = 10
 
@@ -122,6 +122,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "1 suits loops that allocate in their own code",
     )
     parser.add_argument(
+        "--gc-collect",
+        default=gc_readings.DEFAULT_POLICY,
+        metavar="WHEN",
+        help="garbage collection before each epoch's reading: auto (default: freeze what lives after epoch 1, then "
+        "collect only when the collector found cyclic garbage since the last reading), always (a full collection "
+        "every epoch), never",
+    )
+    parser.add_argument(
         "--quiet", action="store_true", help="no progress line and no summary: print only the run directory"
     )
 
@@ -153,6 +161,7 @@ def request_from_args(args: argparse.Namespace) -> recording.RunRequest:
         trace=args.trace,
         trace_frames=args.trace_frames,
         measure=args.measure,
+        gc_collect=args.gc_collect,
     )
 
 

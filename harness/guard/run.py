@@ -20,6 +20,7 @@ from harness.interface import RunConfig
 from harness.recording import RunRequest, execute
 from harness.sizes import parse_size
 from harness.storage import load_run
+from harness.worker.gc_readings import DEFAULT_POLICY, POLICIES
 
 
 def loop_spec(loop: str | type) -> str:
@@ -48,6 +49,17 @@ def loop_spec(loop: str | type) -> str:
     return f"{path}:{loop.__qualname__}"
 
 
+def gc_policy(gc_collect: str | bool | None) -> str:
+    """The worker's garbage-collection policy for ``gc_collect``: a policy name, True (always), False (never), None."""
+    if gc_collect is None:
+        return DEFAULT_POLICY
+    if isinstance(gc_collect, bool):
+        return "always" if gc_collect else "never"
+    if gc_collect not in POLICIES:
+        raise UsageError(f"invalid gc_collect {gc_collect!r}: expected one of {', '.join(POLICIES)}, True or False")
+    return gc_collect
+
+
 def guard_loop(
     loop: str | type,
     budget: Budget,
@@ -59,6 +71,7 @@ def guard_loop(
     strict: bool = False,
     timeout_s: float | None = None,
     memory_cap: int | str | None = None,
+    gc_collect: str | bool | None = None,
 ) -> Judgement:
     """Run ``loop`` for ``budget``'s epochs in a worker (traced when measuring the heap) and judge it on its measure."""
     config = RunConfig(
@@ -76,6 +89,7 @@ def guard_loop(
         timeout_s=timeout_s,
         trace=budget.measure_or_default == "heap",
         measure=budget.measure_or_default,
+        gc_collect=gc_policy(gc_collect),
     )
     outcome = execute(request)
     if outcome.status == records.INTERRUPTED:

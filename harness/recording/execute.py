@@ -148,6 +148,7 @@ def _record(
         trace=request.trace,
         sample_interval_s=request.sample_interval_s,
         measure=request.measure,
+        gc={"policy": request.gc_collect},
         started_at=storage.iso(storage.utc_now()),
         ended_at=None,
         host=host,
@@ -167,6 +168,7 @@ def _record(
         "config": request.config.to_dict(),
         "trace_path": str((run_dir / storage.TRACE).absolute()) if request.trace else None,
         "trace_frames": request.trace_frames,
+        "gc_collect": request.gc_collect,
         "memory_limit_bytes": limit,
     }
     session = Session(request, cap, run_dir, progress, flag)
@@ -234,6 +236,7 @@ def _finish(
         "ended_at": storage.iso(storage.utc_now()),
         "versions": meta["versions"] | session.worker_versions,
         "process_tree": session.tree.summary() if session.tree is not None else None,
+        "gc": {"policy": meta["gc"]["policy"], **((session.done or {}).get("gc") or {})},
         "stop": stop,
     }
     records.RunMeta.from_dict(meta)

@@ -12,7 +12,7 @@ import psutil
 from harness.errors import UsageError
 from harness.interface import RunConfig
 from harness.records import DEFAULT_MEASURE, MEASURE_COLUMNS
-from harness.worker import tracing
+from harness.worker import gc_readings, tracing
 
 DEFAULT_SAMPLE_INTERVAL_S = 0.05
 MAX_DEFAULT_CAP = 4 * 1024**3
@@ -41,6 +41,7 @@ class RunRequest:
     trace: bool = False
     trace_frames: int = tracing.FRAMES
     measure: str = DEFAULT_MEASURE  # the series the verdict judges: rss, tree-pss, tree-uss or heap
+    gc_collect: str = gc_readings.DEFAULT_POLICY  # what the worker does to the collector before each reading
 
     def __post_init__(self) -> None:
         if not isinstance(self.variant, str) or not self.variant:
@@ -60,6 +61,9 @@ class RunRequest:
             raise UsageError(f"trace frames must be a whole number from 1 to {tracing.MAX_FRAMES}, got {frames!r}")
         if self.measure not in MEASURE_COLUMNS:
             raise UsageError(f"invalid measure {self.measure!r}: expected one of {', '.join(MEASURE_COLUMNS)}")
+        if self.gc_collect not in gc_readings.POLICIES:
+            expected = ", ".join(gc_readings.POLICIES)
+            raise UsageError(f"invalid gc-collect {self.gc_collect!r}: expected one of {expected}")
         if self.measure == "heap" and not self.trace:
             raise UsageError("measure heap needs --trace: the Python heap is recorded only when traced")
         object.__setattr__(self, "results_dir", Path(self.results_dir))
