@@ -89,6 +89,8 @@ class Session:
                 self.t0 = float(message["t0"])
                 self.worker_versions = dict(message.get("versions") or {})
                 self._flush_pending()
+        elif kind == protocol.TRACER and self.tree is not None:  # left out of the tree's figures and the cap
+            self.tree.tracer(message.get("pid"), ended=bool(message.get("ended")))
         elif kind == protocol.ERROR:
             self.error = message
         elif kind == protocol.DONE:

@@ -4,7 +4,8 @@ The parent (:mod:`harness.recording`) starts a worker with :func:`worker_command
 
     python -m harness.worker --fd N --check '{"variant": ..., "leak": ..., "memory_limit_bytes": ...}'
     python -m harness.worker --fd N [--lifeline M] --job '{"variant": ..., "config": {...}, "trace_path": ...,
-                                            "trace_frames": ..., "memory_limit_bytes": ..., "parent_pid": ...}'
+                                            "trace_frames": ..., "gc_collect": ..., "memory_limit_bytes": ...,
+                                            "parent_pid": ...}'
 
 The process started is the keeper (:mod:`harness.worker.keeper`); the trainer
 it forks writes the records.  ``--lifeline M`` is the read end of a pipe whose
@@ -22,7 +23,11 @@ training code prints never mixes with the records.  Messages (``"type"``):
 - ``epoch``: an :class:`~harness.records.EpochRecord` as a dict;
 - ``error``: ``{"phase", "exception", "traceback", "memory_error"}``, then exit status 1
   (2 for a usage error found while resolving the variant);
-- ``done``: ``{"stopped"}`` after the last epoch or after the parent asked it to stop (SIGTERM).
+- ``tracer``: ``{"pid", "ended"}`` before the tracer's child (``--trace``) is forked (pid null), once it is
+  and once it is gone: the parent leaves it out of the tree's figures and of the memory cap, and still ends it
+  with the run;
+- ``done``: ``{"stopped", "gc"}`` after the last epoch or after the parent asked it to stop (SIGTERM); ``gc`` is
+  what the garbage-aware readings did (:mod:`harness.worker.gc_readings`).
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ STARTED = "started"
 EPOCH = "epoch"
 ERROR = "error"
 DONE = "done"
-KINDS = (CHECK, WORKER, STARTED, EPOCH, ERROR, DONE)
+TRACER = "tracer"
+KINDS = (CHECK, WORKER, STARTED, EPOCH, ERROR, DONE, TRACER)
 
 
 def worker_command(fd: int, mode: str, payload: dict[str, Any], lifeline: int | None = None) -> list[str]:

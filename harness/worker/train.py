@@ -27,6 +27,7 @@ from harness import loops, records, sysinfo
 from harness.errors import UsageError
 from harness.interface import RunConfig
 from harness.worker import protocol
+from harness.worker.gc_readings import DEFAULT_POLICY, GcReadings
 from harness.worker.process import memory_now
 from harness.worker.protocol import Channel
 from harness.worker.tracing import FRAMES, Tracer
@@ -102,9 +103,13 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
     stop.install()
     config = RunConfig.from_dict(job["config"])
     trace_path = job.get("trace_path")
-    tracer = (
-        Tracer(Path(trace_path), config.epochs, job.get("trace_frames", FRAMES), own=(_KEPT,)) if trace_path else None
-    )
+    tracer = None
+    if trace_path:
+        # The parent leaves the tracer's child out of the tree's figures and the cap, and still ends it.
+        announce = lambda pid, ended: channel.send(protocol.TRACER, pid=pid, ended=ended)  # noqa: E731
+        frames = job.get("trace_frames", FRAMES)
+        tracer = Tracer(Path(trace_path), config.epochs, frames, (_KEPT,), announce, lambda: stop.requested)
+    readings = GcReadings(job.get("gc_collect", DEFAULT_POLICY))
     if tracer is not None:
         tracer.start()  # before the import, so building the loop is traced too
 
@@ -136,6 +141,7 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
             metrics = loop.train_epoch(epoch)
             stop.in_epoch = False
             ended = time.monotonic()
+            readings.before_reading(epoch, ended - started)
             rss, peak = memory_now()
             try:
                 metrics = records.check_metrics(metrics)
@@ -156,6 +162,7 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
                 epoch_s=ended - started,
                 elapsed_s=ended - t0,
                 metrics=metrics,
+                tracer_bytes=tracer.own_bytes() if tracer is not None else None,
             )
             if metric_names is None:
                 metric_names = tuple(record.metrics)
@@ -184,5 +191,8 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
         traceback.print_exc()
         channel.send(protocol.ERROR, **_error_fields(phase, exc))
         return 1
-    channel.send(protocol.DONE, stopped=stop.requested)
+    finally:
+        if tracer is not None:
+            tracer.finish()
+    channel.send(protocol.DONE, stopped=stop.requested, gc=readings.summary())
     return 0
