@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.formatting import format_rate_ci, format_size, plural
+from harness.growth.series import stop_text
 from harness.growth.verdict import MEASURES, ci_label
 
 
@@ -38,10 +39,15 @@ def describe_measure(measure: Mapping[str, Any], named: bool = False, projection
     if measure["bytes_per_epoch"] is None:
         return f"{prefix}{measure['verdict']}: {measure['reason']}"
     rate, ci = format_rate_ci(measure["bytes_per_epoch"], measure["ci_low"], measure["ci_high"], signed=True)
-    text = (
-        f"{prefix}{measure['verdict']}, {rate} ({ci_label(measure)} {ci}) over "
-        f"{plural(measure['n_epochs_used'], 'epoch')} after {plural(measure['warmup_epochs'], 'warm-up epoch')}"
-    )
+    over = f"{rate} ({ci_label(measure)} {ci}) over {plural(measure['n_epochs_used'], 'epoch')}"
+    if measure.get("onset") is not None:  # a late leak: the fit from its onset decides
+        text = f"{prefix}leak from epoch {measure['onset']}, {over} since; flat before it"
+    elif measure.get("stop"):
+        stop = measure["stop"]
+        text = f"{prefix}{measure['verdict']}, {over} since epoch {stop['epoch'] + 1}; before, it {stop_text(stop)}"
+        return text
+    else:
+        text = f"{prefix}{measure['verdict']}, {over} after {plural(measure['warmup_epochs'], 'warm-up epoch')}"
     if measure["verdict"] == "inconclusive":
         return f"{text}; {measure['reason']}"
     where = reaches(measure.get("projection")) if projection else ""
@@ -52,6 +58,9 @@ def format_growth(growth: Mapping[str, Any]) -> str:
     """Lines for the end of ``run``: the verdict, the rate with its CI, the projection; then the other series."""
     judged = growth.get("judged", "rss")
     lines = [f"verdict: {describe_measure(growth, named=judged != 'rss')}"]
+    warning = (growth.get("tracing") or {}).get("warning")
+    if warning:
+        lines.append(f"warning: {warning}")
     heap = growth.get("heap")
     if growth.get("note"):
         lines.append(f"note: {growth['note']}")
