@@ -91,10 +91,8 @@ class Session:
                 self._flush_pending()
         elif kind == protocol.TRACER and self.tree is not None:  # left out of the tree's figures and the cap
             self.tree.tracer(message.get("pid"), ended=bool(message.get("ended")))
-        elif kind == protocol.ERROR:
-            self.error = message
-        elif kind == protocol.DONE:
-            self.done = message
+        elif kind in (protocol.ERROR, protocol.DONE):
+            setattr(self, kind, message)  # self.error, self.done
         else:
             raise ValueError(f"unexpected message {kind!r} from a training worker")
 

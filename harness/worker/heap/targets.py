@@ -13,6 +13,7 @@ each, the object that holds it (``hidden``), for the chain to follow where
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import heapq
 import itertools
@@ -48,9 +49,29 @@ def traceback_of(obj: object) -> tuple[Frame, ...] | None:
     """Where tracemalloc saw ``obj`` allocated (frames most recent first), or None."""
     raw = getattr(tracemalloc, "_get_object_traceback", None)
     if raw is not None:
-        return raw(obj)  # type: ignore[no-any-return]
+        frames = raw(obj)
+        if frames is None and type(obj) is list and obj:
+            frames = _items_traceback(obj)
+        return frames  # type: ignore[no-any-return]
     public = tracemalloc.get_object_traceback(obj)
     return tuple((f.filename, f.lineno) for f in reversed(public)) if public else None
+
+
+def _items_traceback(obj: list[Any]) -> tuple[Frame, ...] | None:
+    """Where a list's item array was allocated: a list reused from CPython's free list has no traceback of its own
+    (it predates the trace), so a loop keeping one new list per epoch would otherwise show no target at all."""
+    if _BY_ADDRESS is None:
+        return None
+    items = ctypes.c_void_p.from_address(id(obj) + _OB_ITEM).value  # PyListObject: refcnt, type, size, ob_item
+    return _BY_ADDRESS(0, items) if items else None  # type: ignore[no-any-return]
+
+
+_OB_ITEM = 3 * ctypes.sizeof(ctypes.c_void_p)
+try:  # CPython's C API: the traceback of any traced block by address (tracemalloc's domain 0)
+    _BY_ADDRESS: Any = ctypes.pythonapi._PyTraceMalloc_GetTraceback
+    _BY_ADDRESS.restype, _BY_ADDRESS.argtypes = ctypes.py_object, [ctypes.c_uint, ctypes.c_size_t]
+except AttributeError:  # pragma: no cover - another interpreter
+    _BY_ADDRESS = None
 
 
 def size_of(obj: object) -> int:

@@ -2,8 +2,7 @@
 
 :class:`Walk` is the state of one chain (:mod:`harness.worker.heap.keepers`
 drives it); :func:`root_of` says whether a referrer is a root and names it.
-Every list this module builds to hold objects is registered in ``mine``, so a
-referrer scan never mistakes the walker's own bookkeeping for a keeper.
+Lists built here to hold objects are registered in ``mine``: never taken for a keeper.
 """
 
 from __future__ import annotations
@@ -112,6 +111,9 @@ class Walk:
             self.seen.add(id(holder))
             self.current = holder
             return
+        if isinstance(holder, dict) and self.loop is not None and holder is _dict_of(self.loop):
+            link = f".{_key_of(holder, previous)}"  # the loop's materialised __dict__: "Loop.attr", at the loop
+            return self._push(f"{type_name(type(self.loop))}{link}", link, self.loop)
         label, link = _link(holder, previous)
         if isinstance(holder, dict):
             self.extra["_dict_key"] = _key_of(holder, previous)
@@ -207,9 +209,7 @@ def _running(ref: object, live: set[int]) -> types.FrameType | None:
     return None
 
 
-def _root(
-    kind: str, name: str | None, file: str | None, line: int | None, function: str | None, at: int | None
-) -> dict[str, Any]:
+def _root(kind: str, name: str | None, file: Any, line: int | None, function: Any, at: int | None) -> dict[str, Any]:
     return {"kind": kind, "name": name, "file": file, "line": line, "function": function, "suspended_at": at}
 
 
@@ -283,12 +283,10 @@ def _assigned_line(code: types.CodeType, name: str) -> int | None:
 
 
 def _own_frame(ref: object) -> bool:
-    return isinstance(ref, types.FrameType) and ref.f_code.co_filename.startswith(HARNESS_DIR) and _is_tracer(ref)
-
-
-def _is_tracer(frame: types.FrameType) -> bool:
     """A frame of the tracer's own code (not the worker's run(), which holds the loop)."""
-    return os.sep + "heap" + os.sep in frame.f_code.co_filename or frame.f_code.co_filename.endswith("tracing.py")
+    if not isinstance(ref, types.FrameType) or not ref.f_code.co_filename.startswith(HARNESS_DIR):
+        return False
+    return os.sep + "heap" + os.sep in ref.f_code.co_filename or ref.f_code.co_filename.endswith("tracing.py")
 
 
 def _live_frames() -> set[int]:
