@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -40,6 +41,8 @@ def run_table(runs: Sequence[Run]) -> pd.DataFrame:
                 "epochs_planned": int(run.meta.get("epochs_planned", len(run.epochs))),
                 "status": run.meta.get("status"),
                 "verdict": growth.get("verdict"),
+                "onset": growth.get("onset"),
+                "stopped_at": (growth.get("stop") or {}).get("epoch"),
                 "measure": growth.get("judged", "rss"),
                 "bytes_per_epoch": float_or_nan(growth.get("bytes_per_epoch")),
                 "ci_low": float_or_nan(growth.get("ci_low")),
@@ -66,6 +69,8 @@ RUN_TABLE_COLUMNS = [
     "epochs_planned",
     "status",
     "verdict",
+    "onset",
+    "stopped_at",
     "measure",
     "bytes_per_epoch",
     "ci_low",
@@ -96,8 +101,8 @@ def format_run_table(table: pd.DataFrame) -> pd.DataFrame:
             "epochs": [f"{d}/{p}" for d, p in zip(table["epochs_done"], table["epochs_planned"])],
             "status": table["status"],
             "verdict": [
-                v if m in ("rss", None) or pd.isna(m) else f"{v} ({measure_label(m)})"
-                for v, m in zip(table["verdict"], table["measure"])
+                _verdict(v, m, onset, stop)
+                for v, m, onset, stop in zip(table["verdict"], table["measure"], table["onset"], table["stopped_at"])
             ],
             "growth per epoch (95% CI)": [
                 format_growth(b, lo, hi)
@@ -114,3 +119,12 @@ def format_run_table(table: pd.DataFrame) -> pd.DataFrame:
         shown.insert(at, "peak tree PSS", [format_bytes(v) for v in table["peak_tree_pss_bytes"]])
         shown.insert(at, "children", [str(int(v)) for v in table["children"]])
     return shown.reset_index(drop=True)
+
+
+def _verdict(verdict: str, measure: Any, onset: Any, stop: Any) -> str:
+    """ "leak from epoch 41", "flat (grew until epoch 30)", with the measure named when it is not RSS."""
+    if onset is not None and not pd.isna(onset):
+        verdict = f"{verdict} from epoch {int(onset)}"
+    elif stop is not None and not pd.isna(stop):
+        verdict = f"{verdict} (grew until epoch {int(stop)})"
+    return verdict if measure in ("rss", None) or pd.isna(measure) else f"{verdict} ({measure_label(measure)})"
