@@ -1,6 +1,6 @@
 """The field zoo's table: every case run untraced and traced, judged against its arithmetic truth.
 
-    python benchmarks/zoo_table.py                       # leaks and traps: untraced, --trace, --trace --trace-frames 1
+    PYTHONPATH=. python benchmarks/zoo_table.py   # leaks and traps: untraced, --trace, --trace --trace-frames 1
     python benchmarks/zoo_table.py --fixed               # the fixed twins instead
     python benchmarks/zoo_table.py --cases LateLeak:late Sawtooth --modes plain
 
@@ -24,12 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the zoo lives with the tests
-
-from harness.formatting import format_size  # noqa: E402
-from harness.storage import load_run  # noqa: E402
-from tests.fixtures import zoo  # noqa: E402
+from harness.formatting import format_size
+from harness.storage import load_run
+from tests.fixtures import zoo  # run from the checkout's root (PYTHONPATH=.), where the zoo lives with the tests
 
 MODES = {"plain": [], "trace": ["--trace"], "trace1": ["--trace", "--trace-frames", "1"]}
 
