@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.growth import describe_measure, summarise_growth
+from harness.growth import describe_measure, format_growth, summarise_growth
 from harness.report.explain import NATIVE_HINT, explain_text, keepers_text
 
 KiB, MiB = 1024, 1024**2
@@ -77,3 +77,12 @@ def test_keepers_name_registries_atexit_and_views_for_what_they_are() -> None:
     assert "held by class attribute `zoo.LruMethod._cached_features`" in text
     assert "held by a callback registered with atexit" in text
     assert "path: loop.samples[0].base" in text and "the view was made at loop.py:12" in text
+
+
+def test_a_traced_run_is_judged_less_tracemallocs_tables_and_run_warns() -> None:
+    # GIVEN a traced run whose RSS grows only by tracemalloc's own tables (100 KiB/epoch)
+    epochs = table([100 * KiB * e for e in range(30)]).assign(tracer_bytes=[100 * KiB * e for e in range(30)])
+    # WHEN judged THEN flat, as untraced, and run's summary warns that tracing distorted RSS
+    growth = summarise_growth(epochs, None, None)
+    assert growth["verdict"] == "flat" and growth["less"] == "tracer_bytes"
+    assert "warning: tracing distorted RSS: tracemalloc's own tables grew" in format_growth(growth)
