@@ -130,6 +130,7 @@ class Guard:
         strict: bool = False,
         timeout: float | None = None,
         memory_cap: str | int | None = None,
+        gc_collect: str | bool | None = None,
     ) -> Judgement:
         """Run ``loop`` (or ``script``/``module`` with ``args``) in a worker and fail the test unless it stays within
         budget; returns the judgement."""
@@ -160,6 +161,7 @@ class Guard:
                     strict=strict,
                     timeout_s=timeout,
                     memory_cap=memory_cap,
+                    gc_collect=gc_collect,
                 )
             else:
                 judgement = guard_loop(
@@ -172,6 +174,7 @@ class Guard:
                     strict=strict,
                     timeout_s=timeout,
                     memory_cap=memory_cap,
+                    gc_collect=gc_collect,
                 )
         except UsageError as exc:
             pytest.fail(f"leakbench: {exc}", pytrace=False)

@@ -1,14 +1,14 @@
 """The records a run stores: run metadata, one row per epoch, one timed memory sample.
 
 Each is a frozen dataclass that checks its own fields, so a bad value is caught
-where it is made (in the worker for epoch records) and never reaches the disk.
+where it is built (in the parent for the worker's epoch records) and never reaches the disk.
 The on-disk layout they serialise to is described in docs/SCHEMA.md (version 3).
 
 Schema history (bump SCHEMA_VERSION and add a line on every incompatible change; details in docs/SCHEMA.md):
   1: first version.
   2: the process tree: TREE_COLUMNS in both CSVs, meta.json measure and process_tree, the cap on the tree's PSS.
-  3: script runs: meta.json script, epochs_from, window_s; no seed or planned epochs; epochs may be windows of
-     samples.csv with epochs.csv empty (a version-2 reader would see no epochs).  Versions 1 and 2 still load.
+  3: script runs (meta.json script, epochs_from, window_s; epochs may be windows of samples.csv), traced runs
+     judged fairly (epochs.csv tracer_bytes, meta.json gc).  Older versions load, missing columns read empty.
 """
 
 from __future__ import annotations
@@ -19,15 +19,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)  # load_run reads these; a version-1 run's tree columns are empty
+READABLE_VERSIONS = (1, 2, 3)  # load_run reads these; columns a version lacks are read empty
 
 # Run statuses and the exit codes of ``python -m harness run`` for each.
-RUNNING = "running"
-COMPLETED = "completed"
-MEMORY_CAP = "memory_cap"
-TIMEOUT = "timeout"
-INTERRUPTED = "interrupted"
-FAILED = "failed"
+RUNNING, COMPLETED, MEMORY_CAP = "running", "completed", "memory_cap"
+TIMEOUT, INTERRUPTED, FAILED = "timeout", "interrupted", "failed"
 STATUSES = (RUNNING, COMPLETED, MEMORY_CAP, TIMEOUT, INTERRUPTED, FAILED)
 # 130 for interrupted: the shell's convention for "ended by SIGINT".
 EXIT_CODES: dict[str, int] = {COMPLETED: 0, MEMORY_CAP: 3, TIMEOUT: 4, FAILED: 5, INTERRUPTED: 130}
@@ -42,9 +38,11 @@ V1_EPOCH_COLUMNS = ("epoch", "rss_bytes", "peak_rss_bytes", "heap_bytes", "py_bl
 V1_SAMPLE_COLUMNS = ("t_s", "rss_bytes", "epoch")
 # Version 2: the worker's live descendants, their RSS, the tree's USS and PSS (harness.recording.tree).
 TREE_COLUMNS = ("children", "children_rss_bytes", "tree_uss_bytes", "tree_pss_bytes")
-EPOCH_COLUMNS = V1_EPOCH_COLUMNS + TREE_COLUMNS
-SAMPLE_COLUMNS = V1_SAMPLE_COLUMNS + TREE_COLUMNS
-INTEGER_COLUMNS = ("epoch", "rss_bytes", "peak_rss_bytes", "heap_bytes", "py_blocks", *TREE_COLUMNS)
+TRACER_COLUMNS = ("tracer_bytes",)  # version 3: tracemalloc's own memory at the reading (in RSS, not the loop's)
+V2_EPOCH_COLUMNS, SAMPLE_COLUMNS = V1_EPOCH_COLUMNS + TREE_COLUMNS, V1_SAMPLE_COLUMNS + TREE_COLUMNS
+EPOCH_COLUMNS = V2_EPOCH_COLUMNS + TRACER_COLUMNS
+ADDED_EPOCH_COLUMNS = TREE_COLUMNS + TRACER_COLUMNS  # read empty from runs of a version without them
+INTEGER_COLUMNS = ("epoch", "rss_bytes", "peak_rss_bytes", "heap_bytes", "py_blocks", *TREE_COLUMNS, *TRACER_COLUMNS)
 
 # What a growth verdict or a budget can judge (--measure, measure = ...): the epochs.csv column of each.
 MEASURE_COLUMNS = {
@@ -55,7 +53,9 @@ MEASURE_COLUMNS = {
 }
 DEFAULT_MEASURE = "rss"
 # The fixed columns of epochs.csv and the columns of samples.csv in each readable schema version.
-COLUMNS_OF_VERSION = {1: (V1_EPOCH_COLUMNS, V1_SAMPLE_COLUMNS)} | dict.fromkeys((2, 3), (EPOCH_COLUMNS, SAMPLE_COLUMNS))
+COLUMNS_OF_VERSION = {1: (V1_EPOCH_COLUMNS, V1_SAMPLE_COLUMNS), 2: (V2_EPOCH_COLUMNS, SAMPLE_COLUMNS)}
+COLUMNS_OF_VERSION[3] = (EPOCH_COLUMNS, SAMPLE_COLUMNS)
+_WIRE = V1_EPOCH_COLUMNS + TRACER_COLUMNS  # what the worker sends of an epoch record (the tree is the parent's)
 LOOP, MARKS, WINDOWS = "loop", "marks", "windows"  # epochs_from: a loop's epochs, a script's marks, windows
 # Metrics a loop may return per epoch: each is a column, and 16,000 columns take seconds to load.
 MAX_METRICS = 1000
@@ -138,11 +138,12 @@ class EpochRecord:
     elapsed_s: float
     metrics: Mapping[str, float] = field(default_factory=dict)
     tree: TreeFigures = NO_TREE
+    tracer_bytes: int | None = None  # tracemalloc's own memory when traced (version 3)
 
     def __post_init__(self) -> None:
         _check_count("epoch", self.epoch, minimum=1)
-        for name in ("rss_bytes", "peak_rss_bytes", "heap_bytes", "py_blocks"):
-            _check_count(name, getattr(self, name), optional=name in ("heap_bytes", "py_blocks"))
+        for name in ("rss_bytes", "peak_rss_bytes", "heap_bytes", "py_blocks", "tracer_bytes"):
+            _check_count(name, getattr(self, name), optional=name not in ("rss_bytes", "peak_rss_bytes"))
         for name in ("epoch_s", "elapsed_s"):
             _check_seconds(name, getattr(self, name))
         object.__setattr__(self, "metrics", check_metrics(self.metrics))
@@ -151,21 +152,20 @@ class EpochRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of the worker's figures (the wire format); :meth:`from_dict` reverses it."""
-        # Not dataclasses.asdict, which deep-copies: this runs once per epoch in the worker.
-        return {name: getattr(self, name) for name in V1_EPOCH_COLUMNS} | {"metrics": dict(self.metrics)}
+        return {name: getattr(self, name) for name in _WIRE} | {"metrics": dict(self.metrics)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], tree: TreeFigures = NO_TREE) -> EpochRecord:
         """Build from :meth:`to_dict` output, with the parent's ``tree``; ValueError on missing or unknown keys."""
-        names = set(V1_EPOCH_COLUMNS) | {"metrics"}
-        missing, unknown = names - set(data), set(data) - names
+        names = {*_WIRE, "metrics"}
+        missing, unknown = names - set(data) - set(TRACER_COLUMNS), set(data) - names
         if missing or unknown:
             raise ValueError(f"bad epoch record: missing {sorted(missing)}, unknown {sorted(unknown)}")
         return cls(**dict(data), tree=tree)
 
     def row(self, metric_names: tuple[str, ...]) -> list[Any]:
         """The epochs.csv row: fixed columns, then ``metric_names`` (None where absent)."""
-        fixed = [getattr(self, name) for name in V1_EPOCH_COLUMNS] + self.tree.values()
+        fixed = [getattr(self, name) for name in V1_EPOCH_COLUMNS] + self.tree.values() + [self.tracer_bytes]
         return fixed + [self.metrics.get(name) for name in metric_names]
 
 
@@ -220,11 +220,11 @@ class StopInfo:
 # The keys of meta.json, in the order written (see docs/SCHEMA.md); one string, read as a paragraph.
 META_KEYS = tuple(
     """schema_version run_id variant leak seed epochs_planned epochs_done status config memory_cap_bytes
-    memory_limit_bytes timeout_s trace sample_interval_s measure script epochs_from window_s started_at ended_at
+    memory_limit_bytes timeout_s trace sample_interval_s measure gc script epochs_from window_s started_at ended_at
     host versions git_commit process_tree stop growth""".split()  # noqa: SIM905
 )
 # Keys a reader does without: added after version 1 (memory_limit_bytes...), or filled at the end.
-OPTIONAL_META_KEYS = tuple("growth stop memory_limit_bytes measure process_tree script epochs_from window_s".split())  # noqa: SIM905
+OPTIONAL_META_KEYS = tuple("growth stop memory_limit_bytes measure process_tree gc script epochs_from window_s".split())  # noqa: SIM905
 
 
 @dataclass(frozen=True)
@@ -257,6 +257,7 @@ class RunMeta:
     script: Mapping[str, Any] | None = None  # version 3: {path, module, args} of a script run; None for a loop
     epochs_from: str | None = LOOP  # version 3: loop, marks or windows (None before: a loop)
     window_s: float | None = None  # version 3: a script run's window length in seconds
+    gc: Mapping[str, Any] | None = None  # the collector before each reading: policy, collections, seconds (version 3)
 
     def __post_init__(self) -> None:
         if self.schema_version not in READABLE_VERSIONS:
@@ -280,9 +281,9 @@ class RunMeta:
             raise ValueError(f"timeout_s must be a positive number or None, got {self.timeout_s!r}")
         if (self.status == RUNNING) != (self.ended_at is None):
             raise ValueError("ended_at must be null exactly while the run is running")
-        for name in ("config", "host", "versions", "stop", "growth", "process_tree", "script"):
+        for name in ("config", "host", "versions", "stop", "growth", "process_tree", "gc", "script"):
             value = getattr(self, name)
-            if not isinstance(value, Mapping) and not (value is None and name not in ("config", "host", "versions")):
+            if not isinstance(value, Mapping) and not (value is None and name in OPTIONAL_META_KEYS):
                 raise ValueError(f"{name} must be an object, got {type(value).__name__}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -296,5 +297,4 @@ class RunMeta:
         missing = [key for key in META_KEYS if key not in data and key not in OPTIONAL_META_KEYS]
         if missing:
             raise ValueError(f"meta.json lacks {', '.join(missing)}")
-        fields: dict[str, Any] = {key: data.get(key) for key in META_KEYS}
-        return cls(**fields)
+        return cls(**{key: data.get(key) for key in META_KEYS})

@@ -47,7 +47,7 @@ from harness.interface import (
 from harness.records import COMPLETED, FAILED
 from harness.scripts import DEFAULT_WINDOW_S, Script, split_arguments
 from harness.sizes import ACCEPTED, parse_size
-from harness.worker import tracing
+from harness.worker import gc_readings, tracing
 
 STDERR_TAIL_SHOWN = 10
 
@@ -128,6 +128,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"frames kept per traced allocation (default {tracing.FRAMES}); fewer is faster, "
         "1 suits loops that allocate in their own code",
+    )
+    parser.add_argument(
+        "--gc-collect",
+        default=gc_readings.DEFAULT_POLICY,
+        metavar="WHEN",
+        help="garbage collection before each epoch's reading: auto (default: freeze what lives after epoch 1, then "
+        "collect only when the collector found cyclic garbage since the last reading), always (a full collection "
+        "every epoch), never",
     )
     parser.add_argument(
         "--quiet", action="store_true", help="no progress line and no summary: print only the run directory"
@@ -231,6 +239,7 @@ def request_from_args(args: argparse.Namespace) -> recording.RunRequest:
         trace_frames=args.trace_frames,
         measure=args.measure,
         window_s=args.window,
+        gc_collect=args.gc_collect,
     )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.formatting import format_rate_ci, format_size, plural
+from harness.growth.series import stop_text
 from harness.growth.verdict import MEASURES, ci_label
 
 
@@ -39,10 +40,14 @@ def describe_measure(measure: Mapping[str, Any], named: bool = False, projection
         return f"{prefix}{measure['verdict']}: {measure['reason']}"
     per = measure.get("per", "epoch")  # "window" for a script judged per window of samples
     rate, ci = format_rate_ci(measure["bytes_per_epoch"], measure["ci_low"], measure["ci_high"], signed=True, per=per)
-    text = (
-        f"{prefix}{measure['verdict']}, {rate} ({ci_label(measure)} {ci}) over "
-        f"{plural(measure['n_epochs_used'], per)} after {plural(measure['warmup_epochs'], 'warm-up ' + per)}"
-    )
+    over = f"{rate} ({ci_label(measure)} {ci}) over {plural(measure['n_epochs_used'], per)}"
+    if measure.get("onset") is not None:  # a late leak: the fit from its onset decides
+        text = f"{prefix}leak from {per} {measure['onset']}, {over} since; flat before it"
+    elif measure.get("stop"):
+        stop = measure["stop"]
+        return f"{prefix}{measure['verdict']}, {over} since {per} {stop['epoch'] + 1}; before, it {stop_text(stop)}"
+    else:
+        text = f"{prefix}{measure['verdict']}, {over} after {plural(measure['warmup_epochs'], 'warm-up ' + per)}"
     if measure["verdict"] == "inconclusive":
         return f"{text}; {measure['reason']}"
     where = reaches(measure.get("projection"), per) if projection else ""
@@ -53,6 +58,9 @@ def format_growth(growth: Mapping[str, Any]) -> str:
     """Lines for the end of ``run``: the verdict, the rate with its CI, the projection; then the other series."""
     judged = growth.get("judged", "rss")
     lines = [f"verdict: {describe_measure(growth, named=judged != 'rss')}"]
+    warning = (growth.get("tracing") or {}).get("warning")
+    if warning:
+        lines.append(f"warning: {warning}")
     heap = growth.get("heap")
     if growth.get("note"):
         lines.append(f"note: {growth['note']}")

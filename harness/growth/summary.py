@@ -20,8 +20,9 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import UsageError
-from harness.formatting import format_rate
-from harness.growth.verdict import MEASURES, MIN_BYTES_PER_EPOCH, MIN_EPOCHS, NATIVE_SHARE, fit_column
+from harness.growth.native import native_growth
+from harness.growth.series import fit_measure, tracing_distortion
+from harness.growth.verdict import MEASURES, MIN_BYTES_PER_EPOCH, MIN_EPOCHS
 from harness.records import DEFAULT_MEASURE, MEASURE_COLUMNS, WINDOWS
 
 TREE_MEASURES = ("tree-pss", "tree-uss")
@@ -71,7 +72,7 @@ def summarise_growth(
     for name, column in MEASURE_COLUMNS.items():
         if column not in epochs.columns or (name in TREE_MEASURES and not children and name != measure):
             continue
-        fit = fit_column(epochs, column, min_bytes_per_epoch, min_epochs, per)
+        fit = fit_measure(epochs, column, min_bytes_per_epoch, min_epochs, per)
         if name == "rss" or fit["n_epochs_used"] + fit["warmup_epochs"] >= 2:
             series[name] = fit  # others need values: the heap when traced, the tree when recorded
     if measure not in series:
@@ -81,7 +82,8 @@ def summarise_growth(
     growth["judged"] = measure
     growth["heap"] = heap
     growth["series"] = series
-    growth["native_growth"], growth["note"] = _native(series["rss"], heap)
+    growth["native_growth"], growth["note"] = native_growth(epochs, series["rss"], heap)
+    growth["tracing"] = tracing_distortion(epochs, series["rss"])
     growth["projection"] = _projection(growth, memory_cap_bytes, memory_total_bytes)
     if "tree-pss" in series:  # the figure the cap applies to: where it reaches the cap, judged or not
         series["tree-pss"]["projection"] = _projection(series["tree-pss"], memory_cap_bytes, memory_total_bytes)
@@ -95,30 +97,6 @@ def summarise_run(epochs: pd.DataFrame, meta: Mapping[str, Any], measure: str | 
     per = "window" if meta.get("epochs_from") == WINDOWS else "epoch"
     cap, total = meta.get("memory_cap_bytes"), host.get("memory_total_bytes")
     return summarise_growth(epochs, cap, total, measure=chosen, per=per)
-
-
-def _native(rss: dict[str, Any], heap: dict[str, Any] | None) -> tuple[bool | None, str | None]:
-    """Whether RSS leaks while the Python heap explains little of it, and the note saying so."""
-    if heap is None:
-        return None, None
-    if rss["verdict"] != "leak":
-        return False, None
-    per = rss.get("per", "epoch")
-    if heap["verdict"] != "flat" and heap["ci_high"] >= NATIVE_SHARE * rss["bytes_per_epoch"]:
-        return False, None
-    if heap["verdict"] == "leak":
-        # tracemalloc sees a real leak; heap_bytes exists only under --trace, where RSS also carries
-        # tracemalloc's own record of every traced block (several times a small object's size).
-        return False, (
-            f"RSS grows {format_rate(rss['bytes_per_epoch'], per)} and the Python heap "
-            f"{format_rate(heap['bytes_per_epoch'], per)}: the heap leak is real (see the sites); much of "
-            "the rest is likely tracemalloc's own bookkeeping for the traced blocks"
-        )
-    return True, (
-        f"RSS grows {format_rate(rss['bytes_per_epoch'], per)} but the Python heap only "
-        f"{format_rate(heap['bytes_per_epoch'], per)}: the growth is native memory or allocator "
-        "fragmentation, which tracemalloc cannot see"
-    )
 
 
 def _projection(

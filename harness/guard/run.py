@@ -22,6 +22,7 @@ from harness.recording import RunRequest, execute
 from harness.scripts import Script
 from harness.sizes import parse_size
 from harness.storage import load_run
+from harness.worker.gc_readings import DEFAULT_POLICY, POLICIES
 
 
 def loop_spec(loop: str | type) -> str:
@@ -60,6 +61,17 @@ def script_spec(path: str | os.PathLike[str] | None, module: str | None, args: S
     return Script(module=module, args=tuple(args))
 
 
+def gc_policy(gc_collect: str | bool | None) -> str:
+    """The worker's garbage-collection policy for ``gc_collect``: a policy name, True (always), False (never), None."""
+    if gc_collect is None:
+        return DEFAULT_POLICY
+    if isinstance(gc_collect, bool):
+        return "always" if gc_collect else "never"
+    if gc_collect not in POLICIES:
+        raise UsageError(f"invalid gc_collect {gc_collect!r}: expected one of {', '.join(POLICIES)}, True or False")
+    return gc_collect
+
+
 def guard_loop(
     loop: str | type,
     budget: Budget,
@@ -71,6 +83,7 @@ def guard_loop(
     strict: bool = False,
     timeout_s: float | None = None,
     memory_cap: int | str | None = None,
+    gc_collect: str | bool | None = None,
 ) -> Judgement:
     """Run ``loop`` for ``budget``'s epochs in a worker (traced when measuring the heap) and judge it on its measure."""
     config = RunConfig(
@@ -88,6 +101,7 @@ def guard_loop(
         timeout_s=timeout_s,
         trace=budget.measure_or_default == "heap",
         measure=budget.measure_or_default,
+        gc_collect=gc_policy(gc_collect),
     )
     return _record_and_judge(request, budget, strict)
 
@@ -101,6 +115,7 @@ def guard_script(
     strict: bool = False,
     timeout_s: float | None = None,
     memory_cap: int | str | None = None,
+    gc_collect: str | bool | None = None,
 ) -> Judgement:
     """Run ``script`` to its end in a worker, as ``run --script`` does, and judge it on the budget's measure.
 
@@ -118,6 +133,7 @@ def guard_script(
         measure=budget.measure_or_default,
         script=script,
         window_s=window_s,
+        gc_collect=gc_policy(gc_collect),
     )
     return _record_and_judge(request, budget, strict)
 

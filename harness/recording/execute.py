@@ -165,6 +165,7 @@ def _record(
         script=script.to_dict() if script is not None else None,
         epochs_from=request.epochs_from,
         window_s=request.window_or_default,
+        gc={"policy": request.gc_collect},
         started_at=storage.iso(storage.utc_now()),
         ended_at=None,
         host=host,
@@ -182,6 +183,7 @@ def _record(
     job = {
         "trace_path": str((run_dir / storage.TRACE).absolute()) if request.trace else None,
         "trace_frames": request.trace_frames,
+        "gc_collect": request.gc_collect,
         "memory_limit_bytes": limit,
     }
     if script is not None:
@@ -263,6 +265,7 @@ def _finish(
         "ended_at": storage.iso(storage.utc_now()),
         "versions": meta["versions"] | session.worker_versions,
         "process_tree": session.tree.summary() if session.tree is not None else None,
+        "gc": {"policy": meta["gc"]["policy"], **((session.done or {}).get("gc") or {})},
         "stop": stop,
     }
     records.RunMeta.from_dict(meta)

@@ -13,7 +13,7 @@ from harness.errors import UsageError
 from harness.interface import RunConfig
 from harness.records import DEFAULT_MEASURE, LOOP, MARKS, MEASURE_COLUMNS, WINDOWS
 from harness.scripts import DEFAULT_WINDOW_S, Script
-from harness.worker import tracing
+from harness.worker import gc_readings, tracing
 
 DEFAULT_SAMPLE_INTERVAL_S = 0.05
 MAX_DEFAULT_CAP = 4 * 1024**3
@@ -49,6 +49,7 @@ class RunRequest:
     measure: str = DEFAULT_MEASURE  # the series the verdict judges: rss, tree-pss, tree-uss or heap
     script: Script | None = None
     window_s: float | None = None  # a script's epochs are windows of this many seconds, marks or not
+    gc_collect: str = gc_readings.DEFAULT_POLICY  # what the worker does to the collector before each reading
 
     def __post_init__(self) -> None:
         if self.script is not None:
@@ -72,6 +73,9 @@ class RunRequest:
             raise UsageError(f"trace frames must be a whole number from 1 to {tracing.MAX_FRAMES}, got {frames!r}")
         if self.measure not in MEASURE_COLUMNS:
             raise UsageError(f"invalid measure {self.measure!r}: expected one of {', '.join(MEASURE_COLUMNS)}")
+        if self.gc_collect not in gc_readings.POLICIES:
+            expected = ", ".join(gc_readings.POLICIES)
+            raise UsageError(f"invalid gc-collect {self.gc_collect!r}: expected one of {expected}")
         if self.measure == "heap" and not self.trace:
             raise UsageError("measure heap needs --trace: the Python heap is recorded only when traced")
         object.__setattr__(self, "results_dir", Path(self.results_dir))

@@ -89,6 +89,8 @@ class Session:
                 self.t0 = float(message["t0"])
                 self.worker_versions = dict(message.get("versions") or {})
                 self._flush_pending()
+        elif kind == protocol.TRACER and self.tree is not None:  # left out of the tree's figures and the cap
+            self.tree.tracer(message.get("pid"), ended=bool(message.get("ended")))
         elif kind == protocol.ERROR:
             self.error = message
         elif kind == protocol.DONE:  # with a script's versions: what it imported by its end
@@ -115,7 +117,6 @@ class Session:
         self.writer.sync_epochs()
         return True
 
-    # -- memory samples --------------------------------------------------------------------
     def _flush_pending(self) -> None:
         origin = self.t0 if self.t0 is not None else self.spawned_at
         samples = [
@@ -161,7 +162,6 @@ class Session:
             pss = self.tree.latest_exact.tree_pss_bytes
         return {"rss_bytes": reading.worker_rss, "tree_pss_bytes": pss, "children": reading.figures.children}
 
-    # -- ending ----------------------------------------------------------------------------
     def _end(self, status: str, message: str, *, kill: bool) -> None:
         if self.status is None or status == records.MEMORY_CAP:
             self.status, self.message = status, message

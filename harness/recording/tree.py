@@ -36,6 +36,16 @@ Copy-on-write copies (a page shared with a forked child, written by one of
 them) raise PSS but not RSS: they are counted by page faults, and when faults
 could have carried the tree over the cap an exact reading is taken as soon as
 a larger budget (25%) allows.
+
+The tracer's child (``--trace``: a fork of the trainer that takes trace
+points, :mod:`harness.worker.heap.child`) is a member, announced by the
+trainer (:meth:`TreeSampler.tracer`), that is left out of the figures and of
+the cap: it counts in neither the children nor their RSS nor the bound, and an
+exact reading adds only the share of its pages it shares with the others
+(PSS less USS: the trainer's pages it maps, which without it would be the
+trainer's alone), never its own allocations.  USS is not recorded while it
+lives (the trainer's pages are then shared, not its own).  It is still ended
+with the run.
 """
 
 from __future__ import annotations
@@ -82,6 +92,9 @@ class TreeSampler:
         self.interval_s = interval_s
         self.proc = proc
         self.trainer: int | None = None
+        self.tracers: dict[int, int] = {}  # the tracer's children now: pid -> start time
+        self._before_fork: set[int] | None = None  # members when a tracer's fork was announced, until its pid is
+        self._last_members: list[int] = []  # pids of the last reading's members
         self.seen: dict[int, ProcStat] = {}  # every member ever seen, by pid (the latest process of that pid)
         self.latest: Reading | None = None
         self.latest_exact: TreeFigures | None = None
@@ -103,11 +116,42 @@ class TreeSampler:
         self.seen.update((stat.pid, stat) for stat in found)
         return found
 
+    def tracer(self, pid: int | None, ended: bool) -> None:
+        """The trainer forks (pid None), forked or reaped its tracer's child: leave it out of the figures and cap.
+
+        Announced before the fork, so a sample between the fork and the pid's
+        message already leaves out a new child of the trainer.
+        """
+        if pid is None:  # the members of the last reading: the child may exist already when this is read
+            self._before_fork = None if ended else set(self._last_members)
+            return
+        self._before_fork = None
+        stat = None if ended else procfs.read_stat(pid, self.proc)
+        if stat is None:
+            self.tracers.pop(pid, None)
+        else:
+            self.tracers[pid] = stat.start
+
+    def _split(self, found: list[ProcStat]) -> tuple[list[ProcStat], list[ProcStat]]:
+        """(the tree's members that count, the tracer's children)."""
+        before = self._before_fork
+        if not self.tracers and before is None:
+            return found, []
+        tracers = [
+            stat
+            for stat in found
+            if self.tracers.get(stat.pid) == stat.start
+            or (before is not None and stat.ppid == self.trainer and stat.pid not in before)
+        ]
+        return [stat for stat in found if stat not in tracers], tracers
+
     def read(self, cap: int | None, exact: bool | None = None) -> Reading:
         """Sample the tree; exact when due, or when the bound passes ``cap`` (or as ``exact`` says, for benchmarks)."""
         started = time.thread_time()
         now = time.monotonic()
-        found = self.members()
+        members = self.members()
+        self._last_members = [stat.pid for stat in members]
+        found, tracers = self._split(members)
         grown, faulted = self._growth(found)
         bound = self._base_pss + grown
         since = now - self._exact_at
@@ -119,7 +163,7 @@ class TreeSampler:
         figures = TreeFigures(len(children), sum(stat.rss_bytes for stat in children))
         capped = bound
         if exact:
-            figures, capped = self._exact(found, figures, now)
+            figures, capped = self._exact(found, figures, now, tracers)
         worker = next((stat.rss_bytes for stat in found if stat.pid == self.trainer), None)
         if self._previous is not None and now > self._previous[0]:
             self._rate = (capped - self._previous[1]) / (now - self._previous[0])
@@ -158,7 +202,9 @@ class TreeSampler:
                 faulted += max(0, stat.faults - base.faults) * procfs.PAGE_SIZE
         return grown, faulted
 
-    def _exact(self, found: list[ProcStat], figures: TreeFigures, now: float) -> tuple[TreeFigures, int]:
+    def _exact(
+        self, found: list[ProcStat], figures: TreeFigures, now: float, tracers: list[ProcStat]
+    ) -> tuple[TreeFigures, int]:
         started = time.thread_time()
         pss = uss = 0
         for stat in found:
@@ -166,12 +212,16 @@ class TreeSampler:
             if rollup is not None:
                 pss += rollup.pss
                 uss += rollup.uss
+        for stat in tracers:  # the pages it shares are the others' (their PSS lost that share to it); its own are not
+            rollup = procfs.read_rollup(stat.pid, self.proc)
+            if rollup is not None:
+                pss += rollup.pss - rollup.uss
         self._exact_cost = time.thread_time() - started
         self.stats["exact"] += 1
         self.stats["exact_s"] += self._exact_cost
         self._base = {stat.pid: stat for stat in found}
         self._base_pss, self._exact_at = pss, now
-        exact = TreeFigures(figures.children, figures.children_rss_bytes, uss, pss)
+        exact = TreeFigures(figures.children, figures.children_rss_bytes, None if tracers else uss, pss)
         self.latest_exact = exact
         return exact, pss
 

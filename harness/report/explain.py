@@ -9,10 +9,16 @@ from typing import Any
 
 from harness.formatting import format_bytes, format_p, format_rate_ci, format_size, plural, text_table
 from harness.growth import MEASURES, TREE_MEASURES, reaches
+from harness.growth.series import stop_text
 from harness.records import WINDOWS
 from harness.scripts import Script
 
 TOP = 10  # rows of each trace table shown; trace.json keeps 25
+NATIVE_HINT = (
+    "No trace, and the growth is native memory (RSS grows, Python's small objects do not): --trace would "
+    "not see it, since tracemalloc traces only Python's allocator. Re-run with --lines, where your leakbench "
+    "has it, to see the lines whose native allocations grew; with --trace the sites name NumPy arrays' lines."
+)
 PATH_WIDTH = 60  # longer site paths keep their tail, which names the file
 
 
@@ -31,12 +37,15 @@ def explain_text(
             "No trace: the run was traced but ended before its baseline epoch, so there is nothing to compare; "
             "run it for more epochs to see which lines and object types the growth comes from."
         )
+    elif trace is None and growth.get("native_growth"):
+        parts.append(NATIVE_HINT)
     elif trace is None:
         parts.append("No trace: re-run with --trace to see which lines and object types the growth comes from.")
     else:
         parts.append(sites_table(trace, root, top, per="window" if meta.get("epochs_from") == WINDOWS else "epoch"))
         parts.append(keepers_text(trace, root))
         parts.append(types_table(trace, top))
+        parts.append(threads_text(trace))
     return "\n\n".join(part for part in parts if part) + "\n"
 
 
@@ -119,8 +128,15 @@ def _reasons(growth: dict[str, Any]) -> str:
     where = reaches(growth.get("projection"), growth.get("per", "epoch"))
     if where:
         lines.append(f"At this rate {MEASURES.get(growth.get('measure', ''), 'memory')} reaches {where}.")
+    if growth.get("onset") is not None:
+        lines.append(f"Onset: flat until epoch {growth['onset'] - 1}, growing from epoch {growth['onset']}.")
+    if growth.get("stop"):
+        lines.append(f"Stop: memory {stop_text(growth['stop'])} at epoch {growth['stop']['epoch']}.")
     if growth.get("note"):
         lines.append(f"Note: {growth['note']}.")
+    warning = (growth.get("tracing") or {}).get("warning")
+    if warning:
+        lines.append(f"Warning: {warning}.")
     return "\n".join(lines)
 
 
@@ -169,7 +185,13 @@ def _stack(row: dict[str, Any], root: str | None) -> str:
 def _holder(holder: dict[str, Any] | None, root: str | None) -> str:
     """ "local `outcomes` of Loop._epochs_from at lists.py:125", or why the chain ended without one."""
     if holder is None:
-        return "an object the worker holds (the loop itself; see the chain)"
+        return "the loop object (held by the worker)"
+    if not holder.get("file") and holder.get("text"):  # atexit, thread-local storage, nothing the gc can see
+        return str(holder["text"])
+    if holder["kind"] == "global":
+        return f"module-level `{holder['name']}` (a registry that outlives the loop)"
+    if holder["kind"] == "class":
+        return f"class attribute `{holder['name']}` (shared by every instance, outlives the loop)"
     where = _site({"file": holder["file"], "line": holder["line"]}, root) if holder.get("line") else holder["file"]
     name = f" `{holder['name']}`" if holder.get("name") else ""
     function = f" of {holder['function']}" if holder.get("function") else ""
@@ -184,9 +206,29 @@ def keepers_text(trace: dict[str, Any], root: str | None) -> str:
     lines = ["What keeps the growth alive (referrers from a grown object outwards):"]
     for keeper in keepers:
         lines.append(f"  {_site(keeper, root)}: held by {_holder(keeper.get('holder'), root)}")
+        if keeper.get("path"):
+            lines.append(f"    path: {keeper['path']}")
+        if keeper.get("view_line"):
+            made = _site({"file": keeper["view_line"][0], "line": keeper["view_line"][1]}, root)
+            lines.append(f"    a view keeps its base alive; the view was made at {made}")
+        if keeper.get("also_held_by"):
+            lines.append(f"    also held by {keeper['also_held_by']}")
         if keeper.get("chain"):
             lines.append("    via " + " <- ".join(keeper["chain"]))
     return "\n".join(lines)
+
+
+def threads_text(trace: dict[str, Any]) -> str:
+    """Live threads by name at the baseline and now, when their number grew (a pool per epoch shows here)."""
+    threads = trace.get("threads") or {}
+    before, now = threads.get("baseline") or {}, threads.get("final") or {}
+    grown = {name: count - before.get(name, 0) for name, count in now.items() if count > before.get(name, 0)}
+    if not grown:
+        return ""
+    listed = ", ".join(
+        f"{name} {before.get(name, 0)} -> {now[name]}" for name in sorted(grown, key=grown.get, reverse=True)
+    )
+    return f"Live threads grew: {listed}; a thread's stack and thread-local data are native memory."
 
 
 def types_table(trace: dict[str, Any], top: int = TOP) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -41,6 +42,8 @@ def run_table(runs: Sequence[Run]) -> pd.DataFrame:
                 "epochs_planned": run.meta.get("epochs_planned", len(run.epochs)),
                 "status": run.meta.get("status"),
                 "verdict": growth.get("verdict"),
+                "onset": growth.get("onset"),
+                "stopped_at": (growth.get("stop") or {}).get("epoch"),
                 "measure": growth.get("judged", "rss"),
                 "bytes_per_epoch": float_or_nan(growth.get("bytes_per_epoch")),
                 "ci_low": float_or_nan(growth.get("ci_low")),
@@ -68,6 +71,8 @@ RUN_TABLE_COLUMNS = [
     "epochs_planned",
     "status",
     "verdict",
+    "onset",
+    "stopped_at",
     "measure",
     "bytes_per_epoch",
     "ci_low",
@@ -102,8 +107,10 @@ def format_run_table(table: pd.DataFrame) -> pd.DataFrame:
             ],
             "status": table["status"],
             "verdict": [
-                v if m in ("rss", None) or pd.isna(m) else f"{v} ({measure_label(m)})"
-                for v, m in zip(table["verdict"], table["measure"])
+                _verdict(v, m, onset, stop, per)
+                for v, m, onset, stop, per in zip(
+                    table["verdict"], table["measure"], table["onset"], table["stopped_at"], table["per"]
+                )
             ],
             growth_header(table["per"]): [
                 format_growth(b, lo, hi, per)
@@ -132,3 +139,12 @@ def _epochs_cell(done: int, planned: int | None, per: str) -> str:
     if per == "window":
         return f"{done} windows"
     return str(done) if missing(planned) else f"{done}/{int(planned)}"
+
+
+def _verdict(verdict: str, measure: Any, onset: Any, stop: Any, per: str = "epoch") -> str:
+    """ "leak from epoch 41", "flat (grew until epoch 30)", with the measure named when it is not RSS."""
+    if onset is not None and not pd.isna(onset):
+        verdict = f"{verdict} from {per} {int(onset)}"
+    elif stop is not None and not pd.isna(stop):
+        verdict = f"{verdict} (grew until {per} {int(stop)})"
+    return verdict if measure in ("rss", None) or pd.isna(measure) else f"{verdict} ({measure_label(measure)})"

@@ -2,10 +2,10 @@
 
 The loader reads a run whose run died mid-write (it drops a last line that was
 cut off) and refuses, with a message saying why, a directory it cannot read.
-It reads schema versions 1 to 3: a version-1 run's tables get the process
-tree's columns, empty, and its meta.json is returned as it is on disk.  A
-script run judged per window (schema version 3) gets its windows of samples.csv
-as its epochs table (:mod:`~harness.storage.windows`).
+It reads schema versions 1 to 3: an older run's tables get the columns its
+version lacks (the process tree's, tracer_bytes), empty, and its meta.json is
+returned as it is on disk.  A script run judged per window (schema version 3)
+gets its windows of samples.csv as its epochs table (:mod:`~harness.storage.windows`).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class Run:
     def metric_columns(self) -> list[str]:
         """The loop's metric columns of epochs.csv, in order."""
         fixed = records.COLUMNS_OF_VERSION[self.schema_version][0]
-        return [name for name in self.epochs.columns if name not in fixed and name not in records.TREE_COLUMNS]
+        return [name for name in self.epochs.columns if name not in fixed and name not in records.ADDED_EPOCH_COLUMNS]
 
     @property
     def max_children(self) -> int:
@@ -141,8 +141,8 @@ def _read_meta(run_dir: Path) -> dict[str, Any]:
     if isinstance(version, bool) or version not in records.READABLE_VERSIONS:
         newer = isinstance(version, int) and not isinstance(version, bool) and version > records.SCHEMA_VERSION
         fix = "upgrade leakbench (pip install -U leakbench) to read it" if newer else "re-run it with this leakbench"
-        *most, last = (str(v) for v in records.READABLE_VERSIONS)
-        readable = f"{', '.join(most)} and {last}" if most else last
+        *earlier, last = (str(v) for v in records.READABLE_VERSIONS)
+        readable = f"{', '.join(earlier)} and {last}" if earlier else last
         raise UsageError(f"{path} has schema_version {version!r}; this leakbench reads versions {readable}: {fix}")
     try:
         records.RunMeta.from_dict(meta)
@@ -160,8 +160,9 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     run_dir = Path(path)
     meta = _read_meta(run_dir)
     epoch_columns, sample_columns = records.COLUMNS_OF_VERSION[meta["schema_version"]]
-    # A version-1 run has no tree columns: they are added, empty, so every reader finds them.
-    epochs = _read_table(run_dir / EPOCHS, epoch_columns, records.TREE_COLUMNS)
+    # An older run lacks the columns added since (the tree's, tracer_bytes): they are added, empty, so every
+    # reader finds them.
+    epochs = _read_table(run_dir / EPOCHS, epoch_columns, records.ADDED_EPOCH_COLUMNS)
     samples = _read_table(run_dir / SAMPLES, sample_columns, records.TREE_COLUMNS)
     if meta.get("epochs_from") == records.WINDOWS or (meta.get("epochs_from") == records.MARKS and epochs.empty):
         # A script that marks no epochs (so far) is judged per window of its samples: computed here, for every reader.

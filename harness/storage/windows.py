@@ -66,6 +66,7 @@ def window_epochs(samples: pd.DataFrame, window_s: float) -> pd.DataFrame:
     table["elapsed_s"] = (table.index + 1) * float(window_s)
     table["heap_bytes"] = math.nan
     table["py_blocks"] = math.nan
+    table["tracer_bytes"] = math.nan  # tracemalloc is not sampled by the parent
     columns = {
         name: table[name].astype("Int64") if name in INTEGER_COLUMNS else table[name].astype("float64")
         for name in EPOCH_COLUMNS

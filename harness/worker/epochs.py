@@ -17,6 +17,7 @@ from typing import Any
 
 from harness import records
 from harness.worker import protocol
+from harness.worker.gc_readings import GcReadings
 from harness.worker.process import memory_now
 from harness.worker.protocol import Channel
 from harness.worker.tracing import Tracer
@@ -29,15 +30,18 @@ class BadMetrics(ValueError):
 class EpochSender:
     """Numbers the epochs, measures the worker at the end of each, sends the records."""
 
-    def __init__(self, channel: Channel, tracer: Tracer | None, t0: float) -> None:
+    def __init__(self, channel: Channel, tracer: Tracer | None, t0: float, readings: GcReadings | None = None) -> None:
         self.channel = channel
         self.tracer = tracer
+        self.readings = readings  # garbage-aware readings: collect before reading when the policy says so
         self.t0 = t0  # time.monotonic() when the first epoch started: elapsed_s counts from it
         self.epoch = 0  # the last epoch sent
         self.metric_names: frozenset[str] | None = None
 
     def send(self, metrics: Any, started: float, ended: float) -> None:
         """Record the epoch that ran from ``started`` to ``ended``; BadMetrics (nothing sent) for bad ``metrics``."""
+        if self.readings is not None:
+            self.readings.before_reading(self.epoch + 1, ended - started)
         rss, peak = memory_now()
         try:
             checked = records.check_metrics(metrics)
@@ -63,6 +67,7 @@ class EpochSender:
             epoch_s=ended - started,
             elapsed_s=ended - self.t0,
             metrics=checked,
+            tracer_bytes=self.tracer.own_bytes() if self.tracer is not None else None,
         )
         self.epoch = epoch
         if self.tracer is not None:

@@ -4,7 +4,8 @@ The parent (:mod:`harness.recording`) starts a worker with :func:`worker_command
 
     python -m harness.worker --fd N --check '{"variant": ..., "leak": ..., "memory_limit_bytes": ...}'
     python -m harness.worker --fd N [--lifeline M] --job '{"variant": ..., "config": {...}, "trace_path": ...,
-                                            "trace_frames": ..., "memory_limit_bytes": ..., "parent_pid": ...}'
+                                            "trace_frames": ..., "gc_collect": ..., "memory_limit_bytes": ...,
+                                            "parent_pid": ...}'
 
 A script run (:mod:`harness.worker.script`) sends ``{"script": {"path", "module", "args"}, ...}`` in place of
 the variant (and config), with ``"marks"`` (false with ``--window``) and ``"window_s"`` in its job.
@@ -25,8 +26,12 @@ training code prints never mixes with the records.  Messages (``"type"``):
 - ``epoch``: an :class:`~harness.records.EpochRecord` as a dict;
 - ``error``: ``{"phase", "exception", "traceback", "memory_error"}``, then exit status 1
   (2 for a usage error found while resolving the variant);
-- ``done``: ``{"stopped"}`` after the last epoch or after the parent asked it to stop (SIGTERM); a
-  script's also carries ``exit_status`` (its own, which the trainer then exits with) and ``versions``.
+- ``tracer``: ``{"pid", "ended"}`` before the tracer's child (``--trace``) is forked (pid null), once it is
+  and once it is gone: the parent leaves it out of the tree's figures and of the memory cap, and still ends it
+  with the run;
+- ``done``: ``{"stopped", "gc"}`` after the last epoch or after the parent asked it to stop (SIGTERM); ``gc`` is
+  what the garbage-aware readings did (:mod:`harness.worker.gc_readings`); a script's also carries
+  ``exit_status`` (its own, which the trainer then exits with) and ``versions``.
 """
 
 from __future__ import annotations
@@ -44,7 +49,8 @@ STARTED = "started"
 EPOCH = "epoch"
 ERROR = "error"
 DONE = "done"
-KINDS = (CHECK, WORKER, STARTED, EPOCH, ERROR, DONE)
+TRACER = "tracer"
+KINDS = (CHECK, WORKER, STARTED, EPOCH, ERROR, DONE, TRACER)
 
 
 def worker_command(fd: int, mode: str, payload: dict[str, Any], lifeline: int | None = None) -> list[str]:

@@ -43,6 +43,7 @@ from harness.jsonfile import write_json_atomic
 from harness.scripts import Script, check_script, marks
 from harness.worker import protocol
 from harness.worker.epochs import BadMetrics, EpochSender
+from harness.worker.gc_readings import DEFAULT_POLICY, GcReadings
 from harness.worker.protocol import Channel
 from harness.worker.tracing import FRAMES, Tracer
 from harness.worker.train import StopRequested, _error_fields, _StopFlag
@@ -184,11 +185,15 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
     script = Script.from_dict(job["script"])
     trace_path = job.get("trace_path")
     frames = job.get("trace_frames", FRAMES)
-    tracer = Tracer(Path(trace_path), TRACE_EPOCHS, frames, own=(_KEPT,)) if trace_path else None
-    if tracer is not None:
+    tracer = None
+    if trace_path:
+        # The parent leaves the tracer's child out of the tree's figures and the cap, and still ends it.
+        announce = lambda pid, ended: channel.send(protocol.TRACER, pid=pid, ended=ended)  # noqa: E731
+        tracer = Tracer(Path(trace_path), TRACE_EPOCHS, frames, (_KEPT,), announce, lambda: stop.requested)
         tracer.start()  # before the script's imports: they are traced too
+    readings = GcReadings(job.get("gc_collect", DEFAULT_POLICY))
     t0 = time.monotonic()
-    sender = EpochSender(channel, tracer, t0)
+    sender = EpochSender(channel, tracer, t0, readings)
     window_s = job.get("window_s")
     by_windows = not job.get("marks", True)
     marks.install_hook(_Ignored() if by_windows else Marks(sender, stop))
@@ -218,7 +223,14 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
         ticker.stop()
     if tracer is not None:
         finish_trace(tracer, ticker.window() if ticker is not None else sender.epoch)
+        tracer.finish()
     if error is not None:
         channel.send(protocol.ERROR, **_error_fields(PHASE, error))
-    channel.send(protocol.DONE, stopped=stop.requested, exit_status=status, versions=sysinfo.loaded_versions())
+    channel.send(
+        protocol.DONE,
+        stopped=stop.requested,
+        gc=readings.summary(),
+        exit_status=status,
+        versions=sysinfo.loaded_versions(),
+    )
     return status

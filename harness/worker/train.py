@@ -28,6 +28,7 @@ from harness.errors import UsageError
 from harness.interface import RunConfig
 from harness.worker import protocol
 from harness.worker.epochs import BadMetrics, EpochSender
+from harness.worker.gc_readings import DEFAULT_POLICY, GcReadings
 from harness.worker.protocol import Channel
 from harness.worker.tracing import FRAMES, Tracer
 
@@ -102,9 +103,13 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
     stop.install()
     config = RunConfig.from_dict(job["config"])
     trace_path = job.get("trace_path")
-    tracer = (
-        Tracer(Path(trace_path), config.epochs, job.get("trace_frames", FRAMES), own=(_KEPT,)) if trace_path else None
-    )
+    tracer = None
+    if trace_path:
+        # The parent leaves the tracer's child out of the tree's figures and the cap, and still ends it.
+        announce = lambda pid, ended: channel.send(protocol.TRACER, pid=pid, ended=ended)  # noqa: E731
+        frames = job.get("trace_frames", FRAMES)
+        tracer = Tracer(Path(trace_path), config.epochs, frames, (_KEPT,), announce, lambda: stop.requested)
+    readings = GcReadings(job.get("gc_collect", DEFAULT_POLICY))
     if tracer is not None:
         tracer.start()  # before the import, so building the loop is traced too
 
@@ -125,7 +130,7 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
     epoch = 0
     t0 = time.monotonic()
     channel.send(protocol.STARTED, t0=t0, pid=os.getpid(), versions=sysinfo.loaded_versions())
-    sender = EpochSender(channel, tracer, t0)
+    sender = EpochSender(channel, tracer, t0, readings)
     try:
         phase = "training"
         for epoch in range(1, config.epochs + 1):
@@ -160,5 +165,8 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
         traceback.print_exc()
         channel.send(protocol.ERROR, **_error_fields(phase, exc))
         return 1
-    channel.send(protocol.DONE, stopped=stop.requested)
+    finally:
+        if tracer is not None:
+            tracer.finish()
+    channel.send(protocol.DONE, stopped=stop.requested, gc=readings.summary())
     return 0

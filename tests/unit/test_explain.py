@@ -228,7 +228,7 @@ def test_what_keeps_the_growth_alive_is_shown(tmp_path: Path) -> None:
         "What keeps the growth alive (referrers from a grown object outwards):\n"
         "  algebra.py:155: held by local `outcomes` of Loop._epochs_from at loop.py:125\n"
         "    via list <- list[149] <- tuple[1]\n"
-        "  loop.py:40: held by an object the worker holds (the loop itself; see the chain)\n"
+        "  loop.py:40: held by the loop object (held by the worker)\n"
         "    via bytearray <- loop.Loop.kept\n"
     ) in explain_text({}, growth, trace, root=str(tmp_path))
 

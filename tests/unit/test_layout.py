@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import harness
-from harness.worker import attribution
+from harness.worker.heap import attribution
 
 ROOT = Path(harness.__file__).resolve().parent.parent
 

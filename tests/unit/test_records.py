@@ -24,7 +24,7 @@ def test_epoch_records_round_trip_through_the_wire_format() -> None:
     record = records.EpochRecord(2, 10, 12, None, 5, 0.5, 1.0, {"loss": np.float64(0.25)})
     again = records.EpochRecord.from_dict(json.loads(json.dumps(record.to_dict())))
     assert again == record and type(again.metrics["loss"]) is float
-    assert again.row(("loss", "missing")) == [2, 10, 12, None, 5, 0.5, 1.0, None, None, None, None, 0.25, None]
+    assert again.row(("loss", "missing")) == [2, 10, 12, None, 5, 0.5, 1.0, None, None, None, None, None, 0.25, None]
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.worker import attribution, tracing
-from harness.worker.keepers import find_keepers
+from harness.worker import tracing
+from harness.worker.heap import attribution, state
+from harness.worker.heap.keepers import find_keepers
 
 STDLIB = attribution.STDLIB_DIRS[0]
 
@@ -25,9 +26,9 @@ def test_allocations_are_charged_to_the_most_recent_user_frame() -> None:
     ]
     # WHEN attributed THEN the user's innermost line is charged
     assert attribution.attribute(frames) == ("/home/me/project/loop.py", 30)
-    # and without user frames: the third-party frame, else the most recent one
-    assert attribution.attribute([frames[0], frames[1], frames[4]]) == frames[1]
-    assert attribution.attribute([frames[0], ("<frozen importlib._bootstrap>", 1)]) == frames[0]
+    # and without a user frame: the marker site naming how many frames were kept, never a library's line
+    assert attribution.attribute([frames[0], frames[1], frames[4]], 3) == ("<no user frame within 3 frames>", 0)
+    assert attribution.is_marker(attribution.attribute([frames[0], ("<frozen importlib._bootstrap>", 1)])[0])
 
 
 def test_the_harness_own_allocations_are_told_apart_from_the_loop() -> None:
@@ -53,12 +54,12 @@ def test_our_variants_count_as_user_code_even_when_installed_in_site_packages() 
 def test_compare_keeps_growing_sites_and_types_largest_first() -> None:
     # GIVEN a baseline and a later state where one site grew a lot, one a little, one shrank
     a, b, c = ("/p/a.py", 1), ("/p/b.py", 2), ("/p/c.py", 3)
-    baseline = tracing.HeapState(2, 1000, {a: [100, 1], b: [50, 1], c: [500, 5]}, {}, Counter({"list": 10, "dict": 5}))
-    final = tracing.HeapState(
+    baseline = state.HeapState(2, 1000, {a: [100, 1], b: [50, 1], c: [500, 5]}, {}, Counter({"list": 10, "dict": 5}))
+    final = state.HeapState(
         9, 5000, {a: [4100, 41], b: [60, 2], c: [100, 1]}, {a: (a,)}, Counter({"list": 50, "dict": 4, "Node": 3})
     )
     # WHEN compared
-    trace = tracing.compare(baseline, final, final_run=True)
+    trace = state.compare(baseline, final, final_run=True)
     # THEN sites and types are the growing ones, largest first, with what they hold now
     assert [(s["file"], s["size_diff"], s["count_diff"]) for s in trace["sites"]] == [
         ("/p/a.py", 4000, 40),
@@ -96,10 +97,37 @@ def test_keepers_name_the_variable_that_holds_what_grew() -> None:
     holder = keepers[0]["holder"]
     assert (holder["kind"], holder["name"], holder["function"]) == ("local", "kept", "_held_by_a_generator")
     assert holder["line"] == code.co_firstlineno + 1 and holder["suspended_at"] == code.co_firstlineno + 2
-    assert keepers[0]["chain"][0] == "list" and keepers[0]["chain"][-1].startswith("list[")
+    assert keepers[0]["chain"][0] == "list"  # the largest list of the site: ``kept`` itself
 
 
 @pytest.mark.parametrize(("epochs", "expected"), [(1, 1), (4, 1), (8, 2), (12, 3), (500, 3)])
 def test_baseline_is_taken_after_warm_up_but_early(epochs: int, expected: int) -> None:
     # GIVEN a run length WHEN the baseline epoch is chosen THEN it is max(1, min(3, epochs // 4))
     assert tracing.baseline_epoch(epochs) == expected
+
+
+class _Hoarder:
+    def __init__(self) -> None:
+        self.kept: list[list[float]] = []
+
+    def epoch(self) -> None:
+        self.kept.append([float(i) for i in range(5000)])
+
+
+@pytest.mark.parametrize("materialised", [False, True])
+def test_a_loop_attribute_is_named_whether_or_not_its_dict_was_materialised(materialised: bool) -> None:
+    # GIVEN a loop keeping lists in an attribute, its __dict__ materialised (vars()) or still inline
+    tracemalloc.start(5)
+    try:
+        loop = _Hoarder()
+        if materialised:
+            vars(loop)
+        loop.epoch()
+        code = _Hoarder.epoch.__code__
+        # WHEN the keepers of the allocating line are looked for, with the loop named
+        keepers = find_keepers([(code.co_filename, code.co_firstlineno + 1)], loop=loop)
+    finally:
+        tracemalloc.stop()
+    # THEN the chain ends at the class attribute and the path reads as code, either way
+    assert keepers[0]["holder"] is None and keepers[0]["chain"][-1].endswith("_Hoarder.kept")
+    assert keepers[0]["path"] == "loop.kept[0]"
