@@ -23,8 +23,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from harness.interface import RunConfig
 from harness.storage import load_run
 
 BARE = """
@@ -33,10 +35,15 @@ from harness.interface import RunConfig
 from harness.loops import load_loop_class
 epochs = int(sys.argv[2])
 loop = load_loop_class(sys.argv[1])(RunConfig(epochs=epochs))
-start = time.monotonic()
+t0 = time.monotonic()
+epoch_s, ends = [], []
 for epoch in range(1, epochs + 1):
+    started = time.monotonic()
     loop.train_epoch(epoch)
-print(json.dumps({"elapsed_s": time.monotonic() - start}))
+    ended = time.monotonic()
+    epoch_s.append(ended - started)
+    ends.append(ended - t0)
+print(json.dumps({"epoch_s": epoch_s, "elapsed_s": ends}))
 """
 
 PROBES = """
@@ -93,8 +100,11 @@ def environment() -> dict[str, str]:
     return env
 
 
-def bare(variant: str, epochs: int) -> float:
-    """Epochs per second of the loop in a plain process."""
+Times = tuple[list[float], list[float]]  # each epoch's train_epoch time, and its end since the first epoch's start
+
+
+def bare(variant: str, epochs: int, _: Path) -> Times:
+    """The loop in a plain process: no worker, no parent."""
     done = subprocess.run(
         [sys.executable, "-c", BARE, variant, str(epochs)],
         capture_output=True,
@@ -102,61 +112,87 @@ def bare(variant: str, epochs: int) -> float:
         check=True,
         env=environment(),
     )
-    return epochs / json.loads(done.stdout)["elapsed_s"]
+    times = json.loads(done.stdout)
+    return times["epoch_s"], times["elapsed_s"]
 
 
-def recorded(variant: str, epochs: int, results: Path, *extra: str) -> float:
-    """Epochs per second of the loop under ``python -m harness run``, from its epochs.csv."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "run",
-            "--variant",
-            variant,
-            "--epochs",
-            str(epochs),
-            "--quiet",
-            "--results",
-            str(results),
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
+def worker_alone(variant: str, epochs: int, _: Path) -> Times:
+    """The real worker (keeper and trainer, every record built and sent) with no parent: a cat drains the pipe."""
+    read, write = os.pipe()
+    drain = subprocess.Popen(["cat"], stdin=read, stdout=subprocess.PIPE)
+    os.close(read)
+    job = {"variant": variant, "config": RunConfig(epochs=epochs).to_dict(), "trace_path": None}
+    subprocess.run(
+        [sys.executable, "-m", "harness.worker", "--fd", str(write), "--job", json.dumps(job)],
+        pass_fds=(write,),
         env=environment(),
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
-    run = load_run(done.stdout.strip().splitlines()[-1])
-    return epochs / float(run.epochs["elapsed_s"].iloc[-1])
+    os.close(write)
+    out, _ = drain.communicate()
+    rows = [json.loads(line) for line in out.decode().splitlines()]
+    rows = [row for row in rows if row.get("type") == "epoch"]
+    return [row["epoch_s"] for row in rows], [row["elapsed_s"] for row in rows]
+
+
+def recorded(variant: str, epochs: int, results: Path, *extra: str) -> Times:
+    """The loop under ``python -m harness run``, from its epochs.csv."""
+    command = [sys.executable, "-m", "harness", "run", "--variant", variant, "--epochs", str(epochs), "--quiet"]
+    done = subprocess.run(
+        [*command, "--results", str(results), *extra], capture_output=True, text=True, check=True, env=environment()
+    )
+    epochs_table = load_run(done.stdout.strip().splitlines()[-1]).epochs
+    return list(map(float, epochs_table["epoch_s"])), list(map(float, epochs_table["elapsed_s"]))
+
+
+CONDITIONS: dict[str, Callable[[str, int, Path], Times]] = {
+    "bare": bare,
+    "worker alone (no parent)": worker_alone,
+    "run, parent sampling 1/min": lambda v, e, r: recorded(v, e, r, "--sample-interval", "60"),
+    "run": recorded,
+    "run --trace": lambda v, e, r: recorded(v, e, r, "--trace"),
+}
+
+
+def rates(times: Times, warmup: int) -> tuple[float, float]:
+    """(epochs/s over the wall time after the warm-up, epochs/s of train_epoch alone) after the warm-up."""
+    epoch_s, ends = times
+    span = (len(ends) - warmup) / (ends[-1] - ends[warmup - 1])
+    return span, len(epoch_s[warmup:]) / sum(epoch_s[warmup:])
 
 
 def main() -> None:
-    """Run the rounds and print epochs/s per condition and the ratios."""
+    """Run the rounds, print each condition's rates and ratios to bare, then the worker's per-epoch work."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", default="numpy")
     parser.add_argument("--epochs", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=100, help="epochs left out at the start of each measurement")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-trace", action="store_true", help="leave run --trace out (it is slow)")
     args = parser.parse_args()
-    rates: dict[str, list[float]] = {"bare": [], "run": [], "run --trace": []}
+    conditions = {name: f for name, f in CONDITIONS.items() if not (args.no_trace and "trace" in name)}
+    span: dict[str, list[float]] = {name: [] for name in conditions}
+    train: dict[str, list[float]] = {name: [] for name in conditions}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.repeats):
-            rates["bare"].append(bare(args.variant, args.epochs))
-            rates["run"].append(recorded(args.variant, args.epochs, Path(tmp)))
-            rates["run --trace"].append(recorded(args.variant, args.epochs, Path(tmp), "--trace"))
-            print(
-                f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rates.items()) + " epochs/s",
-                file=sys.stderr,
-            )
+            for name, measure in conditions.items():
+                wall, alone = rates(measure(args.variant, args.epochs, Path(tmp)), args.warmup)
+                span[name].append(wall)
+                train[name].append(alone)
+            print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in span.items()), file=sys.stderr)
     print(
-        f"{args.variant}, {args.epochs} epochs, {args.repeats} rounds"
-        " (median epochs/s; ratio = median of per-round ratios)"
+        f"{args.variant}, {args.epochs} epochs ({args.warmup} left out), {args.repeats} rounds interleaved;"
+        " medians; ratio = median of per-round ratios to bare"
     )
-    for name, values in rates.items():
-        ratios = [value / base for value, base in zip(values, rates["bare"])]
+    print(f"  {'condition':<26} {'wall epochs/s':>13} {'ratio':>6}   {'train_epoch alone':>17} {'ratio':>6}   us/epoch")
+    for name in conditions:
+        wall = [value / base for value, base in zip(span[name], span["bare"])]
+        alone = [value / base for value, base in zip(train[name], train["bare"])]
+        extra_us = (1 / statistics.median(span[name]) - 1 / statistics.median(span["bare"])) * 1e6
         print(
-            f"  {name:<12} {statistics.median(values):9.1f} epochs/s   ratio to bare {statistics.median(ratios):.3f}"
-            f"   (rounds: {', '.join(f'{r:.3f}' for r in ratios)})"
+            f"  {name:<26} {statistics.median(span[name]):13.1f} {statistics.median(wall):6.3f}"
+            f"   {statistics.median(train[name]):17.1f} {statistics.median(alone):6.3f}   {extra_us:+8.1f}"
         )
     probes = json.loads(
         subprocess.run([sys.executable, "-c", PROBES], capture_output=True, text=True, check=True).stdout

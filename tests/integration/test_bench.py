@@ -79,12 +79,15 @@ def test_bench_prints_the_table_and_skips_a_missing_torch(tmp_path: Path) -> Non
     assert lines[4].startswith("FLOPs per epoch: ")
     assert lines[5].startswith("machine limit: float64 1024x1024 matmul on 1 thread: ")
     assert lines[6].startswith("harness overhead: numpy under `run` ")
-    assert lines[7].startswith("epochs = warm-up+measured;") and len(lines) == 8
+    assert lines[7].startswith("worker baseline RSS (harness loaded, before the loop is built): ")
+    assert "no pandas or matplotlib" in lines[7]
+    assert lines[8].startswith("epochs = warm-up+measured;") and len(lines) == 9
     # AND the JSON holds both rounds of each measured variant
     data = json.loads((tmp_path / "bench.json").read_text())
     rates = {row["variant"]: row["epochs_per_s"] for row in data["variants"]}
     assert len(rates["numpy"]) == len(rates["lists"]) == 2 and rates["torch"] == []
     assert len(data["limit_flops_per_s"]) == 2 and len(data["overhead"]["run_epochs_per_s"]) == 2
+    assert data["footprint"]["worker_rss_bytes"] > data["footprint"]["python_rss_bytes"] > 0
 
 
 @pytest.mark.parametrize(
