@@ -71,8 +71,12 @@ def guard_loop(
     strict: bool = False,
     timeout_s: float | None = None,
     memory_cap: int | str | None = None,
+    lines: Sequence[str] | None = None,
 ) -> Judgement:
-    """Run ``loop`` for ``budget``'s epochs in a worker (traced when measuring the heap) and judge it on its measure."""
+    """Run ``loop`` for ``budget``'s epochs in a worker (traced when measuring the heap) and judge it on its measure.
+
+    ``lines``: profile RSS line by line in ``train_epoch`` and these functions, as ``run --lines`` does.
+    """
     config = RunConfig(
         seed=seed,
         epochs=budget.epochs_or_default,
@@ -88,6 +92,7 @@ def guard_loop(
         timeout_s=timeout_s,
         trace=budget.measure_or_default == "heap",
         measure=budget.measure_or_default,
+        lines=None if lines is None else tuple(lines),
     )
     return _record_and_judge(request, budget, strict)
 
