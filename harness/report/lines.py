@@ -99,8 +99,9 @@ def _totals(lines: dict[str, Any], growing: Sequence[dict[str, Any]]) -> str:
     cost = lines.get("reading_cost_us")
     readings = f"; RSS read {lines.get('readings', 0):,} times, ~{cost:g} us each" if cost is not None else ""
     text = (
-        f"  RSS {format_rate(change)} over the {plural(epochs, 'epoch')}: {format_bytes(at_growing, signed=True)}"
-        f" kept at these lines, {format_bytes(outside, signed=True)} outside the profiled lines{readings}."
+        f"  RSS {format_bytes(change, signed=True)}/epoch over the {plural(epochs, 'epoch')}: "
+        f"{format_bytes(at_growing, signed=True)} kept at these lines, {format_bytes(outside, signed=True)} "
+        f"outside the profiled lines{readings}."
     )
     if change > 0 and outside > NATIVE_SHARE * change:
         text += (
