@@ -27,10 +27,8 @@ MAX_LIVE = 100_000  # live gains kept one by one; the oldest are merged per line
 
 @dataclass
 class LineStat:
-    """One line's account: how often it ran, its increment, what it kept, and in how many epochs that rose."""
+    """One line's account of RSS: its increment, what it kept, and in how many epochs that rose."""
 
-    function: str = ""
-    occurrences: int = 0
     increment: int = 0
     kept: int = 0
     kept_at_epoch_start: int = 0
@@ -42,27 +40,31 @@ class Ledger:
 
     def __init__(self, page: int = 4096) -> None:
         self.page = page
+        # The profiler counts runs and names functions itself (a line event is its commonest event).
+        self.runs: dict[Key, int] = {}
+        self.functions: dict[Key, str] = {}
         self.stats: dict[Key, LineStat] = {}
         self.live: list[list] = []  # [key, bytes], newest last
         self.untracked_release = 0  # falls with no gain since the baseline left to give back
         self.epochs = 0
-        self.readings = 0
         self._touched: set[Key] = set()
 
-    def stat(self, key: Key, function: str = "") -> LineStat:
+    def reset(self) -> None:
+        """Forget everything (in place: the profiler holds the dicts)."""
+        for table in (self.runs, self.functions, self.stats, self._touched):
+            table.clear()
+        self.live.clear()
+        self.untracked_release = self.epochs = 0
+
+    def stat(self, key: Key) -> LineStat:
         """The account of ``key``, opened on first use."""
         found = self.stats.get(key)
         if found is None:
-            found = self.stats[key] = LineStat(function)
+            found = self.stats[key] = LineStat()
         return found
-
-    def ran(self, key: Key, function: str) -> None:
-        """``key`` started running once more."""
-        self.stat(key, function).occurrences += 1
 
     def charge(self, key: Key, delta: int) -> None:
         """RSS changed by ``delta`` bytes while ``key`` ran."""
-        self.readings += 1
         if not delta:
             return
         stat = self.stat(key)
@@ -122,17 +124,19 @@ class Ledger:
     def rows(self, top: int) -> list[dict]:
         """The ``top`` lines that kept most (then gained most), as lines.json rows without their source text."""
         epochs = max(self.epochs, 1)
-        keys = [key for key in self.stats if key != OUTSIDE]
-        keys.sort(key=lambda k: (self.stats[k].kept, self.stats[k].increment, -k[1]), reverse=True)
+        keys = [key for key in {**self.runs, **self.stats} if key != OUTSIDE]
+        empty = LineStat()
+        order = {key: self.stats.get(key, empty) for key in keys}
+        keys.sort(key=lambda k: (order[k].kept, order[k].increment, -k[1]), reverse=True)
         rows = []
         for key in keys[:top]:
-            stat = self.stats[key]
+            stat = order[key]
             rows.append(
                 {
                     "file": key[0],
                     "line": key[1],
-                    "function": stat.function,
-                    "occurrences": stat.occurrences,
+                    "function": self.functions.get(key, ""),
+                    "occurrences": self.runs.get(key, 0),
                     "increment_bytes": stat.increment,
                     "increment_per_epoch": stat.increment / epochs,
                     "kept_bytes": stat.kept,

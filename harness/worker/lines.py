@@ -37,7 +37,7 @@ import os
 import sys
 import time
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ SOURCE_WIDTH = 160  # characters of a line's source text stored
 MIN_INTERVAL_S = 2.0  # at least this long between interim copies
 BUDGET = 10.0  # and at least BUDGET times what the last copy took
 STATM = "/proc/self/statm"
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def train_epoch_of(cls: type) -> types.FunctionType:
@@ -83,33 +84,34 @@ def nested_codes(code: types.CodeType) -> Iterator[types.CodeType]:
             yield from nested_codes(const)
 
 
-class RssReader:
-    """This process's RSS in bytes: ``/proc/self/statm`` read with one ``pread`` on a kept descriptor."""
+def rss_reader() -> tuple[Callable[[], int], str]:
+    """A function returning this process's RSS in bytes, and what it reads.
 
-    def __init__(self) -> None:
-        self.page = os.sysconf("SC_PAGE_SIZE")
-        try:
-            self._fd: int | None = os.open(STATM, os.O_RDONLY | os.O_CLOEXEC)
-            self.source = STATM
-        except OSError:
-            self._fd = None
-            self._process = psutil.Process()
-            self.source = "psutil memory_info"
+    One ``pread`` of /proc/self/statm on a descriptor kept open (about 2 us);
+    psutil where there is no /proc.
+    """
+    page = PAGE
+    try:
+        fd = os.open(STATM, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        process = psutil.Process()
+        return (lambda: int(process.memory_info().rss)), "psutil memory_info"
+    pread = os.pread
 
-    def __call__(self) -> int:
-        """Resident bytes now."""
-        if self._fd is not None:
-            return int(os.pread(self._fd, 128, 0).split()[1]) * self.page
-        return int(self._process.memory_info().rss)
+    def read() -> int:
+        return int(pread(fd, 128, 0).split()[1]) * page
 
-    def cost_us(self, n: int = 200) -> float:
-        """Microseconds one reading takes here, the median of ``n``."""
-        times = []
-        for _ in range(n):
-            started = time.perf_counter()
-            self()
-            times.append(time.perf_counter() - started)
-        return sorted(times)[n // 2] * 1e6
+    return read, STATM
+
+
+def reading_cost_us(read: Callable[[], int], n: int = 200) -> float:
+    """Microseconds one reading takes here, the median of ``n``."""
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        read()
+        times.append(time.perf_counter() - started)
+    return sorted(times)[n // 2] * 1e6
 
 
 class LineProfiler:
@@ -132,19 +134,21 @@ class LineProfiler:
         for _, function in functions:
             for code in nested_codes(function.__code__):
                 self._starts.setdefault(code.co_filename, set()).add((code.co_firstlineno, code.co_name))
-        self.rss = RssReader()
-        self.reading_cost_us = self.rss.cost_us()
-        self.ledger = Ledger(self.rss.page)
+        self._read, self.rss_source = rss_reader()
+        self.reading_cost_us = reading_cost_us(self._read)
+        self._readings = 0  # RSS readings since the baseline but those of line events (counted in ledger.runs)
+        self.ledger = Ledger(PAGE)
         self.baseline: int | None = None
         self.rss_baseline: int | None = None
         self.blocks_baseline: int | None = None
-        self._last_rss = self.rss()
+        self._last_rss = self._read()
         self._current: Key | None = None  # the innermost profiled line running
         self._stack: list[Key | None] = []  # the lines of the profiled frames below it
         self._last_line: Key | None = None  # the line running when the outermost profiled frame returned
         self._owner = os.getpid()
         self._last_end = 0.0
         self._last_cost = 0.0
+        self._on_call = self._make_on_call()
         os.register_at_fork(after_in_child=self._forked)
 
     def _forked(self) -> None:
@@ -152,36 +156,60 @@ class LineProfiler:
         if os.getpid() != self._owner:
             sys.settrace(None)
 
-    # -- tracing --------------------------------------------------------------------------
+    # -- tracing (the global function runs at every call of any function while train_epoch runs: kept lean) ----
     def _charge(self) -> None:
-        rss = self.rss()
-        self.ledger.charge(self._current or OUTSIDE, rss - self._last_rss)
-        self._last_rss = rss
+        """Read RSS; charge its change since the last reading to the line running (or to outside)."""
+        rss = self._read()
+        self._readings += 1
+        if rss != self._last_rss:
+            self.ledger.charge(self._current or OUTSIDE, rss - self._last_rss)
+            self._last_rss = rss
 
-    def _on_call(self, frame: types.FrameType, event: str, arg: Any) -> Any:
-        """The global trace function: 'call' of every frame; a profiled one gets :meth:`_on_event`."""
-        code = frame.f_code
-        starts = self._starts.get(code.co_filename)
-        if starts is None or (code.co_firstlineno, code.co_name) not in starts:
-            return None
+    def _make_on_call(self) -> Callable[[types.FrameType, str, Any], Any]:
+        """The global trace function: 'call' of every frame; a profiled one gets the local trace function."""
+        starts_of = self._starts.get
+        enter, on_event = self._enter, self._make_on_event()
+
+        def on_call(frame: types.FrameType, event: str, arg: Any) -> Any:
+            code = frame.f_code
+            starts = starts_of(code.co_filename)
+            if starts is None or (code.co_firstlineno, code.co_name) not in starts:
+                return None
+            enter(frame, code)
+            return on_event
+
+        return on_call
+
+    def _enter(self, frame: types.FrameType, code: types.CodeType) -> None:
         self._charge()  # what ran until now belongs to the caller's line
         self._stack.append(self._current)
-        self._current = (code.co_filename, frame.f_lineno)
-        self.ledger.stat(self._current, code.co_qualname)
-        return self._on_event
+        self._current = key = (code.co_filename, frame.f_lineno)
+        self.ledger.functions.setdefault(key, code.co_qualname)
 
-    def _on_event(self, frame: types.FrameType, event: str, arg: Any) -> Any:
+    def _make_on_event(self) -> Callable[[types.FrameType, str, Any], Any]:
         """The local trace function of a profiled frame: a line starts, or the frame returns (or yields)."""
-        if event == "line":
-            self._charge()
-            code = frame.f_code
-            self._current = (code.co_filename, frame.f_lineno)
-            self.ledger.ran(self._current, code.co_qualname)
-        elif event == "return":
-            self._charge()
-            self._last_line = self._current
-            self._current = self._stack.pop() if self._stack else None
-        return self._on_event
+        read, charge, ledger = self._read, self._charge, self.ledger
+        runs, functions = ledger.runs, ledger.functions
+        count = runs.get
+
+        def on_event(frame: types.FrameType, event: str, arg: Any) -> Any:
+            if event == "line":
+                rss = read()  # _charge() inlined: a line event is the commonest, and each one counts
+                if rss != self._last_rss:
+                    ledger.charge(self._current or OUTSIDE, rss - self._last_rss)
+                    self._last_rss = rss
+                code = frame.f_code
+                self._current = key = (code.co_filename, frame.f_lineno)
+                runs[key] = count(key, 0) + 1
+                if key not in functions:
+                    functions[key] = code.co_qualname
+            elif event == "return":
+                charge()
+                self._last_line = self._current
+                self._current = self._stack.pop() if self._stack else None
+            return on_event
+
+        return on_event
 
     def call(self, train_epoch: Any, epoch: int) -> Any:
         """``train_epoch(epoch)`` with its lines profiled."""
@@ -210,7 +238,8 @@ class LineProfiler:
         if self.baseline is None:
             if epoch >= self.baseline_at:
                 self.baseline = epoch
-                self.ledger = Ledger(self.rss.page)
+                self.ledger.reset()
+                self._readings = 0
                 self.rss_baseline = self._last_rss
                 self.blocks_baseline = sys.getallocatedblocks()
             return
@@ -232,9 +261,9 @@ class LineProfiler:
             "final_epoch": epoch if accounted else None,
             "epochs": self.ledger.epochs if accounted else 0,
             "functions": self.functions,
-            "rss_source": self.rss.source,
+            "rss_source": self.rss_source,
             "reading_cost_us": round(self.reading_cost_us, 2),
-            "readings": self.ledger.readings if accounted else 0,
+            "readings": self._readings + sum(self.ledger.runs.values()) if accounted else 0,
             "rss_baseline_bytes": self.rss_baseline if accounted else None,
             "rss_final_bytes": self._last_rss if accounted else None,
             "py_blocks_baseline": self.blocks_baseline if accounted else None,
