@@ -72,7 +72,10 @@ def train_epoch_of(cls: type) -> types.FunctionType:
 def profiled_functions(cls: type, targets: Sequence[str]) -> list[tuple[str, types.FunctionType]]:
     """(name as given, function) of ``train_epoch`` and each TARGET; UsageError naming a TARGET that cannot be."""
     found = [(f"{cls.__qualname__}.train_epoch", train_epoch_of(cls))]
-    found += [(spec, loops.resolve_function(spec)) for spec in targets]
+    for spec in targets:
+        function = loops.resolve_function(spec)
+        if all(function.__code__ is not other.__code__ for _, other in found):  # named twice: profiled once
+            found.append((spec, function))
     return found
 
 

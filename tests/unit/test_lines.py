@@ -251,6 +251,12 @@ def test_targets_resolve_to_the_functions_python_runs(loop_file: Path) -> None:
     assert loops.resolve_function(f"{loop_file}:Loop.train_epoch").__qualname__ == "Loop.train_epoch"
 
 
+def test_a_function_named_twice_is_profiled_once(loop_file: Path) -> None:
+    cls = loops.resolve_class(f"{loop_file}:Loop")
+    targets = [f"{loop_file}:Loop.train_epoch", f"{loop_file}:helper", f"{loop_file}:helper"]
+    assert [name for name, _ in profiled_functions(cls, targets)] == ["Loop.train_epoch", f"{loop_file}:helper"]
+
+
 @pytest.mark.parametrize(
     ("target", "message"),
     [
