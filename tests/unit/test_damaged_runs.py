@@ -106,6 +106,10 @@ DAMAGES = {
         write_file("lines.json", '{"schema_version": 1, "baseline_epoch": 2, "epochs": 3, "lines": "x"}'),
         "lines.json lines must be a list",
     ),
+    "NaN in lines.json": (
+        write_file("lines.json", '{"schema_version": 1, "epochs": 3, "reading_cost_us": NaN}'),
+        "NaN is not valid JSON",
+    ),
     "lines.json of a newer schema": (write_file("lines.json", '{"schema_version": 2}'), "schema_version 2"),
     "lines.json with a rate as text": (
         write_file("lines.json", json.dumps(line_profile([line_row(5, MIB, 10) | {"kept_per_epoch": "1 MiB"}]))),
