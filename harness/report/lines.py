@@ -103,7 +103,8 @@ def _totals(lines: dict[str, Any], growing: Sequence[dict[str, Any]]) -> str:
         f"{format_bytes(at_growing, signed=True)} kept at these lines, {format_bytes(outside, signed=True)} "
         f"outside the profiled lines{readings}."
     )
-    if change > 0 and outside > NATIVE_SHARE * change:
+    # A flat run's few bytes between epochs are noise, not a misattribution worth a paragraph.
+    if change >= MIN_BYTES_PER_EPOCH and outside > NATIVE_SHARE * change:
         text += (
             "\n  Much of it grew outside the profiled lines, between epochs (the harness; with --trace, the "
             "tracer's snapshots): memory freed there is reused later without RSS rising at the line that reuses "

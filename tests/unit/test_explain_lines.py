@@ -66,6 +66,16 @@ def lines_report() -> str:
     return "".join(f"== {name}\n{text}\n" for name, text in cases.items())
 
 
+def test_a_flat_runs_few_bytes_outside_the_lines_are_not_called_much_of_it() -> None:
+    # GIVEN a flat run (no growing line) whose RSS rose 42 B/epoch, all of it between epochs
+    profile = line_profile(
+        epochs=97, rss_final_bytes=100 * MIB + 42 * 97, outside={"increment_bytes": 42 * 97, "kept_bytes": 42 * 97}
+    )
+    # WHEN explained THEN it says no line grew, and does not blame the harness for the noise
+    text = lines_text(profile)
+    assert "no line kept growing" in text and "Much of it grew outside" not in text
+
+
 def test_the_lines_tables_read_as_the_golden_file() -> None:
     assert_golden("lines_tables.txt", lines_report())
 
