@@ -1,6 +1,6 @@
 """What ``run --lines`` costs: epochs per second with and without line profiling, interleaved in one run.
 
-    python benchmarks/bench_lines.py                  # numpy, lists, a user's loop; 3 rounds
+    python benchmarks/bench_lines.py                  # numpy, lists, a user's loop; 5 rounds
     python benchmarks/bench_lines.py --rounds 5 --loops numpy user
 
 Each round runs, for every loop, one after the other in fresh processes with
@@ -47,12 +47,12 @@ class Loop:
 
 LOOPS = {
     "numpy": Loop(
-        "numpy", "numpy", 300, ("variants.numpy.net:BatchNet.forward", "variants.numpy.net:BatchNet.backward")
+        "numpy", "numpy", 1500, ("variants.numpy.net:BatchNet.forward", "variants.numpy.net:BatchNet.backward")
     ),
     "lists": Loop(
         "lists", "lists", 4, ("variants.lists.model:ListsCNN._learn_batch",), ("variants.lists.algebra:relu",)
     ),
-    "user": Loop("user", f"{USER_LOOP}:NativeLeakLoop", 200, (f"{USER_LOOP}:helper",)),
+    "user": Loop("user", f"{USER_LOOP}:NativeLeakLoop", 600, (f"{USER_LOOP}:helper",)),
 }
 
 BARE = """
@@ -124,7 +124,7 @@ def main() -> None:
     """Run the rounds, then print one table row per loop and condition."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loops", nargs="+", choices=list(LOOPS), default=list(LOOPS))
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-memory-profiler", action="store_true", help="skip the memory_profiler reference")
     args = parser.parse_args()
     table: dict[tuple[str, str], Series] = {}
