@@ -202,6 +202,7 @@ def _script_request(args: argparse.Namespace, cap: int | None) -> recording.RunR
         measure=args.measure,
         script=Script(script.path, script.module, script_args),
         window_s=args.window,
+        lines=None if args.lines is None else tuple(args.lines),  # refused by the request: a script has none
     )
 
 

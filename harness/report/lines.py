@@ -1,7 +1,7 @@
 """The lines that kept resident memory in a run profiled with ``--lines``: what ``explain`` and the plugin print.
 
 Pure: lines.json (and trace.json) as dicts in, text out.  A line *grows* when
-what it kept (:mod:`harness.worker.ledger`) comes to at least the verdict's
+what it kept (:mod:`harness.worker.lines.ledger`) comes to at least the verdict's
 threshold per epoch (:data:`harness.growth.MIN_BYTES_PER_EPOCH`) and rose in at
 least a third of the epochs: a line that kept a cache once is not a leak.
 Whether the growth is Python objects or native memory is told from the traced

@@ -8,7 +8,7 @@ training code runs.  It hands the parent JSON lines on a pipe
 :mod:`~harness.worker.attribution`: which line they are charged to,
 :mod:`~harness.worker.keepers`: what keeps them alive), and with ``--lines`` a
 lines.json (:mod:`~harness.worker.lines`: RSS line by line in the profiled
-functions, :mod:`~harness.worker.ledger`: which line kept it).  It imports neither
+functions, and which line kept it).  It imports neither
 pandas nor matplotlib, so it measures the loop and not the harness.
 
 The worker is two processes, because a training loop starts processes of its

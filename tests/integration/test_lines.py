@@ -93,6 +93,16 @@ def test_a_bad_target_is_one_line_and_exit_2_before_the_run_starts(tmp_path: Pat
     assert not (tmp_path / "results").exists()
 
 
+def test_lines_with_a_script_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    # GIVEN a training script: it has no train_epoch for --lines to profile
+    (tmp_path / "train.py").write_text("print('training')\n")
+    # WHEN it is run with --lines THEN one line says so, exit 2, and nothing is written
+    done = cli("run", "--lines", "--script", "train.py", cwd=tmp_path)  # after PATH, it would be the script's
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("leakbench: error: --lines profiles a loop's train_epoch")
+    assert not (tmp_path / "results").exists()
+
+
 LEAK_TO_THE_CAP = """
 import time
 

@@ -17,9 +17,8 @@ import pytest
 
 from harness import loops
 from harness.errors import UsageError
-from harness.worker import ledger
-from harness.worker.ledger import OUTSIDE, Ledger
-from harness.worker.lines import LineProfiler, profiled_functions
+from harness.worker.lines import LineProfiler, ledger, profiled_functions
+from harness.worker.lines.ledger import OUTSIDE, Ledger
 
 KIB = 1024
 MIB = 1024**2

@@ -16,7 +16,7 @@ LLVM objects) is seen as well as Python objects.  What differs from its
   function returns None for every other frame), so a pure-Python loop pays one
   cheap call per function call, not a Python callback per line of all its code;
 - each change is charged to one line, the innermost profiled line running
-  (:mod:`harness.worker.ledger`), and what a line *kept* is told from what it
+  (:mod:`harness.worker.lines.ledger`), and what a line *kept* is told from what it
   only passed through.
 
 Profiled: the loop's ``train_epoch`` and the functions named by TARGETs
@@ -46,7 +46,7 @@ import psutil
 from harness import loops
 from harness.errors import UsageError
 from harness.jsonfile import write_json_atomic
-from harness.worker.ledger import OUTSIDE, Key, Ledger
+from harness.worker.lines.ledger import OUTSIDE, Key, Ledger
 from harness.worker.tracing import baseline_epoch
 
 LINES_SCHEMA_VERSION = 1

@@ -1,6 +1,6 @@
 """Which line keeps the resident memory it gained: the accounting behind ``run --lines`` (pure: deltas in, rows out).
 
-The line profiler (:mod:`harness.worker.lines`) reads RSS at every event of a
+The line profiler (:mod:`harness.worker.lines.profiler`) reads RSS at every event of a
 profiled function and charges the change since the previous reading to the
 line that ran in between: each byte to one line, the innermost profiled one
 (memory_profiler keeps a table per function and subtracts a reading of another
