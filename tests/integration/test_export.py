@@ -23,13 +23,16 @@ def mprof_script() -> str:
 
 
 def test_mprof_plot_draws_an_exported_run(tmp_path: Path) -> None:
-    # GIVEN a recorded run of a loop keeping 4 MiB an epoch
+    # GIVEN a recorded run of a loop keeping 4 MiB an epoch, 20 ms an epoch: the 50 ms samples see it grow
+    # (a run of 30 one-millisecond epochs is over between two samples, and its samples miss the peak)
     loop = tmp_path / "loop.py"
     loop.write_text(
+        "import time\n"
         "class Loop:\n"
         "    def __init__(self, config):\n"
         "        self.kept = []\n"
         "    def train_epoch(self, epoch):\n"
+        "        time.sleep(0.02)\n"
         "        self.kept.append(b'x' * (4 << 20))\n"
         "        return {'loss': 1.0}\n"
     )
