@@ -8,6 +8,7 @@ report, ``compare`` and ``bench``.  A missing value (None or NaN) reads ``-``.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 MISSING = "-"
@@ -156,3 +157,20 @@ def text_table(
         lines.append(" " * indent + "  ".join("-" * w for w in widths))
     lines += [line(row) for row in cells]
     return "\n".join(lines)
+
+
+def format_site(file: str, line: object, root: str | None = None, width: int = 60) -> str:
+    """ "file:line", relative to ``root`` or site-packages when under them, shortened from the left past ``width``."""
+    path = str(file)
+    if root and os.path.isabs(path):
+        relative = os.path.relpath(path, root)
+        if not relative.startswith(".."):
+            path = relative
+    for marker in ("site-packages", "dist-packages"):
+        # "numpy/core/numeric.py" says more than the interpreter's prefix does.
+        _, found, tail = path.rpartition(os.sep + marker + os.sep)
+        if found:
+            path = tail
+            break
+    text = f"{path}:{line}"
+    return text if len(text) <= width else "..." + text[-(width - 3) :]

@@ -7,6 +7,9 @@ Three spellings are accepted for ``--variant``:
 - ``path/to/file.py:Class``, imported from that file under a module name of its
   own (``leakbench_user_<hash of the path>``), without touching ``sys.path``.
 
+The functions ``run --lines`` profiles are named the same two ways,
+``package.module:qualname`` or ``path/to/file.py:qualname`` (:func:`resolve_function`).
+
 Importing runs the module's top-level code, so the run command does this in a
 short-lived worker process (``python -m harness.worker --check``), never in the
 parent that records the run.
@@ -17,8 +20,10 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import sys
 import traceback
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +116,7 @@ def resolve_class(spec_text: str) -> type:
     module_text, colon, class_name = target.rpartition(":")
     if not colon or not module_text or not class_name:
         raise UsageError(f"unknown variant {spec_text!r}; expected {accepted_forms()}")
-    if module_text.endswith(".py") or "/" in module_text or "\\" in module_text:
+    if _is_path(module_text):
         module = _import_file(module_text, label)
     else:
         module = _import_module(module_text, label, suggest=not registered)
@@ -121,6 +126,38 @@ def resolve_class(spec_text: str) -> type:
     if not isinstance(cls, type):
         raise UsageError(f"{label} is not a class (it is a {type(cls).__name__})")
     return cls
+
+
+def _is_path(module_text: str) -> bool:
+    return module_text.endswith(".py") or "/" in module_text or "\\" in module_text
+
+
+def resolve_function(spec_text: str) -> types.FunctionType:
+    """The Python function named by ``module:qualname`` or ``path/file.py:qualname`` (``Class.method``).
+
+    UsageError, one line naming ``spec_text``, when the module cannot be
+    imported, the name does not exist, or it is not a Python function (a class,
+    a builtin, a compiled kernel: nothing whose lines Python runs).
+    """
+    label = f"{spec_text!r} for --lines"
+    module_text, colon, qualname = str(spec_text).rpartition(":")
+    if not colon or not module_text or not qualname:
+        raise UsageError(f"cannot profile {label}: expected package.module:function or path/file.py:Class.method")
+    module = _import_file(module_text, label) if _is_path(module_text) else _import_module(module_text, label, False)
+    found: Any = module
+    where = module_text
+    for part in qualname.split("."):
+        # Static lookup: a method as the class holds it, not bound, and no property runs.
+        found = inspect.getattr_static(found, part, None)
+        if found is None:
+            raise UsageError(f"cannot profile {label}: {where!r} has no attribute {part!r}")
+        where = f"{where}:{part}" if where == module_text else f"{where}.{part}"
+    if isinstance(found, (staticmethod, classmethod)):
+        found = found.__func__
+    found = inspect.unwrap(found) if callable(found) else found
+    if not isinstance(found, types.FunctionType):
+        raise UsageError(f"cannot profile {label}: not a Python function (type {type(found).__name__})")
+    return found
 
 
 def class_leaks(cls: type) -> dict[str, str]:

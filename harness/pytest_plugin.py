@@ -19,6 +19,10 @@ runs it (its epochs are its ``mark_epoch`` calls, else windows of its samples)::
 What a call leaves out comes from ``[tool.leakbench]`` in the project's
 pyproject.toml (see :mod:`harness.guard.budgets`), then from the defaults.
 
+With ``lines=["module:function", ...]`` (or ``lines=True`` for ``train_epoch``
+alone) the run is profiled line by line as ``run --lines`` does, and a failure
+names the lines whose resident memory grew most.
+
 Command-line options: ``--leakbench-config PATH`` (another pyproject.toml),
 ``--leakbench-results DIR`` (keep the runs there, e.g. as CI artifacts; by
 default they go to pytest's temporary directory).
@@ -46,6 +50,8 @@ from harness.guard import (
     script_spec,
     size_option,
 )
+from harness.report.lines import top_lines_summary
+from harness.storage import load_run
 
 
 class LeakbenchWarning(UserWarning):
@@ -131,15 +137,19 @@ class Guard:
         timeout: float | None = None,
         memory_cap: str | int | None = None,
         gc_collect: str | bool | None = None,
+        lines: Sequence[str] | bool | None = None,
     ) -> Judgement:
         """Run ``loop`` (or ``script``/``module`` with ``args``) in a worker and fail the test unless it stays within
         budget; returns the judgement."""
+        targets = _line_targets(lines)
         try:
             if (loop is None) == (script is None and module is None):
                 raise UsageError("give the guard a loop, or a script (script='train.py' or module='pkg.train')")
             target = None if loop is not None else script_spec(script, module, args)
             if target is not None and (epochs is not None or leak is not None or seed != 0 or options):
                 raise UsageError("epochs, leak, seed and options belong to a loop: a script takes its own args=[...]")
+            if target is not None and targets is not None:
+                raise UsageError("lines profiles a loop's train_epoch and its helpers; a script has none")
             if target is None and (args or window is not None):
                 raise UsageError("args and window belong to a script (script='train.py'), not to a loop")
             spec = loop_spec(loop) if loop is not None else target.label
@@ -175,18 +185,43 @@ class Guard:
                     timeout_s=timeout,
                     memory_cap=memory_cap,
                     gc_collect=gc_collect,
+                    lines=targets,
                 )
         except UsageError as exc:
             pytest.fail(f"leakbench: {exc}", pytrace=False)
         self.node.user_properties.append(("leakbench", f"{judgement.label}: {judgement.summary}"))
         if judgement.failures:
-            lines = [f"leakbench: {judgement.label}: {failure}" for failure in judgement.failures]
-            lines.append(f"  run: {judgement.run_dir}")
-            pytest.fail("\n".join(lines), pytrace=False)
+            message = [f"leakbench: {judgement.label}: {failure}" for failure in judgement.failures]
+            if targets is not None:
+                message += _growing_lines(judgement)
+            message.append(f"  run: {judgement.run_dir}")
+            pytest.fail("\n".join(message), pytrace=False)
         if judgement.notes:
             text = "; ".join((judgement.summary, *judgement.notes))
             warnings.warn(LeakbenchWarning(f"{judgement.label}: {text}"), stacklevel=2)
         return judgement
+
+
+def _line_targets(lines: Sequence[str] | bool | None) -> list[str] | None:
+    """``lines=`` as ``run --lines`` takes it: None (off), [] (train_epoch only) or the TARGETs."""
+    if lines is None or lines is False:
+        return None
+    if lines is True:
+        return []
+    if isinstance(lines, str):
+        return [lines]
+    return list(lines)
+
+
+def _growing_lines(judgement: Judgement) -> list[str]:
+    """The failure message's lines naming where resident memory grew (from the run's lines.json)."""
+    try:
+        found = top_lines_summary(load_run(judgement.run_dir).lines, root=os.getcwd())
+    except UsageError as exc:
+        return [f"  lines: {exc}"]
+    if not found:
+        return ["  lines: no profiled line kept growing (profile the functions train_epoch calls: lines=[...])"]
+    return ["  lines that kept resident memory (RSS):", *(f"    {line}" for line in found)]
 
 
 @pytest.fixture

@@ -150,6 +150,7 @@ def write_run(
     metrics: Mapping[str, Sequence[float]] | None = None,
     samples: Sequence[records.Sample] = (),
     trace_json: Mapping[str, Any] | None = None,
+    lines_json: Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
     **meta: Any,
 ) -> Path:
@@ -157,7 +158,7 @@ def write_run(
 
     meta.json goes through :func:`run_meta` (``meta`` holds RunMeta fields to override: status, stop,
     variant, ...) and :func:`harness.storage.write_meta`; epochs.csv and samples.csv through the real
-    :class:`harness.storage.RunWriter`; trace.json as the worker writes it.  Without ``name`` the
+    :class:`harness.storage.RunWriter`; trace.json and lines.json as the worker writes them.  Without ``name`` the
     directory is made by :func:`harness.storage.create_run_dir` and named by a fresh run id.
 
     Each epoch's peak RSS is the highest RSS so far (and at least ``peak``); its heap is ``heap[i]``
@@ -195,7 +196,51 @@ def write_run(
     writer.close()
     if trace_json is not None:
         write_json_atomic(run_dir / storage.TRACE, dict(trace_json))
+    if lines_json is not None:
+        write_json_atomic(run_dir / storage.LINES, dict(lines_json))
     return run_dir
+
+
+def line_row(line: int, kept_per_epoch: float, epochs: int, grew_epochs: int | None = None, **fields: Any) -> dict:
+    """One line of a lines.json, in loop.py: kept ``kept_per_epoch`` bytes an epoch (its increment the same)."""
+    kept = int(kept_per_epoch * epochs)
+    row = {
+        "file": "/work/project/loop.py",
+        "line": line,
+        "function": "Loop.train_epoch",
+        "source": f"statement_{line}()",
+        "occurrences": epochs,
+        "increment_bytes": kept,
+        "increment_per_epoch": kept / epochs,
+        "kept_bytes": kept,
+        "kept_per_epoch": kept / epochs,
+        "grew_epochs": epochs if grew_epochs is None else grew_epochs,
+    }
+    return row | fields
+
+
+def line_profile(rows: Sequence[Mapping[str, Any]] = (), epochs: int = 10, **fields: Any) -> dict[str, Any]:
+    """A lines.json as the worker writes it: accounts from epoch 2 to 2 + ``epochs`` with these ``rows``."""
+    kept = sum(row["kept_bytes"] for row in rows)
+    document = {
+        "schema_version": 1,
+        "final": True,
+        "baseline_epoch": 2,
+        "final_epoch": 2 + epochs,
+        "epochs": epochs,
+        "functions": [{"target": "Loop.train_epoch", "file": "/work/project/loop.py", "line": 1, "function": "x"}],
+        "rss_source": "/proc/self/statm",
+        "reading_cost_us": 2.0,
+        "readings": 40 * epochs,
+        "rss_baseline_bytes": 100 * MIB,
+        "rss_final_bytes": 100 * MIB + kept,
+        "py_blocks_baseline": 100_000,
+        "py_blocks_final": 100_000 + 10 * epochs,
+        "outside": {"increment_bytes": 0, "kept_bytes": 0},
+        "untracked_release_bytes": 0,
+        "lines": [dict(row) for row in rows],
+    }
+    return document | fields
 
 
 # -- numerical checks -----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ COMMAND_NAMES: tuple[str, ...] = (
     "report",
     "compare",
     "bench",
+    "export",
 )
 
 

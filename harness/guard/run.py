@@ -84,8 +84,12 @@ def guard_loop(
     timeout_s: float | None = None,
     memory_cap: int | str | None = None,
     gc_collect: str | bool | None = None,
+    lines: Sequence[str] | None = None,
 ) -> Judgement:
-    """Run ``loop`` for ``budget``'s epochs in a worker (traced when measuring the heap) and judge it on its measure."""
+    """Run ``loop`` for ``budget``'s epochs in a worker (traced when measuring the heap) and judge it on its measure.
+
+    ``lines``: profile RSS line by line in ``train_epoch`` and these functions, as ``run --lines`` does.
+    """
     config = RunConfig(
         seed=seed,
         epochs=budget.epochs_or_default,
@@ -102,6 +106,7 @@ def guard_loop(
         trace=budget.measure_or_default == "heap",
         measure=budget.measure_or_default,
         gc_collect=gc_policy(gc_collect),
+        lines=None if lines is None else tuple(lines),
     )
     return _record_and_judge(request, budget, strict)
 

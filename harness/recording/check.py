@@ -26,12 +26,14 @@ def check_variant(
     memory_limit_bytes: int | None = None,
     config: RunConfig | None = None,
     interrupted: Callable[[], bool] = lambda: False,
+    lines: tuple[str, ...] | None = None,
 ) -> VariantCheck:
     """Resolve the variant and leak in a throw-away worker; UsageError naming what is wrong.
 
     Importing runs the module's top-level code: the check gets the run's RLIMIT_DATA
     backstop (default: that of the default cap) and ``timeout_s``.  Given the run's
-    ``config``, the class's optional ``check_config`` judges its options too.  While
+    ``config``, the class's optional ``check_config`` judges its options too, and given
+    ``lines`` each ``--lines`` target must be a Python function it can import.  While
     it waits it asks ``interrupted()`` every :data:`POLL_S`: when Ctrl-C or SIGTERM
     came, the check is stopped and KeyboardInterrupt raised at once, not after the
     import (which may take minutes) has finished.
@@ -39,6 +41,8 @@ def check_variant(
     payload: dict[str, Any] = {"variant": variant, "leak": leak}
     if config is not None:
         payload["config"] = config.to_dict()
+    if lines is not None:
+        payload["lines"] = list(lines)
     verdict = _ask(payload, f"variant {variant!r}", timeout_s, memory_limit_bytes, interrupted)
     return VariantCheck(verdict["description"], dict(verdict["leaks"]))
 

@@ -117,6 +117,7 @@ def execute(
                 memory_limit_bytes=limit,
                 config=request.config,
                 interrupted=interrupted,
+                lines=request.lines,
             )
         if flag.count:
             raise KeyboardInterrupt  # nothing written yet: leave like any interrupted command
@@ -185,6 +186,8 @@ def _record(
         "trace_frames": request.trace_frames,
         "gc_collect": request.gc_collect,
         "memory_limit_bytes": limit,
+        "lines_path": str((run_dir / storage.LINES).absolute()) if request.lines is not None else None,
+        "lines": list(request.lines or ()),
     }
     if script is not None:
         job |= {"script": script.to_dict(), "marks": request.window_s is None, "window_s": request.window_or_default}

@@ -50,6 +50,7 @@ class RunRequest:
     script: Script | None = None
     window_s: float | None = None  # a script's epochs are windows of this many seconds, marks or not
     gc_collect: str = gc_readings.DEFAULT_POLICY  # what the worker does to the collector before each reading
+    lines: tuple[str, ...] | None = None  # --lines: None off; () train_epoch only; else train_epoch and these
 
     def __post_init__(self) -> None:
         if self.script is not None:
@@ -78,6 +79,10 @@ class RunRequest:
             raise UsageError(f"invalid gc-collect {self.gc_collect!r}: expected one of {expected}")
         if self.measure == "heap" and not self.trace:
             raise UsageError("measure heap needs --trace: the Python heap is recorded only when traced")
+        if self.lines is not None:
+            if isinstance(self.lines, str) or not all(isinstance(t, str) and t for t in self.lines):
+                raise UsageError(f"--lines takes functions as module:name or path/file.py:name, got {self.lines!r}")
+            object.__setattr__(self, "lines", tuple(self.lines))
         object.__setattr__(self, "results_dir", Path(self.results_dir))
 
     def _check_script(self) -> None:
@@ -85,6 +90,8 @@ class RunRequest:
             raise UsageError(f"script must be a Script, got {type(self.script).__name__}")
         if self.config is not None:
             raise UsageError("a script takes its own arguments, not a loop's configuration")
+        if self.lines is not None:
+            raise UsageError("--lines profiles a loop's train_epoch and its helpers; a script has none: use --trace")
         window = self.window_s
         if window is not None and (
             isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 < window < math.inf

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 from collections.abc import Sequence
 from typing import Any
 
-from harness.formatting import format_bytes, format_p, format_rate_ci, format_size, plural, text_table
+from harness.formatting import format_bytes, format_p, format_rate_ci, format_site, format_size, plural, text_table
 from harness.growth import MEASURES, TREE_MEASURES, reaches
 from harness.growth.series import stop_text
 from harness.records import WINDOWS
+from harness.report.lines import lines_text
 from harness.scripts import Script
 
 TOP = 10  # rows of each trace table shown; trace.json keeps 25
@@ -23,10 +23,17 @@ PATH_WIDTH = 60  # longer site paths keep their tail, which names the file
 
 
 def explain_text(
-    meta: dict[str, Any], growth: dict[str, Any], trace: dict[str, Any] | None, root: str | None = None, top: int = TOP
+    meta: dict[str, Any],
+    growth: dict[str, Any],
+    trace: dict[str, Any] | None,
+    root: str | None = None,
+    top: int = TOP,
+    lines: dict[str, Any] | None = None,
 ) -> str:
-    """The whole ``explain`` report: run, trend table, reasons, projection, and the trace tables."""
+    """The whole ``explain`` report: run, trend table, reasons, projection, the line profile and the trace tables."""
     parts = [_header(meta), _trend_table(growth), _reasons(growth)]
+    if lines is not None:
+        parts.append(lines_text(lines, trace, root, top))
     if trace is None and meta.get("trace") and meta.get("epochs_from") == WINDOWS:
         parts.append(
             "No trace: the tracer takes its baseline after the 3rd epoch or window, and the script ended before "
@@ -250,19 +257,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequenc
 
 def _site(row: dict[str, Any], root: str | None) -> str:
     """ "file:line", relative to ``root`` or site-packages when under them, shortened from the left when long."""
-    path = str(row["file"])
-    if root and os.path.isabs(path):
-        relative = os.path.relpath(path, root)
-        if not relative.startswith(".."):
-            path = relative
-    for marker in ("site-packages", "dist-packages"):
-        # "numpy/core/numeric.py" says more than the interpreter's prefix does.
-        _, found, tail = path.rpartition(os.sep + marker + os.sep)
-        if found:
-            path = tail
-            break
-    text = f"{path}:{row['line']}"
-    return text if len(text) <= PATH_WIDTH else "..." + text[-(PATH_WIDTH - 3) :]
+    return format_site(str(row["file"]), row["line"], root, PATH_WIDTH)
 
 
 def _signed(text: str, value: float) -> str:

@@ -11,6 +11,7 @@ its samples as its epochs (:mod:`~harness.storage.windows`).
 
 from harness.storage.layout import (
     EPOCHS,
+    LINES,
     META,
     SAMPLES,
     TRACE,
@@ -29,6 +30,7 @@ from harness.storage.writer import FSYNC_INTERVAL_S, CsvAppender, RunWriter, can
 __all__ = [
     "EPOCHS",
     "FSYNC_INTERVAL_S",
+    "LINES",
     "META",
     "SAMPLES",
     "TRACE",

@@ -21,6 +21,8 @@ MiB = 1024 * 1024
 META_LIMIT = 16 * MiB
 # trace.json holds at most 25 sites, 25 types and 3 keeper chains: about 50 KiB.
 TRACE_LIMIT = 64 * MiB
+# lines.json holds at most 100 lines, each about 400 bytes: about 40 KiB.
+LINES_LIMIT = 64 * MiB
 # epochs.csv grows about 100 bytes an epoch (95 MB at a million epochs, measured), samples.csv about 21
 # bytes a sample (1.5 MB an hour): 2 GiB is ten million epochs or a week of samples.
 TABLE_LIMIT = 2048 * MiB

@@ -18,6 +18,7 @@ META = "meta.json"
 EPOCHS = "epochs.csv"
 SAMPLES = "samples.csv"
 TRACE = "trace.json"
+LINES = "lines.json"
 WORKER_LOG = "worker.log"
 
 

@@ -23,7 +23,7 @@ from harness import records
 from harness.errors import UsageError
 from harness.scripts import DEFAULT_WINDOW_S
 from harness.storage import files, validate
-from harness.storage.layout import EPOCHS, META, SAMPLES, TRACE
+from harness.storage.layout import EPOCHS, LINES, META, SAMPLES, TRACE
 from harness.storage.windows import window_epochs
 
 
@@ -40,6 +40,7 @@ class Run:
     epochs: pd.DataFrame
     samples: pd.DataFrame
     trace: dict[str, Any] | None
+    lines: dict[str, Any] | None = None  # lines.json, with --lines
 
     @property
     def peak_rss_bytes(self) -> int | None:
@@ -179,7 +180,18 @@ def load_run(path: str | os.PathLike[str]) -> Run:
             validate.check_trace(trace)
         except ValueError as exc:
             raise UsageError(f"cannot read {trace_path}: {exc}") from None
-    return Run(run_dir, meta, epochs, samples, trace)
+    return Run(run_dir, meta, epochs, samples, trace, _read_lines(run_dir / LINES))
+
+
+def _read_lines(path: Path) -> dict[str, Any] | None:
+    """lines.json, checked; None when the run was not profiled with --lines."""
+    lines = files.read_json(path, files.LINES_LIMIT)
+    if lines is not None:
+        try:
+            validate.check_lines(lines)
+        except ValueError as exc:
+            raise UsageError(f"cannot read {path}: {exc}") from None
+    return lines
 
 
 def read_meta(run_dir: Path) -> dict[str, Any] | None:

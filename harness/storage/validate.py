@@ -1,6 +1,6 @@
-"""What a reader accepts of what a run directory stores: meta.json's ``growth`` and ``script``, and trace.json.
+"""What a reader accepts of what a run directory stores: meta.json's ``growth`` and ``script``, trace.json, lines.json.
 
-Both are written by leakbench (:mod:`harness.growth`, :mod:`harness.worker.tracing`),
+All are written by leakbench (:mod:`harness.growth`, :mod:`harness.worker.tracing`, :mod:`harness.worker.lines`),
 but a file on disk may be damaged or edited: each function raises ValueError
 naming the first field that is not what every reader relies on, so a bad file
 is one clear line instead of a traceback somewhere in a report.
@@ -18,6 +18,18 @@ _MEASURE_NUMBERS = ("bytes_per_epoch", "ci_low", "ci_high", "p_value", "fitted_l
 _MEASURE_COUNTS = ("warmup_epochs", "n_epochs_used")
 _SITE_FIELDS = {"file": str, "line": int, "size_diff": int, "count_diff": int, "size": int, "count": int}
 _TYPE_FIELDS = {"type": str, "count_diff": int, "count": int}
+LINES_VERSIONS = (1,)  # the lines.json schema versions this leakbench reads
+_LINE_FIELDS = {
+    "file": str,
+    "line": int,
+    "function": str,
+    "source": str,
+    "occurrences": int,
+    "increment_bytes": int,
+    "kept_bytes": int,
+    "grew_epochs": int,
+}
+_LINE_RATES = ("increment_per_epoch", "kept_per_epoch")
 
 
 def _number(value: Any) -> bool:
@@ -71,17 +83,17 @@ def check_script(script: Any) -> None:
         raise ValueError("script.args must be a list of text")
 
 
-def _rows(trace: Mapping[str, Any], key: str, fields: Mapping[str, type]) -> None:
+def _rows(trace: Mapping[str, Any], key: str, fields: Mapping[str, type], file: str = "trace.json") -> None:
     rows = trace.get(key) or []
     if not isinstance(rows, list):
-        raise ValueError(f"trace.json {key} must be a list")
+        raise ValueError(f"{file} {key} must be a list")
     for index, row in enumerate(rows):
         if not isinstance(row, Mapping):
-            raise ValueError(f"trace.json {key}[{index}] must be an object")
+            raise ValueError(f"{file} {key}[{index}] must be an object")
         for name, kind in fields.items():
             value = row.get(name)
             if not isinstance(value, kind) or isinstance(value, bool):
-                raise ValueError(f"trace.json {key}[{index}].{name} must be {kind.__name__}, got {value!r}")
+                raise ValueError(f"{file} {key}[{index}].{name} must be {kind.__name__}, got {value!r}")
 
 
 def check_trace(trace: Any) -> None:
@@ -103,3 +115,33 @@ def check_trace(trace: Any) -> None:
         chain = keeper.get("chain") or []
         if not isinstance(chain, list) or not all(isinstance(step, str) for step in chain):
             raise ValueError(f"trace.json keepers[{index}].chain must be a list of text")
+
+
+def check_lines(lines: Any) -> None:
+    """lines.json: a known schema version, its epoch counts, and lines with the fields ``explain`` reads."""
+    if not isinstance(lines, Mapping):
+        raise ValueError(f"lines.json must be an object, got {type(lines).__name__}")
+    version = lines.get("schema_version")
+    if isinstance(version, bool) or version not in LINES_VERSIONS:
+        raise ValueError(f"lines.json has schema_version {version!r}; this leakbench reads 1: upgrade leakbench")
+    for name in ("baseline_epoch", "epochs", "readings"):
+        if not _count(lines.get(name, 0)):
+            raise ValueError(f"lines.json {name} must be a whole number >= 0, got {lines.get(name)!r}")
+    for name in ("final_epoch", "rss_baseline_bytes", "rss_final_bytes", "py_blocks_baseline", "py_blocks_final"):
+        if lines.get(name) is not None and not _count(lines[name]):
+            raise ValueError(f"lines.json {name} must be a whole number >= 0 or null, got {lines[name]!r}")
+    if lines.get("reading_cost_us") is not None and not _number(lines["reading_cost_us"]):
+        raise ValueError(
+            f"lines.json reading_cost_us must be a finite number or null, got {lines['reading_cost_us']!r}"
+        )
+    _rows(lines, "lines", _LINE_FIELDS, "lines.json")
+    for index, row in enumerate(lines.get("lines") or []):
+        for name in _LINE_RATES:
+            if not _number(row.get(name)):
+                raise ValueError(f"lines.json lines[{index}].{name} must be a finite number, got {row.get(name)!r}")
+    _rows(lines, "functions", {"target": str}, "lines.json")
+    outside = lines.get("outside") or {}
+    if not isinstance(outside, Mapping) or not all(
+        _number(outside.get(k, 0)) for k in ("increment_bytes", "kept_bytes")
+    ):
+        raise ValueError("lines.json outside must be an object of increment_bytes and kept_bytes")

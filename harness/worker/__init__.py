@@ -6,7 +6,9 @@ training code runs.  It hands the parent JSON lines on a pipe
 (:mod:`~harness.worker.protocol`): one epoch record per epoch, and with
 ``--trace`` a trace.json (:mod:`~harness.worker.tracing`: when, and
 :mod:`~harness.worker.heap`, in a forked child: tracemalloc sites, which line
-they are charged to, what keeps them alive).  It imports neither
+they are charged to, what keeps them alive), and with ``--lines`` a
+lines.json (:mod:`~harness.worker.lines`: RSS line by line in the profiled
+functions, and which line kept it).  It imports neither
 pandas nor matplotlib, so it measures the loop and not the harness.
 
 The worker is two processes, because a training loop starts processes of its

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         from harness.worker.train import check, run
 
         code = (
-            check(channel, job["variant"], job.get("leak"), job.get("config"))
+            check(channel, job["variant"], job.get("leak"), job.get("config"), job.get("lines"))
             if args.check is not None
             else run(channel, job)
         )

@@ -2,10 +2,10 @@
 
 The parent (:mod:`harness.recording`) starts a worker with :func:`worker_command`::
 
-    python -m harness.worker --fd N --check '{"variant": ..., "leak": ..., "memory_limit_bytes": ...}'
+    python -m harness.worker --fd N --check '{"variant": ..., "leak": ..., "memory_limit_bytes": ..., "lines": [...]}'
     python -m harness.worker --fd N [--lifeline M] --job '{"variant": ..., "config": {...}, "trace_path": ...,
-                                            "trace_frames": ..., "gc_collect": ..., "memory_limit_bytes": ...,
-                                            "parent_pid": ...}'
+                                            "trace_frames": ..., "gc_collect": ..., "lines_path": ..., "lines": [...],
+                                            "memory_limit_bytes": ..., "parent_pid": ...}'
 
 A script run (:mod:`harness.worker.script`) sends ``{"script": {"path", "module", "args"}, ...}`` in place of
 the variant (and config), with ``"marks"`` (false with ``--window``) and ``"window_s"`` in its job.

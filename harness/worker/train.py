@@ -29,6 +29,7 @@ from harness.interface import RunConfig
 from harness.worker import protocol
 from harness.worker.epochs import BadMetrics, EpochSender
 from harness.worker.gc_readings import DEFAULT_POLICY, GcReadings
+from harness.worker.lines import LineProfiler, profiled_functions
 from harness.worker.protocol import Channel
 from harness.worker.tracing import FRAMES, Tracer
 
@@ -84,10 +85,18 @@ def _error_fields(phase: str, exc: BaseException) -> dict[str, Any]:
     }
 
 
-def check(channel: Channel, variant: str, leak: str | None, config: dict[str, Any] | None = None) -> int:
-    """Resolve the variant and the leak (and judge the config's options, when given); report a verdict."""
+def check(
+    channel: Channel,
+    variant: str,
+    leak: str | None,
+    config: dict[str, Any] | None = None,
+    lines: list[str] | None = None,
+) -> int:
+    """Resolve the variant and the leak (the config's options and the --lines targets, when given); report a verdict."""
     try:
         cls = loops.load_loop_class(variant, leak, None if config is None else RunConfig.from_dict(config))
+        if lines is not None:
+            profiled_functions(cls, lines)
     except UsageError as exc:
         channel.send(protocol.CHECK, ok=False, message=str(exc))
         return 0
@@ -116,6 +125,7 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
     phase = "loading the variant"
     try:
         cls = loops.load_loop_class(job["variant"], config.leak)
+        profiled = profiled_functions(cls, job.get("lines") or []) if job.get("lines_path") else None
         phase = "building the loop"
         loop = cls(config)
         _KEPT.append(loop)
@@ -127,6 +137,9 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
         channel.send(protocol.ERROR, **_error_fields(phase, exc))
         return 1
 
+    profiler = LineProfiler(Path(job["lines_path"]), config.epochs, profiled) if profiled is not None else None
+    if profiler is not None:
+        profiler.start()
     epoch = 0
     t0 = time.monotonic()
     channel.send(protocol.STARTED, t0=t0, pid=os.getpid(), versions=sysinfo.loaded_versions())
@@ -138,7 +151,7 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
             stop.in_epoch = True
             if stop.requested:
                 raise StopRequested()
-            metrics = loop.train_epoch(epoch)
+            metrics = loop.train_epoch(epoch) if profiler is None else profiler.call(loop.train_epoch, epoch)
             stop.in_epoch = False
             try:
                 sender.send(metrics, started, time.monotonic())
@@ -148,11 +161,15 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
                     protocol.ERROR, phase=f"epoch {epoch}", exception=str(exc), traceback=[], memory_error=False
                 )
                 return 1
+            if profiler is not None:
+                profiler.after_epoch(epoch)  # after the tracer's (in the sender): its snapshot is outside the lines
             if stop.requested:
                 break
         phase = "closing the loop"
         if tracer is not None:
             tracer.write(epoch, final=True)
+        if profiler is not None:
+            profiler.write(epoch, final=True)
         close = getattr(loop, "close", None)
         if callable(close):
             close()
@@ -160,6 +177,8 @@ def run(channel: Channel, job: dict[str, Any]) -> int:
         stop.in_epoch = False
         if tracer is not None:
             tracer.write(epoch - 1 if epoch else 0, final=True)
+        if profiler is not None:
+            profiler.write(epoch - 1 if epoch else 0, final=True)
     except BaseException as exc:  # noqa: BLE001 -- reported to the parent as the run's failure
         stop.in_epoch = False
         traceback.print_exc()

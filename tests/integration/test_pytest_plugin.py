@@ -32,6 +32,16 @@ class Grows:
     def train_epoch(self, epoch):
         self.kept.append(bytearray(1 << 20))
         return {"loss": 1.0 / epoch}
+
+
+def grow(kept):
+    kept.append(bytearray(1 << 20))
+
+
+class GrowsInAHelper(Grows):
+    def train_epoch(self, epoch):
+        grow(self.kept)
+        return {"loss": 1.0 / epoch}
 """
 
 
@@ -98,6 +108,28 @@ def test_grows(leakbench_guard):
     )
     # and the failure is the message alone, not a traceback into the plugin
     assert "pytest_plugin.py" not in result.stdout.str()
+
+
+def test_a_failure_with_lines_names_the_line_that_kept_the_memory(project: pytest.Pytester) -> None:
+    # GIVEN a loop whose helper keeps 1 MiB an epoch, guarded with the helper's lines profiled
+    result = run(
+        project,
+        """
+def test_grows(leakbench_guard):
+    leakbench_guard("loops.py:GrowsInAHelper", epochs=12, max_growth="64 KiB", lines=["loops.py:grow"])
+""",
+    )
+    # THEN the failure says how fast it grew, then which line kept it, then where the run is
+    result.assert_outcomes(failed=1)
+    result.stdout.re_match_lines(
+        [
+            r"leakbench: loops\.py:GrowsInAHelper: RSS grew 1\.0\d* MiB/epoch over 12 epochs .*; "
+            r"budget 64\.0 KiB/epoch$",
+            r"\s+lines that kept resident memory \(RSS\):$",
+            r"\s+\+1\.0 MiB/epoch at loops\.py:\d+: kept\.append\(bytearray\(1 << 20\)\)$",
+            r"\s+run: .*-growsinahelper-noleak-s0-[0-9a-f]{6}$",
+        ]
+    )
 
 
 def test_budget_above_the_growth_passes(project: pytest.Pytester) -> None:

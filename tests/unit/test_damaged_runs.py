@@ -17,14 +17,15 @@ import pytest
 from harness import storage
 from harness.cli import main
 from harness.errors import UsageError
-from tests.helpers import MIB, write_run
+from tests.helpers import MIB, line_profile, line_row, write_run
 
 
 def good_run(root: Path) -> Path:
-    """A finished, traced 12-epoch run that leaks 1 MiB an epoch."""
+    """A finished, traced and line-profiled 12-epoch run that leaks 1 MiB an epoch."""
     trace = {"schema_version": 1, "final": True, "baseline_epoch": 2, "final_epoch": 12, "sites": [], "types": []}
     rss = [100 * MIB + epoch * MIB for epoch in range(12)]
-    return write_run(root, "good", rss, heap=[epoch * 1024 for epoch in range(12)], trace_json=trace)
+    lines = line_profile([line_row(5, MIB, 10)])
+    return write_run(root, "good", rss, heap=[epoch * 1024 for epoch in range(12)], trace_json=trace, lines_json=lines)
 
 
 def replace_with_directory(name: str) -> Callable[[Path], None]:
@@ -100,6 +101,20 @@ DAMAGES = {
         "sites must be a list",
     ),
     "trace.json keepers hold numbers": (write_file("trace.json", '{"keepers": [1]}'), "keepers must be a list of"),
+    "lines.json links to /dev/zero": (link_to_dev_zero("lines.json"), "lines.json: it is not a regular file"),
+    "lines.json lines are text": (
+        write_file("lines.json", '{"schema_version": 1, "baseline_epoch": 2, "epochs": 3, "lines": "x"}'),
+        "lines.json lines must be a list",
+    ),
+    "NaN in lines.json": (
+        write_file("lines.json", '{"schema_version": 1, "epochs": 3, "reading_cost_us": NaN}'),
+        "NaN is not valid JSON",
+    ),
+    "lines.json of a newer schema": (write_file("lines.json", '{"schema_version": 2}'), "schema_version 2"),
+    "lines.json with a rate as text": (
+        write_file("lines.json", json.dumps(line_profile([line_row(5, MIB, 10) | {"kept_per_epoch": "1 MiB"}]))),
+        "lines[0].kept_per_epoch must be a finite number",
+    ),
     "NaN in meta.json": (write_file("meta.json", '{"schema_version": 1, "seed": NaN}'), "NaN is not valid JSON"),
     "meta.json over its limit": (oversized_meta, "over the 16,777,216-byte limit"),
 }
@@ -118,6 +133,7 @@ def test_the_good_run_loads(tmp_path: Path) -> None:
     # GIVEN the run every case starts from WHEN loaded THEN it is whole
     run = storage.load_run(good_run(tmp_path))
     assert len(run.epochs) == 12 and run.trace is not None and run.meta["status"] == "completed"
+    assert run.lines is not None and run.lines["lines"][0]["kept_per_epoch"] == MIB
 
 
 def test_loading_a_damaged_run_is_one_usage_error_naming_why(damaged: tuple[Path, str]) -> None:

@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from harness import records, storage
 from harness.cli import main
 from harness.errors import UsageError
-from tests.helpers import MIB, write_run
+from tests.helpers import MIB, line_profile, line_row, write_run
 
-FILES = ("meta.json", "epochs.csv", "samples.csv", "trace.json")
+FILES = ("meta.json", "epochs.csv", "samples.csv", "trace.json", "lines.json")
 # Deterministic, so CI sees the same cases each time; no example database left in the checkout.  capsys is
 # function-scoped but read (and so emptied) after every command, so sharing it across examples is safe.
 FUZZ = settings(
@@ -48,7 +48,9 @@ damages = st.one_of(
     st.tuples(st.just("truncate"), st.sampled_from(FILES), st.floats(0, 1)),
     st.tuples(st.just("binary"), st.sampled_from(FILES), st.binary(max_size=200)),
     st.tuples(st.just("splice"), st.sampled_from(FILES), st.floats(0, 1), st.text(max_size=40)),
-    st.tuples(st.just("json"), st.sampled_from(("meta.json", "trace.json")), st.text(max_size=12), json_values),
+    st.tuples(
+        st.just("json"), st.sampled_from(("meta.json", "trace.json", "lines.json")), st.text(max_size=12), json_values
+    ),
     st.tuples(
         st.just("cell"), st.sampled_from(("epochs.csv", "samples.csv")), st.integers(0, 40), st.text(max_size=30)
     ),
@@ -85,7 +87,9 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     }
     samples = [records.Sample(0.01 * i, 100 * MIB + i * 1000, 1 + i // 10) for i in range(120)]
     rss = [100 * MIB + epoch * MIB for epoch in range(12)]
-    return write_run(root, "run", rss, heap=[epoch * 1024 for epoch in range(12)], samples=samples, trace_json=trace)
+    lines = line_profile([line_row(3, MIB, 10), line_row(4, 0, 10)])
+    heap = [epoch * 1024 for epoch in range(12)]
+    return write_run(root, "run", rss, heap=heap, samples=samples, trace_json=trace, lines_json=lines)
 
 
 def apply(run: Path, damage: tuple[Any, ...]) -> None:
@@ -167,7 +171,9 @@ def test_readers_give_a_result_or_one_line(
     # The loader: a Run or a UsageError of one line, nothing else.
     assert "\n" not in refusal(run)
     # The text commands, as the CLI runs them.
-    for args in (["explain", str(run)], ["check", str(run)], ["compare", str(run), str(run)]):
+    exported = str(tmp_path_factory.getbasetemp() / "fuzz.dat")
+    commands = (["explain", str(run)], ["check", str(run)], ["compare", str(run), str(run)])
+    for args in (*commands, ["export", "--mprof", str(run), "-o", exported]):
         code = main(args)
         assert_result_or_one_line(code, capsys.readouterr().err)
     assert time.monotonic() - started < SECONDS_PER_EXAMPLE

@@ -165,7 +165,9 @@ def test_text_output_never_loads_matplotlib(statement: str) -> None:
 
 def test_the_worker_loads_neither_pandas_nor_matplotlib() -> None:
     # WHEN the worker's modules load (what `python -m harness.worker` imports before the loop)
-    loaded = loaded_after("import harness.worker.__main__, harness.worker.train, harness.worker.tracing")
+    loaded = loaded_after(
+        "import harness.worker.__main__, harness.worker.train, harness.worker.tracing, harness.worker.lines"
+    )
     # THEN the analysis libraries stay out of the process whose memory is measured
     assert {"pandas", "matplotlib"} & loaded == set()
 
