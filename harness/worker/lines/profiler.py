@@ -47,6 +47,7 @@ from harness import loops
 from harness.errors import UsageError
 from harness.jsonfile import write_json_atomic
 from harness.worker.lines.ledger import OUTSIDE, Key, Ledger
+from harness.worker.process import PAGE, statm_reader
 from harness.worker.tracing import baseline_epoch
 
 LINES_SCHEMA_VERSION = 1
@@ -55,7 +56,6 @@ SOURCE_WIDTH = 160  # characters of a line's source text stored
 MIN_INTERVAL_S = 2.0  # at least this long between interim copies
 BUDGET = 10.0  # and at least BUDGET times what the last copy took
 STATM = "/proc/self/statm"
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def train_epoch_of(cls: type) -> types.FunctionType:
@@ -88,22 +88,11 @@ def nested_codes(code: types.CodeType) -> Iterator[types.CodeType]:
 
 
 def rss_reader() -> tuple[Callable[[], int], str]:
-    """A function returning this process's RSS in bytes, and what it reads.
-
-    One ``pread`` of /proc/self/statm on a descriptor kept open (about 2 us);
-    psutil where there is no /proc.
-    """
-    page = PAGE
-    try:
-        fd = os.open(STATM, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+    """A function returning this process's RSS in bytes, and what it reads: statm (about 1 us), else psutil."""
+    read = statm_reader()
+    if read is None:
         process = psutil.Process()
         return (lambda: int(process.memory_info().rss)), "psutil memory_info"
-    pread = os.pread
-
-    def read() -> int:
-        return int(pread(fd, 128, 0).split()[1]) * page
-
     return read, STATM
 
 
