@@ -1,7 +1,7 @@
 """The run's process tree, as the parent sees it: who is in it, what it holds, and the figure the memory cap applies to.
 
 Who measures what.  The worker (the trainer) measures its own RSS and peak at
-the exact end of each epoch, as it always has: one read of /proc/self/status.
+the exact end of each epoch (statm and getrusage: harness.worker.process).
 Everything about the tree is measured here, in the parent, on the sampling
 grid (every 50 ms by default), so a loop of 1 ms epochs never pays for a scan
 of /proc, and an epoch row carries the tree figures of the latest sample.
