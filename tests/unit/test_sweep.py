@@ -35,7 +35,7 @@ class FakeRunner:
         self.calls: list[list[str]] = []
         self.status, self.exit_code = status, exit_code
 
-    def __call__(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    def __call__(self, argv: list[str], *ignored: object) -> subprocess.CompletedProcess[str]:
         self.calls.append(argv)
         options = dict(itertools.pairwise(argv))
         run_dir = stored_run(
@@ -273,7 +273,7 @@ def test_a_failed_run_is_reported_and_the_sweep_goes_on(tmp_path: Path) -> None:
 
 def test_a_usage_error_stops_the_sweep_at_once(tmp_path: Path) -> None:
     # GIVEN a runner that refuses its arguments (exit 2, as for a leak a variant does not have)
-    def refuse(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    def refuse(argv: list[str], *ignored: object) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(argv, 2, "", "leakbench: error: unknown leak 'x'\n")
 
     # WHEN swept THEN it stops after the first run, whose message is kept
