@@ -47,6 +47,14 @@ def jobs_option(text: str) -> int:
     return jobs
 
 
+def budget_option(text: str) -> int:
+    """``--memory-budget SIZE``: at least 1 MiB."""
+    try:
+        return sweep.parse_budget(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's arguments: the spec, where the runs go, and an optional report."""
     parser.add_argument(
@@ -81,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--memory-budget",
-        type=sweep.parse_budget,
+        type=budget_option,
         metavar="SIZE",
         help="the memory the caps of the runs going at once must fit in (default: half the available memory); "
         "on a cluster, each worker's MiB resource",
@@ -149,7 +157,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 def _backend(args: argparse.Namespace, spec: sweep.Spec, results: Path, budget: int) -> Any:
     """Threads on this machine, or a Dask cluster (UsageError, with nothing written, when it cannot be had)."""
     if args.scheduler is None:
-        return sweep.LocalPool(spec.name, results, args.jobs, budget)
+        return sweep.LocalPool(spec.name, results, args.jobs, budget, strict=args.memory_budget is not None)
     from harness.sweep import cluster  # Dask is optional: loaded only when asked for
 
     address = cluster.check_address(args.scheduler)

@@ -6,7 +6,10 @@ running short.  The budget is half the memory available when the sweep starts
 (the default cap's own rule, applied once to the whole machine), or
 ``--memory-budget``; on Dask each worker declares its own (resource ``MiB``).
 A run's cap is its spec's ``memory_cap``, else its share: the budget over the
-runs taken at once, at most the 4 GiB a single run gets by default.
+runs taken at once, at most the 4 GiB a single run gets by default.  A run
+whose cap alone is more than the default budget (the machine was busy when the
+sweep started) runs alone, as it would have one run at a time; a budget given
+with ``--memory-budget`` is kept to: such a run is refused before anything runs.
 """
 
 from __future__ import annotations
@@ -30,10 +33,10 @@ def default_budget() -> int:
 
 
 def parse_budget(text: str) -> int:
-    """``--memory-budget SIZE`` in bytes; UsageError for a size that is not above 1 MiB."""
+    """``--memory-budget SIZE`` in bytes; UsageError for a size below 1 MiB or one that cannot be read."""
     size = parse_size(text)
     if size < MIB:
-        raise UsageError(f"invalid --memory-budget {text!r}: it must be at least 1 MiB")
+        raise UsageError(f"expected a size of at least 1 MiB, got {text!r}")
     return size
 
 
@@ -70,8 +73,8 @@ class Admission:
         return self.slots if run.timing else 1
 
     def admits(self, run: PlannedRun, cap_bytes: int) -> bool:
-        """Whether ``run`` may start now."""
-        return self.free_slots >= self.need(run) and self.free_bytes >= cap_bytes
+        """Whether ``run`` may start now; with nothing going, any run may (a cap above a default budget runs alone)."""
+        return self.free_slots >= self.need(run) and (self.free_bytes >= cap_bytes or self.free_slots == self.slots)
 
     def take(self, run: PlannedRun, cap_bytes: int) -> None:
         """Count a run that starts."""

@@ -195,7 +195,7 @@ def run_sweep(
 ) -> list[Outcome]:
     """Perform the spec's runs that are not done yet (one at a time unless ``backend`` says otherwise)."""
     if backend is None:
-        backend = LocalPool(spec.name, results_dir, 1, default_budget(), runner)
+        backend = LocalPool(spec.name, results_dir, 1, default_budget(), runner, strict=False)
     try:
         backend.check(spec.runs)  # a run that could never start: refused before anything is written
     except BaseException:

@@ -25,9 +25,16 @@ class LocalPool:
     """A :class:`harness.sweep.launch.Backend` of threads on this machine."""
 
     def __init__(
-        self, sweep: str, results_dir: Path, jobs: int, budget_bytes: int, runner: launch.Runner = launch.run_subprocess
+        self,
+        sweep: str,
+        results_dir: Path,
+        jobs: int,
+        budget_bytes: int,
+        runner: launch.Runner = launch.run_subprocess,
+        strict: bool = True,
     ) -> None:
         self.sweep, self.results_dir, self.slots, self.runner = sweep, results_dir, jobs, runner
+        self.strict = strict  # a budget the user gave: a run whose cap is above it is refused
         self.budget_bytes = budget_bytes
         self.default_cap = budget.share(budget_bytes, jobs)
         self.admission = budget.Admission(jobs, budget_bytes)
@@ -37,8 +44,9 @@ class LocalPool:
         self._flight: dict[Future[CompletedProcess[str]], tuple[int, PlannedRun, Claim, int, float]] = {}
 
     def check(self, runs: Sequence[PlannedRun]) -> None:
-        """UsageError when a run's cap alone is above the budget."""
-        budget.check_fits(runs, self.budget_bytes, self.default_cap, "the memory budget (--memory-budget)")
+        """UsageError when a run's cap alone is above a budget the user gave."""
+        if self.strict:
+            budget.check_fits(runs, self.budget_bytes, self.default_cap, "the memory budget (--memory-budget)")
 
     def admits(self, run: PlannedRun) -> bool:
         """Whether its slots and its cap fit now."""
