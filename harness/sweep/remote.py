@@ -13,6 +13,8 @@ inside the task.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -25,6 +27,8 @@ from harness.sweep.planned import PlannedRun
 MIB = 1024**2
 # The largest file of a run sent back: samples.csv grows about 1.5 MB per hour of run.
 MAX_FILE_BYTES = 512 * MIB
+# A task's directory: named after its Dask worker's pid, so one left by a worker that was killed is removed later.
+TASK_PREFIX = "leakbench-task-"
 
 
 def perform_remote(run: PlannedRun, placement: Mapping[str, Any], stop_event: str | None) -> dict[str, Any]:
@@ -37,7 +41,8 @@ def perform_remote(run: PlannedRun, placement: Mapping[str, Any], stop_event: st
         "slots": int(resources.get("slots", placement["slots"])),
         "budget_bytes": int(resources.get("MiB", placement["budget_bytes"] // MIB)) * MIB,
     }
-    tmp = Path(tempfile.mkdtemp(prefix="leakbench-task-"))
+    _remove_stale_task_dirs()
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TASK_PREFIX}{os.getpid()}-"))
     try:
         argv = run.argv(tmp, memory_cap=str(placement["cap_bytes"]))
         stopping = _stopping(worker, worker.get_current_task(), stop_event)
@@ -76,3 +81,12 @@ def _stopping(worker: Any, key: Any, stop_event: str | None) -> Callable[[], boo
             return False
 
     return stopping
+
+
+def _remove_stale_task_dirs() -> None:
+    """Remove the task directories of Dask workers that are gone (killed mid-run: nothing cleaned up after them)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{TASK_PREFIX}*-*"):
+        pid = path.name.removeprefix(TASK_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            with contextlib.suppress(OSError):
+                shutil.rmtree(path)

@@ -3,15 +3,21 @@ every file in the client's results directory only."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
+import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from harness.storage import load_runs
-from tests.helpers import cli
+from harness.storage import find_runs, load_runs, read_meta
+from tests.helpers import FIXTURES, TAG, cli, harness_argv, survivors, tagged
 
 distributed = pytest.importorskip("distributed")
+SLEEPY = f"{FIXTURES / 'reliability_loops.py'}:Sleepy"
 
 SPEC = """name = "small"
 [[runs]]
@@ -75,3 +81,62 @@ def test_a_sweep_on_a_dask_cluster_records_what_a_sequential_sweep_does_and_land
     assert leftover == []
     assert [p.name for p in (workers / "tmp").iterdir() if p.name.startswith("leakbench-task-")] == []
     assert not [p for p in (tmp_path / "remote").iterdir() if p.name.startswith(".incoming")]
+
+
+@pytest.mark.slow
+def test_a_dask_worker_lost_mid_run_leaves_one_completed_run_and_no_process(tmp_path: Path) -> None:
+    # GIVEN a cluster of 2 worker processes and a sweep of one run of 12 epochs of 0.3 s through it
+    (tmp_path / "spec.toml").write_text(
+        f'name = "lost"\n[[runs]]\nvariants = ["{SLEEPY}"]\nepochs = 12\nmemory_cap = "300MiB"\n'
+        "options = { sleep = 0.3 }\n"
+    )
+    tag = uuid.uuid4().hex
+    # (the workers carry the tag, so every run they start does)
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, resources={"slots": 1, "MiB": 1024}, env={TAG: tag}, dashboard_address=None
+    )
+    try:
+        sweep = subprocess.Popen(
+            harness_argv("sweep", "spec.toml", "--results", "r", "--scheduler", cluster.scheduler_address),
+            cwd=tmp_path,
+            env=os.environ | {TAG: tag},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # WHEN the Dask worker performing the run is killed (SIGKILL) a few epochs in
+        worker = running_worker(tag)
+        os.kill(worker, signal.SIGKILL)
+        out, err = sweep.communicate(timeout=180)
+    finally:
+        cluster.close()
+    # THEN the scheduler performed the task again and the sweep landed exactly one run: completed
+    assert sweep.returncode == 0, err
+    statuses = [read_meta(path)["status"] for path in find_runs(tmp_path / "r")]  # type: ignore[index]
+    assert statuses == ["completed"], statuses
+    # AND the run on the lost worker stopped with it: nothing of it is left
+    assert survivors(tag, within_s=15) == []
+
+
+def running_worker(tag: str, timeout_s: float = 60) -> int:
+    """The pid of the Dask worker whose `harness run` (tagged) has recorded 3 epochs."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for pid in tagged_pids(tag):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            if b"run" in cmdline and b"--results" in cmdline:
+                results = Path(cmdline[cmdline.index(b"--results") + 1].decode())
+                epochs = [p / "epochs.csv" for p in results.glob("*") if (p / "epochs.csv").exists()]
+                if epochs and epochs[0].read_text().count("\n") > 3:
+                    return int(stat[stat.rfind(")") + 2 :].split()[1])  # its parent: the Dask worker
+        time.sleep(0.1)
+    raise AssertionError("no run got 3 epochs in")
+
+
+def tagged_pids(tag: str) -> list[int]:
+    """Pids of the live processes carrying ``tag``."""
+    return [int(entry.split(" ", 1)[0]) for entry in tagged(tag)]

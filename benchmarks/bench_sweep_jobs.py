@@ -1,0 +1,129 @@
+"""The seed sweep two at a time against one at a time: wall time, and the same records.
+
+    python benchmarks/bench_sweep_jobs.py                  # 2 rounds: jobs 1, 2, 2, 1 (ABBA), then the table
+    python benchmarks/bench_sweep_jobs.py --rounds 1 --json out.json
+
+The bundled ``seed`` spec without its timing group (the seed table's 20 runs of
+500 epochs, which run one at a time whatever ``--jobs`` says), swept from
+scratch into a fresh directory with ``python -m harness sweep SPEC --jobs N``,
+the two orders alternating so machine drift hits both alike.  Printed: each
+sweep's wall time with the load average (mean of 1 s samples of the 1-minute
+figure) while it ran, the ratio of the median wall times, and whether every
+run's status, verdict, epochs and final loss are the same in every sweep as in
+the first one-at-a-time sweep (final losses compared exactly).  Each sweep runs
+with a machine registry of its own (LEAKBENCH_MACHINE_DIR), so runs of other
+work do not count as sharing its machine (the load average still shows them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from harness.storage import load_runs
+
+
+def untimed_seed_spec(path: Path) -> int:
+    """Write the seed spec without its timing groups to ``path``; the number of groups kept."""
+    data = tomllib.loads((resources.files("harness") / "specs" / "seed.toml").read_text())
+    groups = [group for group in data["runs"] if not group.get("timing")]
+    lines = ['name = "seed-untimed"']
+    for group in groups:
+        lines.append("[[runs]]")
+        for key, value in group.items():
+            if isinstance(value, dict):
+                inner = ", ".join(f"{k} = {json.dumps(v)}" for k, v in value.items())
+                lines.append(f"{key} = {{ {inner} }}")
+            else:
+                lines.append(f"{key} = {json.dumps(value)}")
+    path.write_text("\n".join(lines) + "\n")
+    return len(groups)
+
+
+def sweep(spec: Path, jobs: int, root: Path) -> dict[str, Any]:
+    """One sweep from scratch: wall time, load average while it ran, and its runs' records."""
+    results, machine = Path(tempfile.mkdtemp(dir=root)), Path(tempfile.mkdtemp(dir=root))
+    loads: list[float] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(1.0):
+            loads.append(os.getloadavg()[0])
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    begin = time.monotonic()
+    finished = subprocess.run(
+        [sys.executable, "-m", "harness", "sweep", str(spec), "--results", str(results), "--jobs", str(jobs)],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"LEAKBENCH_MACHINE_DIR": str(machine)},
+        check=False,
+    )
+    wall = time.monotonic() - begin
+    done.set()
+    sampler.join()
+    if finished.returncode != 0:
+        sys.exit(f"sweep --jobs {jobs} exited {finished.returncode}: {finished.stderr.strip()[-500:]}")
+    records = {}
+    for run in load_runs([results]):
+        meta = run.meta
+        key = f"{meta['variant']} {meta['leak'] or 'none'} s{meta['seed']}{' traced' if meta['trace'] else ''}"
+        loss = float(run.epochs["loss"].iloc[-1]) if len(run.epochs) else None
+        verdict = (meta.get("growth") or {}).get("verdict")
+        records[key] = [meta["status"], verdict, meta["epochs_done"], loss]
+    load = statistics.mean(loads) if loads else os.getloadavg()[0]
+    return {"jobs": jobs, "wall_s": wall, "load": load, "records": records}
+
+
+def main() -> None:
+    """Sweep in ABBA order, print each sweep and the comparison."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of (jobs 1, jobs 2), alternating order")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        spec = root / "seed-untimed.toml"
+        groups = untimed_seed_spec(spec)
+        print(f"seed spec without its timing group: {groups} groups; cpu count {os.cpu_count()}")
+        sweeps = []
+        for index in range(args.rounds):
+            for jobs in (1, 2) if index % 2 == 0 else (2, 1):
+                sweeps.append(sweep(spec, jobs, root))
+                last = sweeps[-1]
+                print(
+                    f"round {index + 1}, --jobs {jobs}: {last['wall_s']:.1f} s wall, {len(last['records'])} runs, "
+                    f"load average {last['load']:.2f}",
+                    flush=True,
+                )
+    reference = next(s for s in sweeps if s["jobs"] == 1)["records"]
+    same = all(s["records"] == reference for s in sweeps)
+    walls = {jobs: statistics.median(s["wall_s"] for s in sweeps if s["jobs"] == jobs) for jobs in (1, 2)}
+    print(f"\nwall time, median: --jobs 1 {walls[1]:.1f} s, --jobs 2 {walls[2]:.1f} s; ratio {walls[2] / walls[1]:.2f}")
+    print(f"load average while sweeping: {statistics.mean(s['load'] for s in sweeps):.2f} (mean of the sweeps)")
+    print(f"every run's status, verdict, epochs and final loss identical in all {len(sweeps)} sweeps: {same}")
+    print("\n| run | status | verdict | epochs | final loss |\n|---|---|---|---|---|")
+    for key, (status, verdict, epochs, loss) in sorted(reference.items()):
+        print(f"| {key} | {status} | {verdict} | {epochs} | {loss!r} |")
+    for s in sweeps:
+        for key, record in s["records"].items():
+            if record != reference.get(key):
+                print(f"differs (--jobs {s['jobs']}): {key}: {record} against {reference.get(key)}")
+    if args.json:
+        args.json.write_text(json.dumps({"sweeps": sweeps, "ratio": walls[2] / walls[1], "same": same}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
