@@ -107,7 +107,7 @@ def test_a_dask_worker_lost_mid_run_leaves_one_completed_run_and_no_process(tmp_
         # WHEN the Dask worker performing the run is killed (SIGKILL) a few epochs in
         worker = running_worker(tag)
         os.kill(worker, signal.SIGKILL)
-        out, err = sweep.communicate(timeout=180)
+        _, err = sweep.communicate(timeout=180)
     finally:
         cluster.close()
     # THEN the scheduler performed the task again and the sweep landed exactly one run: completed
