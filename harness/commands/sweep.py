@@ -47,6 +47,16 @@ def jobs_option(text: str) -> int:
     return jobs
 
 
+def scheduler_option(text: str) -> str:
+    """``--scheduler ADDRESS``: ``local`` or ``tcp://HOST:PORT``, checked before anything else (even --dry-run)."""
+    from harness.sweep import cluster  # no Dask import: the address is only read
+
+    try:
+        return cluster.check_address(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def budget_option(text: str) -> int:
     """``--memory-budget SIZE``: at least 1 MiB."""
     try:
@@ -83,6 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--scheduler",
+        type=scheduler_option,
         metavar="ADDRESS",
         help="perform the runs on a Dask cluster: tcp://HOST:PORT of its scheduler, or local to start one here "
         "(needs pip install 'leakbench[dask]')",
@@ -160,7 +171,7 @@ def _backend(args: argparse.Namespace, spec: sweep.Spec, results: Path, budget: 
         return sweep.LocalPool(spec.name, results, args.jobs, budget, strict=args.memory_budget is not None)
     from harness.sweep import cluster  # Dask is optional: loaded only when asked for
 
-    address = cluster.check_address(args.scheduler)
+    address = args.scheduler
     if address != "local" and (args.jobs != 1 or args.memory_budget is not None):
         raise UsageError(
             "--jobs and --memory-budget are for this machine: a cluster's workers declare their run slots and "

@@ -33,17 +33,20 @@ from harness.sweep.claims import Claim
 from harness.sweep.planned import PlannedRun
 from harness.sweep.remote import MIB, perform_remote
 
-CONNECT_TIMEOUT_S = 5
+# An unreachable scheduler is told within 10 s of the start, Python's and Dask's imports included.
+CONNECT_TIMEOUT_S = 4
 WORKERS_TIMEOUT_S = 4
-ADDRESS = re.compile(r"(tcp|tls)://[^\s/:]+(:\d{1,5})?")
+# tcp:// or tls://, a host name, IPv4 or [IPv6] address, and an optional port.
+ADDRESS = re.compile(r"(tcp|tls)://([^\s/:\[\]]+|\[[0-9A-Fa-f:.]+\])(:(?P<port>\d{1,5}))?")
 INSTALL = "--scheduler needs Dask distributed: pip install 'leakbench[dask]'"
 
 
 def check_address(address: str) -> str:
     """``local`` or ``tcp://HOST:PORT`` (``tls://`` too); UsageError quoting anything else."""
-    if address == "local" or ADDRESS.fullmatch(address):
+    match = ADDRESS.fullmatch(address)
+    if address == "local" or (match and int(match["port"] or 8786) <= 65535):
         return address
-    raise UsageError(f"invalid --scheduler {address!r}: expected local or tcp://HOST:PORT (or tls://HOST:PORT)")
+    raise UsageError(f"expected local or tcp://HOST:PORT (or tls://HOST:PORT), got {address!r}")
 
 
 class DaskPool:

@@ -121,8 +121,11 @@ BAD_SPEC_NAME = '[[runs]]\nvariants = ["numpy"]\nepochs = 2\n'
     ("args", "spec_text", "message"),
     [
         (["--jobs", "0"], None, "--jobs: expected a whole number of runs at once from 1 to 256, got '0'"),
-        (["--scheduler", "nosuch:1"], None, "invalid --scheduler 'nosuch:1': expected local or tcp://HOST:PORT"),
+        (["--scheduler", "nosuch:1"], None, "--scheduler: expected local or tcp://HOST:PORT (or tls://HOST:PORT), got"),
+        (["--scheduler", "tcp://h:99999"], None, "--scheduler: expected local or tcp://HOST:PORT (or tls://HOST:PORT)"),
         (["--scheduler", "tcp://127.0.0.1:1"], None, "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
+        # TEST-NET-1 (RFC 5737) is routed nowhere: no refusal, the connection attempt times out (or fails at once)
+        (["--scheduler", "tcp://192.0.2.1:8786"], None, "cannot reach the Dask scheduler at tcp://192.0.2.1:8786"),
         (["--memory-budget", "0"], None, "argument --memory-budget: expected a size of at least 1 MiB, got '0'"),
         ([], 'name = "../../x"\n' + BAD_SPEC_NAME, "the name '../../x' must be 1-100 letters, digits"),
         ([], 'name = "/tmp/abs"\n' + BAD_SPEC_NAME, "the name '/tmp/abs' must be 1-100 letters, digits"),
@@ -138,8 +141,8 @@ def test_bad_input_is_one_line_exit_2_within_10_s_and_nothing_written(
         spec(tmp_path, seeds=1, epochs=2, sleep=0.0)
     else:
         (tmp_path / "spec.toml").write_text(spec_text)
-    if "--scheduler" in args and "nosuch:1" not in args:
-        pytest.importorskip("distributed")
+    if "--scheduler" in args and args[1].startswith("tcp://1"):
+        pytest.importorskip("distributed", reason="reaching a scheduler needs Dask distributed: pip install '.[dask]'")
     # WHEN it is swept with bad input
     begin = time.monotonic()
     done = cli("sweep", "spec.toml", *args, cwd=tmp_path, env=environment(tmp_path, uuid.uuid4().hex), timeout=60)
@@ -148,3 +151,47 @@ def test_bad_input_is_one_line_exit_2_within_10_s_and_nothing_written(
     assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr
     assert time.monotonic() - begin < 10
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.toml"]
+
+
+@pytest.mark.slow
+def test_sweeps_of_a_finished_spec_at_once_write_its_manifest_without_meeting(tmp_path: Path) -> None:
+    # GIVEN a spec whose runs are all done (RELIABILITY.md W5: six such sweeps at once crashed on a shared tmp name)
+    spec(tmp_path, seeds=2, epochs=2, sleep=0.0)
+    first = cli("sweep", "spec.toml", "--results", "r", cwd=tmp_path, env=environment(tmp_path, uuid.uuid4().hex))
+    assert first.returncode == 0, first.stderr
+    for _ in range(3):
+        # WHEN six sweeps of it start at once into its directory
+        tag = uuid.uuid4().hex
+        sweeps = [start_sweep(tmp_path, "r", tag) for _ in range(6)]
+        ended = [sweep.communicate(timeout=120) for sweep in sweeps]
+        # THEN each says every run is done, none crashed, and the manifest is whole, with no temporary file left
+        assert [sweep.returncode for sweep in sweeps] == [0] * 6, ended
+        assert all(err.count("already done") == 2 and "Traceback" not in err for _, err in ended), ended
+        manifest = json.loads((tmp_path / "r" / "sweep-w5.json").read_text())
+        assert [entry["status"] for entry in manifest["runs"]] == ["skipped", "skipped"]
+        assert [p.name for p in (tmp_path / "r").iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize("results", [[], ["--results", "r"]])
+def test_a_spec_name_that_is_a_path_writes_nothing_anywhere(tmp_path: Path, results: list[str]) -> None:
+    # GIVEN RELIABILITY.md W6: specs named "../../x" and by an absolute path, swept two levels down
+    cwd = tmp_path / "trav" / "a" / "b"
+    cwd.mkdir(parents=True)
+    names = {"traversal.toml": "../../x", "abs_name.toml": str(tmp_path / "escaped")}
+    for file, name in names.items():
+        (cwd / file).write_text(f'name = "{name}"\n' + BAD_SPEC_NAME)
+        # WHEN each is swept
+        done = cli("sweep", file, *results, cwd=cwd, env=environment(tmp_path, uuid.uuid4().hex), timeout=60)
+        # THEN one line quotes the name (its start, when long), exit 2
+        assert done.returncode == 2, done.stderr
+        [line] = done.stderr.strip().splitlines()
+        assert line.startswith(f"leakbench: error: {file}: the name {name[:20]!r}"[:-1]), line
+        assert line.endswith("must be 1-100 letters, digits, '.', '_' or '-': a name, not a path"), line
+    # AND nothing was written, below the working directory or above it
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "trav",
+        "trav/a",
+        "trav/a/b",
+        "trav/a/b/abs_name.toml",
+        "trav/a/b/traversal.toml",
+    ]
