@@ -16,7 +16,9 @@ import pytest
 from harness.storage import find_runs, load_runs, read_meta
 from tests.helpers import FIXTURES, TAG, cli, harness_argv, survivors, tagged
 
-distributed = pytest.importorskip("distributed")
+distributed = pytest.importorskip(
+    "distributed", reason="sweep --scheduler needs Dask distributed: pip install '.[dask]' (.ci/run installs it)"
+)
 SLEEPY = f"{FIXTURES / 'reliability_loops.py'}:Sleepy"
 
 SPEC = """name = "small"
@@ -81,6 +83,19 @@ def test_a_sweep_on_a_dask_cluster_records_what_a_sequential_sweep_does_and_land
     assert leftover == []
     assert [p.name for p in (workers / "tmp").iterdir() if p.name.startswith("leakbench-task-")] == []
     assert not [p for p in (tmp_path / "remote").iterdir() if p.name.startswith(".incoming")]
+
+
+def test_scheduler_local_starts_a_cluster_here_and_lands_every_run(tmp_path: Path) -> None:
+    # GIVEN a spec of two short runs and no cluster
+    (tmp_path / "spec.toml").write_text('name = "here"\n[[runs]]\nvariants = ["numpy"]\nseeds = 2\nepochs = 4\n')
+    # WHEN it is swept with --scheduler local, two run slots
+    done = cli("sweep", "spec.toml", "--results", "r", "--scheduler", "local", "--jobs", "2", cwd=tmp_path)
+    # THEN both runs completed and landed whole in the results directory, placed by a 2-slot cluster
+    assert done.returncode == 0, done.stderr
+    metas = [read_meta(path) or {} for path in find_runs(tmp_path / "r")]
+    assert sorted((m["seed"], m["status"]) for m in metas) == [(0, "completed"), (1, "completed")]
+    assert {(m["schedule"]["scheduler"], m["schedule"]["slots"]) for m in metas} == {("local", 2)}
+    assert not [p for p in (tmp_path / "r").iterdir() if p.name.startswith(".incoming")]
 
 
 @pytest.mark.slow
