@@ -2,6 +2,7 @@
 
     python benchmarks/bench_sweep_jobs.py                  # 2 rounds: jobs 1, 2, 2, 1 (ABBA), then the table
     python benchmarks/bench_sweep_jobs.py --rounds 1 --json out.json
+    python benchmarks/bench_sweep_jobs.py --spec tests/fixtures/tiny_sweep.toml --rounds 1   # a check in a minute
 
 The bundled ``seed`` spec without its timing group (the seed table's 20 runs of
 500 epochs, which run one at a time whatever ``--jobs`` says), swept from
@@ -34,11 +35,12 @@ from typing import Any
 from harness.storage import load_runs
 
 
-def untimed_seed_spec(path: Path) -> int:
-    """Write the seed spec without its timing groups to ``path``; the number of groups kept."""
-    data = tomllib.loads((resources.files("harness") / "specs" / "seed.toml").read_text())
+def untimed_spec(source: Path | None, path: Path) -> int:
+    """Write the spec ``source`` (default: the bundled seed) without its timing groups to ``path``; groups kept."""
+    text = source.read_text() if source else (resources.files("harness") / "specs" / "seed.toml").read_text()
+    data = tomllib.loads(text)
     groups = [group for group in data["runs"] if not group.get("timing")]
-    lines = ['name = "seed-untimed"']
+    lines = [f'name = "{data.get("name", source.stem if source else "seed")}-untimed"']
     for group in groups:
         lines.append("[[runs]]")
         for key, value in group.items():
@@ -92,12 +94,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=2, help="rounds of (jobs 1, jobs 2), alternating order")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    parser.add_argument(
+        "--spec", type=Path, help="sweep this spec file instead of the seed (its timing groups left out)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        spec = root / "seed-untimed.toml"
-        groups = untimed_seed_spec(spec)
-        print(f"seed spec without its timing group: {groups} groups; cpu count {os.cpu_count()}")
+        spec = root / "untimed.toml"
+        groups = untimed_spec(args.spec, spec)
+        print(f"{args.spec or 'seed'} spec without its timing groups: {groups} groups; cpu count {os.cpu_count()}")
         sweeps = []
         for index in range(args.rounds):
             for jobs in (1, 2) if index % 2 == 0 else (2, 1):
