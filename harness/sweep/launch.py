@@ -62,6 +62,8 @@ def run_subprocess(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` and capture what it prints; once ``stopping()`` is true, SIGTERM it so it records its end."""
     env = dict(env) | {PARENT_PID_VARIABLE: str(os.getpid())}
+    # The parent-death signal fires when the *thread* that started the child ends, not the process: this thread
+    # waits for the child to its end, so only the death of the sweep (or Dask worker) itself sets it off.
     with subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, pass_fds=tuple(keep_fds)
     ) as process:
