@@ -69,8 +69,8 @@ class Admission:
         self.free_slots, self.free_bytes = slots, budget_bytes
 
     def need(self, run: PlannedRun) -> int:
-        """Slots a run takes: all of them for a timing run (the machine to itself), else one."""
-        return self.slots if run.timing else 1
+        """Slots a run takes: all of them for a run that must be alone (timing, PSS), else one."""
+        return self.slots if run.alone else 1
 
     def admits(self, run: PlannedRun, cap_bytes: int) -> bool:
         """Whether ``run`` may start now; with nothing going, any run may (a cap above a default budget runs alone)."""

@@ -1,8 +1,8 @@
 """``sweep --scheduler ADDRESS``: the runs as tasks on a Dask cluster; their run directories land here.
 
 Every planned run is a task (:func:`harness.sweep.remote.perform_remote`) that
-asks for worker resources: one ``slots`` and its cap in ``MiB`` (a timing run:
-every slot of the largest worker), so a worker started with
+asks for worker resources: one ``slots`` and its cap in ``MiB`` (a timing run or
+one judged on PSS: every slot of the largest worker), so a worker started with
 ``--resources "slots=N,MiB=M"`` performs at most N runs at once whose caps fit
 M MiB.  What a task returns, the run directory's files, is written here only:
 into ``.incoming-<id>`` first, renamed into place, meta.json last, so the run
@@ -112,12 +112,12 @@ class DaskPool:
     def submit(self, index: int, run: PlannedRun, claim: Claim) -> None:
         """Send the run to the cluster as a task asking for its slots and its cap in MiB."""
         cap = budget.cap_of(run, self.default_cap)
-        slots = self.max_slots if run.timing else 1
+        slots = self.max_slots if run.alone else 1
         placement = {
             "sweep": self.sweep,
             "scheduler": self.address,
             "slots": slots,
-            "exclusive": run.timing,
+            "exclusive": run.alone,
             "cap_bytes": cap,
             "budget_bytes": cap,
             "environment": self.environment,

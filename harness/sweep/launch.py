@@ -51,7 +51,7 @@ class Placement:
     sweep: str
     scheduler: str  # "local" (--jobs), or the Dask scheduler's address
     slots: int  # runs this machine (or Dask worker) takes at once
-    exclusive: bool  # a timing run: the machine to itself
+    exclusive: bool  # a timing run or one judged on PSS: the machine to itself
     cap_bytes: int
     budget_bytes: int  # the memory the caps of the runs on this machine must fit in
     environment: Mapping[str, str | None]  # the pinned variables, as the sweep client has them

@@ -3,7 +3,8 @@
 Each run is already its own process tree with its own worker, cap and
 sampling, so a thread that starts it and waits is all it takes: nothing to
 pickle, no engine to start, nothing added to the runs' environment, no new
-dependency.  A run starts when its slots (one; all N for a timing run) and its
+dependency.  A run starts when its slots (one; all N for a timing run
+or one judged on PSS) and its
 memory cap fit (:class:`harness.sweep.budget.Admission`).
 """
 
@@ -57,7 +58,7 @@ class LocalPool:
         cap = budget.cap_of(run, self.default_cap)
         self.admission.take(run, cap)
         placement = launch.Placement(
-            self.sweep, "local", self.slots, run.timing, cap, self.budget_bytes, self.environment
+            self.sweep, "local", self.slots, run.alone, cap, self.budget_bytes, self.environment
         )
         argv = run.argv(self.results_dir, memory_cap=str(cap))
         future = self._executor.submit(launch.perform, argv, placement, self.runner, (claim.fd,), self._stopping.is_set)

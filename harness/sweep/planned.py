@@ -37,6 +37,13 @@ class PlannedRun:
     measure: str | None = None  # --measure; not part of matches(): the recording is the same
     timing: bool = False  # its speed counts: it has the machine to itself (not part of matches())
 
+    @property
+    def alone(self) -> bool:
+        """Whether it has the machine to itself: a timing run, or one judged on its tree's PSS."""
+        # PSS divides each shared page among every process mapping it (libpython, numpy's libraries), so a run
+        # starting or ending beside it steps its series: seen, a flat loader judged inconclusive at --jobs 2.
+        return self.timing or self.measure == "tree-pss"
+
     def argv(self, results_dir: Path, memory_cap: str | None = None) -> list[str]:
         """The command line that performs this run, with this interpreter; ``memory_cap`` when the spec sets none."""
         argv = [

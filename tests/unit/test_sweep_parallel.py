@@ -50,6 +50,9 @@ def test_a_run_starts_only_while_its_slots_and_its_cap_fit() -> None:
     assert admission.admits(planned(2, timing=True), MIB)
     admission.take(planned(2, timing=True), MIB)
     assert not admission.admits(planned(3), MIB)
+    # AND so does a run judged on its tree's PSS (a neighbour's processes move it), but not one judged on USS
+    pss, uss = (sweep.PlannedRun("loader", None, 0, 5, False, measure=m) for m in ("tree-pss", "tree-uss"))
+    assert (admission.need(pss), admission.need(uss)) == (2, 1)
 
 
 def test_a_run_without_a_cap_gets_its_share_and_one_above_a_given_budget_is_refused() -> None:
