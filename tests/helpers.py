@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,37 @@ def python(
 def cli(*args: str | os.PathLike[str], **options: Any) -> subprocess.CompletedProcess[str]:
     """Run ``python -m harness ARGS`` to the end and capture its output; ``options`` as for :func:`python`."""
     return python("-m", "harness", *args, **options)
+
+
+# -- processes a test started, found again through /proc -----------------------------------------------------
+
+# A test gives the processes it starts this variable with a tag of its own: every process they start inherits it.
+TAG = "LEAKBENCH_TEST_TAG"
+
+
+def tagged(tag: str) -> list[str]:
+    """Live processes carrying ``tag`` ("pid (name) state"), found through /proc."""
+    found = []
+    needle = f"{TAG}={tag}".encode()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{name}/environ").read_bytes()
+            stat = Path(f"/proc/{name}/stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        if needle in environ.split(b"\0"):
+            found.append(stat[: stat.rfind(")") + 3])
+    return found
+
+
+def survivors(tag: str, within_s: float = 5.0) -> list[str]:
+    """The tagged processes still alive after ``within_s`` (none as soon as there are none)."""
+    deadline = time.monotonic() + within_s
+    while (alive := tagged(tag)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive
 
 
 def run_dir_of(done: subprocess.CompletedProcess[str], cwd: Path) -> Path:

@@ -32,6 +32,8 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -47,7 +49,7 @@ from harness.interface import (
 from harness.records import COMPLETED, FAILED
 from harness.scripts import DEFAULT_WINDOW_S, Script, split_arguments
 from harness.sizes import ACCEPTED, parse_size
-from harness.worker import gc_readings, tracing
+from harness.worker import gc_readings, process, tracing
 
 STDERR_TAIL_SHOWN = 10
 
@@ -257,6 +259,9 @@ def request_from_args(args: argparse.Namespace) -> recording.RunRequest:
 
 def run(args: argparse.Namespace) -> int:
     """Record one run; print the summary and the run directory; return the status's exit code."""
+    parent = os.environ.pop(process.PARENT_PID_VARIABLE, "")
+    if parent.isdigit():  # started by a sweep: SIGTERM (an interrupted run) when it dies, even by SIGKILL
+        process.die_with_parent(int(parent), signal.SIGTERM)
     request = request_from_args(args)
     planned = request.config.epochs if request.config is not None else None
     progress = recording.Progress(planned, sys.stderr, enabled=not args.quiet and sys.stderr.isatty())

@@ -22,10 +22,15 @@ def reaches(projection: Mapping[str, Any] | None, per: str = "epoch") -> str:
     parts = []
     if projection.get("cap_epoch") is not None:
         parts.append(f"the {format_size(projection['memory_cap_bytes'])} cap at {per} ~{projection['cap_epoch']}")
+    if projection.get("share_epoch") is not None:
+        share = format_size(projection["memory_share_bytes"])
+        parts.append(f"its {share} share of the sweep's memory budget at {per} ~{projection['share_epoch']}")
     if projection.get("memory_total_epoch") is not None:
         total, epoch = format_size(projection["memory_total_bytes"]), projection["memory_total_epoch"]
-        parts.append(f"this machine's {total} at {per} ~{epoch}")
-    return " and ".join(parts)
+        alongside = projection.get("alongside_bytes")
+        less = f" less the {format_size(alongside)} capped for the runs alongside" if alongside else ""
+        parts.append(f"this machine's {total}{less} at {per} ~{epoch}")
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 2 else " and ".join(parts)
 
 
 def describe_measure(measure: Mapping[str, Any], named: bool = False, projection: bool = True) -> str:

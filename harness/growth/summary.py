@@ -58,10 +58,13 @@ def summarise_growth(
     min_bytes_per_epoch: float = MIN_BYTES_PER_EPOCH,
     min_epochs: int = MIN_EPOCHS,
     per: str = "epoch",
+    schedule: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``growth`` dict of a run (JSON-ready) from its epochs.csv table, judged on ``measure``.
 
     ``per="window"`` when the table is a script's windows of samples (every fit then says "per window").
+    ``schedule`` (a sweep's, in meta.json) makes the projection count the runs alongside: the run's share
+    of the sweep's memory budget, and the machine's memory less the caps of the runs going when it started.
     """
     check_measure(measure)
     for column in ("epoch", "rss_bytes"):
@@ -84,9 +87,11 @@ def summarise_growth(
     growth["series"] = series
     growth["native_growth"], growth["note"] = native_growth(epochs, series["rss"], heap)
     growth["tracing"] = tracing_distortion(epochs, series["rss"])
-    growth["projection"] = _projection(growth, memory_cap_bytes, memory_total_bytes)
+    growth["projection"] = _projection(growth, memory_cap_bytes, memory_total_bytes, schedule)
     if "tree-pss" in series:  # the figure the cap applies to: where it reaches the cap, judged or not
-        series["tree-pss"]["projection"] = _projection(series["tree-pss"], memory_cap_bytes, memory_total_bytes)
+        series["tree-pss"]["projection"] = _projection(
+            series["tree-pss"], memory_cap_bytes, memory_total_bytes, schedule
+        )
     return growth
 
 
@@ -96,15 +101,19 @@ def summarise_run(epochs: pd.DataFrame, meta: Mapping[str, Any], measure: str | 
     chosen = measure or meta.get("measure") or DEFAULT_MEASURE
     per = "window" if meta.get("epochs_from") == WINDOWS else "epoch"
     cap, total = meta.get("memory_cap_bytes"), host.get("memory_total_bytes")
-    return summarise_growth(epochs, cap, total, measure=chosen, per=per)
+    return summarise_growth(epochs, cap, total, measure=chosen, per=per, schedule=meta.get("schedule"))
 
 
 def _projection(
-    judged: dict[str, Any], memory_cap_bytes: int | None, memory_total_bytes: int | None
+    judged: dict[str, Any],
+    memory_cap_bytes: int | None,
+    memory_total_bytes: int | None,
+    schedule: Mapping[str, Any] | None = None,
 ) -> dict[str, int | None] | None:
-    """Epochs at which the fitted line reaches the memory cap and the machine's memory, for a leak."""
+    """Epochs at which the fitted line reaches the cap, the sweep's share and the machine's memory, for a leak."""
     if judged["verdict"] != "leak":
         return None
+    share, alongside = (schedule or {}).get("memory_share_bytes"), (schedule or {}).get("alongside_caps_bytes") or 0
     slope, last = judged["bytes_per_epoch"], judged["last_epoch"]
     at_last = judged["fitted_last_bytes"]
 
@@ -113,12 +122,13 @@ def _projection(
             return None
         return max(1, last + math.ceil((limit - at_last) / slope))
 
+    free = memory_total_bytes - alongside if memory_total_bytes and alongside else memory_total_bytes
     return {
         "memory_cap_bytes": memory_cap_bytes,
         "cap_epoch": reach(memory_cap_bytes),
         "memory_total_bytes": memory_total_bytes,
-        "memory_total_epoch": reach(memory_total_bytes),
-    }
+        "memory_total_epoch": reach(free),
+    } | ({"memory_share_bytes": share, "share_epoch": reach(share), "alongside_bytes": alongside} if share else {})
 
 
 def measure_label(measure: str) -> str:

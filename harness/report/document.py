@@ -92,7 +92,7 @@ def build_blocks(runs: Sequence[Run], out_dir: Path, samples_run: str | None, se
         Paragraph(RUN_TABLE_NOTE),
         Table(report.format_run_table(table)),
     ]
-    timed = table[(table["leak"] == NO_LEAK) & table["epochs_per_s"].notna()]
+    timed = table[(table["leak"] == NO_LEAK) & table["epochs_per_s"].notna() & table["alone"]]
     if len(timed):
         blocks.append(
             _figure(
@@ -115,7 +115,8 @@ RUN_TABLE_NOTE = (
     "and timed samples); for runs that started processes, children is the most alive at once and peak tree PSS "
     "the largest proportional set size of the worker with all of them (shared pages shared out). A verdict "
     "judged on another series than the worker's RSS names it. Epochs/s counts the time spent in `train_epoch` "
-    "(not the pauses of a traced run's snapshots). Accuracy is the share of the "
+    '(not the pauses of a traced run\'s snapshots); "shared" marks a run that shared the machine with other runs '
+    "of a sweep, whose speed the speed figures leave out. Accuracy is the share of the "
     '30 test images classified right after the last epoch; correct_prob is the seed\'s "accuracy": the mean '
     "probability given to the correct class."
 )

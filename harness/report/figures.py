@@ -246,7 +246,7 @@ def _probability_axes(axes: Axes, xlabel: str) -> None:
 
 def plot_speed(table: pd.DataFrame, path: Path, variants: Sequence[str] = ()) -> Path:
     """Epochs per second of each variant and model (leak-free runs; median when repeated), log scale, seed marked."""
-    fixed = table[(table["leak"] == "none") & table["epochs_per_s"].notna()]
+    fixed = table[(table["leak"] == "none") & table["epochs_per_s"].notna() & table["alone"]]
     speed = fixed.groupby(["variant", "model"], sort=False)["epochs_per_s"].median()
     order = {name: index for index, name in enumerate(variants)}
     speed = speed.sort_index(
@@ -274,7 +274,7 @@ def plot_speed(table: pd.DataFrame, path: Path, variants: Sequence[str] = ()) ->
     axes.set_xlim(right=axes.get_xlim()[1] * 3)  # room for the value labels
     _legend_below(axes)
     axes.invert_yaxis()
-    axes.set_xlabel("epochs per second (log scale; leak-free runs, median)")
+    axes.set_xlabel("epochs per second (log scale; leak-free runs that ran alone, median)")
     axes.set_title("Speed of each implementation")
     axes.grid(alpha=0.3, axis="x")
     return _save(figure, path)

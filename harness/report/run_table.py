@@ -21,6 +21,7 @@ from harness.report.runs import (
     leak_of,
     model_of,
     peak_rss_bytes,
+    ran_alone,
 )
 from harness.storage import Run
 
@@ -53,6 +54,7 @@ def run_table(runs: Sequence[Run]) -> pd.DataFrame:
                 "children": run.max_children,
                 "peak_tree_pss_bytes": float_or_nan(run.peak_of("tree_pss_bytes")),
                 "epochs_per_s": epochs_per_second(run),
+                "alone": ran_alone(run),
                 "accuracy": final_metric(run, "accuracy"),
                 "correct_prob": final_metric(run, "correct_prob"),
                 "loss": final_metric(run, "loss"),
@@ -82,6 +84,7 @@ RUN_TABLE_COLUMNS = [
     "children",
     "peak_tree_pss_bytes",
     "epochs_per_s",
+    "alone",
     "accuracy",
     "correct_prob",
     "loss",
@@ -117,7 +120,10 @@ def format_run_table(table: pd.DataFrame) -> pd.DataFrame:
                 for b, lo, hi, per in zip(table["bytes_per_epoch"], table["ci_low"], table["ci_high"], table["per"])
             ],
             "peak RSS": [format_bytes(v) for v in table["peak_rss_bytes"]],
-            "epochs/s": [format_speed(v) for v in table["epochs_per_s"]],
+            # A speed measured beside other runs is shown, marked, and left out of the speed figures.
+            "epochs/s": [
+                format_speed(v) + ("" if a else " (shared)") for v, a in zip(table["epochs_per_s"], table["alone"])
+            ],
             "accuracy": [format_percent(v) for v in table["accuracy"]],
             "correct_prob": [format_percent(v) for v in table["correct_prob"]],
         }

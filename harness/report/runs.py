@@ -75,6 +75,12 @@ def epochs_per_second(run: Run) -> float:
     return len(run.epochs) / busy if busy > 0 else math.nan
 
 
+def ran_alone(run: Run) -> bool:
+    """Whether no other run shared the machine with it (a sweep's schedule says; a run without one ran on its own)."""
+    schedule = run.meta.get("schedule")
+    return not isinstance(schedule, dict) or not schedule.get("shared_with")
+
+
 def final_metric(run: Run, name: str) -> float:
     """The metric's value after the last finished epoch (NaN when not recorded)."""
     if run.epochs.empty or name not in run.epochs:

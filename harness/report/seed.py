@@ -13,7 +13,7 @@ import pandas as pd
 
 from harness.formatting import format_percent, format_seconds, format_speed, format_times, missing
 from harness.records import NO_LEAK
-from harness.report.runs import leak_of, model_of
+from harness.report.runs import leak_of, model_of, ran_alone
 from harness.storage import Run
 
 # The seed's own figures (../shared/seed/SUMMARY.md): Haskell with lists, one 2017 laptop.
@@ -46,7 +46,7 @@ def seed_runs(runs: Sequence[Run], variant: str = "numpy") -> list[Run]:
 
 
 def seed_curves(runs: Sequence[Run], variant: str = "numpy", metric: str = "correct_prob") -> pd.DataFrame:
-    """Long table (model, seed, run_id, epoch, elapsed_s, value) of :func:`seed_runs`, for the seed's plots."""
+    """Long table (model, seed, run_id, epoch, elapsed_s, value, alone) of :func:`seed_runs`, for the seed's plots."""
     frames = []
     for run in seed_runs(runs, variant):
         if metric not in run.epochs:
@@ -57,12 +57,17 @@ def seed_curves(runs: Sequence[Run], variant: str = "numpy", metric: str = "corr
                 model=model_of(run),
                 seed=run.meta.get("seed"),
                 run_id=run.meta.get("run_id"),
+                alone=ran_alone(run),
             )
         )
     if not frames:
-        return pd.DataFrame(columns=["model", "seed", "run_id", "epoch", "elapsed_s", "value"])
+        return pd.DataFrame(columns=CURVE_COLUMNS)
     curves = pd.concat(frames, ignore_index=True)
-    return curves[["model", "seed", "run_id", "epoch", "elapsed_s", "value"]]
+    return curves[CURVE_COLUMNS]
+
+
+# alone: the run had the machine to itself (no other run of a sweep beside it): only those are timed.
+CURVE_COLUMNS = ["model", "seed", "run_id", "epoch", "elapsed_s", "value", "alone"]
 
 
 def mean_curves(curves: pd.DataFrame) -> pd.DataFrame:
@@ -113,7 +118,8 @@ def _seed_numbers(curves: pd.DataFrame) -> dict[str, float]:
     first, second = SEED_CHECKPOINTS
     at_first = curves[curves["epoch"] == first]
     at_second = curves[curves["epoch"] == second]
-    time_first = float(at_first["elapsed_s"].mean()) if len(at_first) else math.nan
+    timed = at_first[at_first["alone"].astype(bool)]  # a run that shared the machine is not timed
+    time_first = float(timed["elapsed_s"].mean()) if len(timed) else math.nan
     return {
         "time_200_s": time_first,
         "epochs_per_s": first / time_first if time_first > 0 else math.nan,

@@ -18,9 +18,13 @@ Spec format (every key of a ``[[runs]]`` table but ``variants`` is optional)::
     measure = "tree-pss"               # --measure: the series the verdict judges (default rss)
     optional = false                   # true: skip the group when its variant cannot be imported
     options = { threads = 1 }          # variant options, passed as --option KEY=VALUE
+    timing = false                     # true: its speed counts, so each run has the machine to itself
 
 A table may list training scripts instead of variants (``scripts`` and ``args``,
 each run as ``run --script``): see :mod:`harness.sweep.scripts`.
+
+A spec's name is a name, not a path (it names the results directory and the
+manifest): letters, digits, ``.``, ``_`` and ``-``, at most 100 characters.
 """
 
 from __future__ import annotations
@@ -30,8 +34,7 @@ import importlib.resources
 import itertools
 import json
 import math
-import shlex
-import sys
+import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -43,86 +46,19 @@ from harness.interface import SEED_EPOCHS
 from harness.jsonfile import is_finite_json
 from harness.loops import VARIANTS
 from harness.records import MEASURE_COLUMNS, NO_LEAK
-from harness.scripts import Script
 from harness.sizes import parse_size
-from harness.sweep.scripts import SCRIPT_KEYS, parse_scripts, script_argv, script_matches
+from harness.sweep.planned import PlannedRun
+from harness.sweep.scripts import SCRIPT_KEYS, parse_scripts
 
 # The keys of a [[runs]] table, as in the module docstring.
-RUN_KEYS = set("label variants leaks seeds epochs fc_only memory_cap timeout trace measure optional options".split())  # noqa: SIM905
-RUN_KEYS |= set(SCRIPT_KEYS)
+RUN_KEYS = {"label", "variants", "leaks", "seeds", "epochs", "fc_only", "memory_cap", "timeout", "trace", "measure"}
+RUN_KEYS |= {"optional", "options", "timing", *SCRIPT_KEYS}
 SPEC_KEYS = {"name", "description", "runs"}
 # Bounds, checked before anything is planned: a typo such as seeds = 100000000 must not allocate gigabytes.
 MAX_SEEDS = 10_000
 MAX_RUNS = 10_000
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    """One run of a sweep, as the parameters of ``python -m harness run``."""
-
-    variant: str
-    leak: str | None
-    seed: int
-    epochs: int
-    fc_only: bool
-    memory_cap: str | None = None
-    timeout: float | None = None
-    trace: bool = False
-    label: str = ""
-    options: tuple[tuple[str, str], ...] = ()  # (key, JSON value): hashable, so repeated runs are found
-    measure: str | None = None  # --measure; not part of matches(): the recording is the same
-    script: Script | None = None  # a script's run (variant is then its label; seed 0 and epochs 1 mean nothing)
-    window: float | None = None  # --window, for a script
-
-    def argv(self, results_dir: Path) -> list[str]:
-        """The command line that performs this run, with this interpreter."""
-        argv = [sys.executable, "-m", "harness", "run"]
-        if self.script is None:
-            argv += ["--variant", self.variant, "--epochs", str(self.epochs), "--seed", str(self.seed)]
-        argv += ["--quiet", "--results", str(results_dir)]
-        if self.leak:
-            argv += ["--leak", self.leak]
-        if self.fc_only:
-            argv.append("--fc-only")
-        if self.memory_cap is not None:
-            argv += ["--memory-cap", self.memory_cap]
-        if self.timeout is not None:
-            argv += ["--timeout", f"{self.timeout:g}"]
-        if self.trace:
-            argv.append("--trace")
-        for key, value in self.options:
-            argv += ["--option", f"{key}={value}"]
-        if self.measure is not None:
-            argv += ["--measure", self.measure]
-        if self.script is not None:
-            argv += script_argv(self.script, self.window)  # last: everything after the script is its own
-        return argv
-
-    def describe(self) -> str:
-        """``"numpy fc-only history s3, 500 epochs"``; a script's command line: ``"train.py --lr 0.1"``."""
-        if self.script is not None:
-            return " ".join(shlex.quote(part) for part in self.script.command()) + (" traced" if self.trace else "")
-        parts = [self.variant] + (["fc-only"] if self.fc_only else []) + ([self.leak] if self.leak else [])
-        return f"{' '.join(parts)} s{self.seed}, {self.epochs} epochs" + (" traced" if self.trace else "")
-
-    def matches(self, meta: Mapping[str, Any]) -> bool:
-        """Whether a stored run's metadata has this run's parameters (and its memory cap, when one is set)."""
-        options = (meta.get("config") or {}).get("options") or {}
-        if self.memory_cap is not None and meta.get("memory_cap_bytes") != parse_size(self.memory_cap):
-            return False
-        if self.script is not None or meta.get("script") is not None:
-            same = self.script is not None and script_matches(self.script, self.window, meta)
-            return same and bool(meta.get("trace", False)) == self.trace
-        return (
-            meta.get("variant") == self.variant
-            and (meta.get("leak") or None) == self.leak
-            and meta.get("seed") == self.seed
-            and meta.get("epochs_planned") == self.epochs
-            and bool(options.get("fc_only", False)) == self.fc_only
-            and bool(meta.get("trace", False)) == self.trace
-            and {k: v for k, v in options.items() if k != "fc_only"}
-            == {key: json.loads(value) for key, value in self.options}
-        )
+# A spec's name becomes a directory and a file name: a name, never a path.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 
 @dataclass(frozen=True)
@@ -191,11 +127,20 @@ def parse_spec(data: Mapping[str, Any], default_name: str, origin: str = "spec")
     # The same run listed twice in a spec is run once.
     unique = list(dict.fromkeys(planned))
     return Spec(
-        str(data.get("name", default_name)),
+        check_name(data.get("name", default_name), origin, given="name" in data),
         str(data.get("description", "")),
         tuple(unique),
         tuple(dict.fromkeys(unavailable)),
     )
+
+
+def check_name(name: Any, origin: str, given: bool = True) -> str:
+    """The spec's name if it is a name (NAME_PATTERN, not "." or ".."); UsageError quoting it otherwise."""
+    if isinstance(name, str) and NAME_PATTERN.fullmatch(name) and name not in (".", ".."):
+        return name
+    shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
+    what = f"name {shown}" if given else f'name {shown} (from its file name; set name = "..." in it)'
+    raise UsageError(f"{origin}: the {what} must be 1-100 letters, digits, '.', '_' or '-': a name, not a path")
 
 
 def _expand(group: Mapping[str, Any], where: str, unavailable: list[str]) -> Iterator[PlannedRun]:
@@ -225,9 +170,9 @@ def _expand(group: Mapping[str, Any], where: str, unavailable: list[str]) -> Ite
         isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf
     ):
         raise UsageError(f"{where}: timeout must be a positive number of seconds, got {timeout!r}")
-    trace, optional = group.get("trace", False), group.get("optional", False)
-    if not isinstance(trace, bool) or not isinstance(optional, bool):
-        raise UsageError(f"{where}: trace and optional must be true or false")
+    trace, optional, timing = (group.get(key, False) for key in ("trace", "optional", "timing"))
+    if not all(isinstance(value, bool) for value in (trace, optional, timing)):
+        raise UsageError(f"{where}: trace, optional and timing must be true or false")
     if optional:
         unavailable.extend(v for v in variants if not variant_available(v))
         variants = [v for v in variants if v not in unavailable]
@@ -241,10 +186,10 @@ def _expand(group: Mapping[str, Any], where: str, unavailable: list[str]) -> Ite
         raise UsageError(f"{where}: measure must be one of {', '.join(MEASURE_COLUMNS)}, got {measure!r}")
     for script in scripts:  # seed 0, 1 epoch: a script has neither, and the ETA counts its runs
         yield PlannedRun(
-            script.label, None, 0, 1, False, memory_cap, timeout, trace, label, (), measure, script, window
+            script.label, None, 0, 1, False, memory_cap, timeout, trace, label, (), measure, timing, script, window
         )
     for variant, leak, fc, seed in itertools.product(variants, leaks, fc_values, seeds) if not scripts else ():
-        yield PlannedRun(variant, leak, seed, epochs, fc, memory_cap, timeout, trace, label, options, measure)
+        yield PlannedRun(variant, leak, seed, epochs, fc, memory_cap, timeout, trace, label, options, measure, timing)
 
 
 def _options(value: Any, where: str) -> tuple[tuple[str, str], ...]:

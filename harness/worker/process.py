@@ -24,6 +24,8 @@ import psutil
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+# Set by a sweep that starts `harness run`: the pid of the process (sweep or Dask worker) it must not outlive.
+PARENT_PID_VARIABLE = "LEAKBENCH_PARENT_PID"
 
 
 def _prctl(option: int, value: int) -> bool:

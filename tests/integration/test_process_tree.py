@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from harness import storage
+from tests.helpers import TAG, survivors, tagged
 
 LOOPS = Path(__file__).parent.parent / "fixtures" / "tree_loops.py"
 MiB = 1024 * 1024
-TAG = "LEAKBENCH_TEST_TAG"
 INTERVAL = 0.05  # the default sample interval
 # The machine is shared and loaded: a sample can be late by a few intervals' worth of scheduling.
 SCHEDULING_SLACK_S = 0.25
@@ -43,31 +43,6 @@ def start(*args: str, cwd: Path, tag: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def tagged(tag: str) -> list[str]:
-    """Live processes carrying ``tag`` ("pid (name) state"), found through /proc."""
-    found = []
-    needle = f"{TAG}={tag}".encode()
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{name}/environ").read_bytes()
-            stat = Path(f"/proc/{name}/stat").read_text()
-        except OSError:
-            continue  # gone meanwhile
-        if needle in environ.split(b"\0"):
-            found.append(stat[: stat.rfind(")") + 3])
-    return found
-
-
-def survivors(tag: str, within_s: float = 5.0) -> list[str]:
-    """The tagged processes still alive after ``within_s`` (none as soon as there are none)."""
-    deadline = time.monotonic() + within_s
-    while (alive := tagged(tag)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return alive
 
 
 def run_dir_of(out: str, cwd: Path) -> Path:

@@ -35,7 +35,7 @@ class FakeRunner:
         self.calls: list[list[str]] = []
         self.status, self.exit_code = status, exit_code
 
-    def __call__(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    def __call__(self, argv: list[str], *ignored: object) -> subprocess.CompletedProcess[str]:
         self.calls.append(argv)
         options = dict(itertools.pairwise(argv))
         run_dir = stored_run(
@@ -273,7 +273,7 @@ def test_a_failed_run_is_reported_and_the_sweep_goes_on(tmp_path: Path) -> None:
 
 def test_a_usage_error_stops_the_sweep_at_once(tmp_path: Path) -> None:
     # GIVEN a runner that refuses its arguments (exit 2, as for a leak a variant does not have)
-    def refuse(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    def refuse(argv: list[str], *ignored: object) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(argv, 2, "", "leakbench: error: unknown leak 'x'\n")
 
     # WHEN swept THEN it stops after the first run, whose message is kept
@@ -296,3 +296,30 @@ def test_the_eta_uses_seconds_per_epoch_measured_per_variant() -> None:
         eta.describe([*numpy_runs, sweep.PlannedRun("lists", None, 0, 12, False)]) == "ETA 20s + lists (not timed yet)"
     )
     assert eta.describe([sweep.PlannedRun("numpy", None, 2, 7450, False)]) == "ETA 1h02m"
+
+
+@pytest.mark.parametrize("name", ["../../x", "/abs/path", "a/b", "..", "n" * 101, "with space", ""])
+def test_a_spec_name_that_is_not_a_name_is_refused_before_anything_runs(name: str) -> None:
+    # WHEN a spec's name is a path, too long or has other characters THEN one line says what a name may hold
+    with pytest.raises(UsageError, match=r"must be 1-100 letters, digits, '\.', '_' or '-': a name, not a path"):
+        sweep.parse_spec({"name": name, "runs": [{"variants": ["numpy"]}]}, "t")
+
+
+def test_a_file_name_that_is_no_name_must_be_given_one() -> None:
+    # GIVEN a spec without a name, in a file whose stem is not a name
+    with pytest.raises(UsageError, match=r"from its file name; set name = \"...\" in it"):
+        sweep.parse_spec({"runs": [{"variants": ["numpy"]}]}, "my sweep")
+
+
+def test_timing_groups_are_marked_and_the_seed_table_is_one() -> None:
+    # GIVEN a group with timing = true
+    spec = spec_of('[[runs]]\nvariants = ["numpy"]\ntiming = true\n[[runs]]\nvariants = ["lists"]\n')
+    # THEN its runs are timing runs, the others not, and timing takes no part in matching a stored run
+    assert [run.timing for run in spec.runs] == [True, False]
+    assert spec.runs[0].key() == sweep.PlannedRun("numpy", None, 0, 500, False).key()
+    with pytest.raises(UsageError, match="trace, optional and timing must be true or false"):
+        spec_of('[[runs]]\nvariants = ["numpy"]\ntiming = "yes"\n')
+    # AND in the bundled seed spec, exactly the seed table's 500-epoch runs are timed
+    seed = sweep.load_spec("seed")
+    assert {run.timing for run in seed.runs if run.epochs == 500} == {True}
+    assert {run.timing for run in seed.runs if run.epochs != 500} == {False}
