@@ -6,6 +6,7 @@ Strict JSON only: NaN and infinities, which strict readers refuse, are refused h
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -32,6 +33,27 @@ def write_json_atomic(path: Path, data: Any) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def rewrite_json_in_place(path: Path, data: Any) -> None:
+    """Overwrite ``path`` with JSON inside the blocks it already has: the last resort on a full disk.
+
+    A full disk has no room for :func:`write_json_atomic`'s temporary copy, and
+    a run's final status must still reach its meta.json.  Not atomic, so only
+    done when the new text fits the file's allocated blocks (checked first:
+    then the write needs no new block and cannot fail half-way for lack of
+    space); otherwise OSError(ENOSPC) and the file is left as it was.
+    """
+    text = (json.dumps(data, indent=1, allow_nan=False) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        if len(text) > os.fstat(fd).st_blocks * 512:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        os.pwrite(fd, text, 0)
+        os.ftruncate(fd, len(text))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def is_finite_json(value: Any, depth: int = 0) -> bool:

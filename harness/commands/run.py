@@ -26,7 +26,7 @@ Exit codes:
   3    stopped: the memory of the worker and its processes (their PSS) passed the cap (--memory-cap)
   4    stopped: timed out (--timeout)
   5    the worker failed (the training code raised, a script exited non-zero, or the worker crashed)
-  130  interrupted (Ctrl-C or SIGTERM); what was recorded is kept
+  130  interrupted (Ctrl-C, SIGTERM, or SIGHUP from a closed terminal); what was recorded is kept
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Signals to the parent while it records: Ctrl-C and SIGTERM end the run, Ctrl-Z suspends the whole tree.
+"""Signals to the parent while it records: Ctrl-C, SIGTERM and SIGHUP end the run, Ctrl-Z suspends the whole tree.
+
+SIGHUP is what a closed terminal or a dropped ssh session sends: by default it
+would kill the parent and leave meta.json ``running``; here it ends the run as
+``interrupted``, as Ctrl-C does.
 
 The handlers only note what arrived; the supervision loop acts on it within
 one sample interval (:mod:`harness.recording.supervise`), never in the middle
@@ -26,7 +30,7 @@ from harness.recording.tree import TreeSampler
 
 
 class SignalFlag:
-    """SIGINT/SIGTERM in the parent: remember them; the poll loop acts within one sample interval."""
+    """SIGINT/SIGTERM/SIGHUP in the parent: remember them; the poll loop acts within one sample interval."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -51,12 +55,13 @@ class SignalFlag:
         self.continued = True
 
     def install(self) -> None:
-        """Handle SIGINT, SIGTERM, SIGTSTP and SIGCONT here until :meth:`restore`."""
+        """Handle SIGINT, SIGTERM, SIGHUP, SIGTSTP and SIGCONT here until :meth:`restore`."""
         if threading.current_thread() is not threading.main_thread():
             return  # only the main thread may set handlers; the embedding program keeps its own
         handlers = {
             signal.SIGINT: self.handler,
             signal.SIGTERM: self.handler,
+            signal.SIGHUP: self.handler,
             signal.SIGTSTP: self._tstp,
             signal.SIGCONT: self._cont,
         }

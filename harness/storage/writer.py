@@ -9,6 +9,7 @@ command never replaces a newer one.
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import os
 import sys
@@ -20,7 +21,7 @@ from typing import Any
 
 from harness import records
 from harness.errors import UsageError
-from harness.jsonfile import write_json_atomic
+from harness.jsonfile import rewrite_json_in_place, write_json_atomic
 from harness.storage.files import META_LIMIT, read_json
 from harness.storage.layout import EPOCHS, META, SAMPLES
 
@@ -50,9 +51,21 @@ def _meta_lock(run_dir: Path) -> Iterator[None]:
 
 
 def write_meta(run_dir: Path, meta: Mapping[str, Any]) -> None:
-    """Replace meta.json atomically (temporary file, fsync, rename): readers see the old or the new one."""
+    """Replace meta.json atomically (temporary file, fsync, rename): readers see the old or the new one.
+
+    On a full disk, where the temporary copy does not fit, meta.json is
+    rewritten in its own blocks when the new text fits them (a run's final
+    status does: it is a few hundred bytes longer than the first meta.json,
+    within the same 4 KiB block), so the run does not stay ``running`` for ever.
+    """
+    path = Path(run_dir) / META
     with _meta_lock(Path(run_dir)):
-        write_json_atomic(Path(run_dir) / META, dict(meta))
+        try:
+            write_json_atomic(path, dict(meta))
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC or not path.is_file():
+                raise
+            rewrite_json_in_place(path, dict(meta))
 
 
 def store_growth(run_dir: Path, meta: Mapping[str, Any], growth: Mapping[str, Any]) -> bool:

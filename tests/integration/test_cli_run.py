@@ -282,7 +282,7 @@ def _worker_of(parent: psutil.Process) -> list[psutil.Process]:
     return [child for child in parent.children(recursive=True) if "harness.worker" in " ".join(child.cmdline())]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_to_the_parent_stops_the_worker_and_keeps_the_files(tmp_path: Path, signum: int) -> None:
     # GIVEN a run of a slow loop that has recorded at least one epoch
     proc = subprocess.Popen(
@@ -301,7 +301,7 @@ def test_a_signal_to_the_parent_stops_the_worker_and_keeps_the_files(tmp_path: P
         time.sleep(0.05)
     workers = _worker_of(psutil.Process(proc.pid))
     assert len(workers) == 2  # the keeper and the trainer it forked
-    # WHEN the parent gets Ctrl-C or SIGTERM
+    # WHEN the parent gets Ctrl-C, SIGTERM, or SIGHUP (its terminal closed)
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
     # THEN exit code 130, status interrupted, the worker is gone and the files are kept

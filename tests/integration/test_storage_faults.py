@@ -7,6 +7,7 @@ this machine does not allow mounting one); each case runs the CLI as a user does
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -73,9 +74,14 @@ def test_a_disk_that_fills_up_ends_the_run_as_failed_with_one_line(tmp_path: Pat
         failure = done.stderr.splitlines()[0]
         assert failure.startswith("failed: after epoch ") and "No space left on device" in failure, done.stderr
         assert no_temporary_files(disk)
-        # AND the epochs recorded before the disk filled are kept
+        # AND the epochs recorded before the disk filled are kept, and meta.json says how the run ended
         (run_dir,) = (disk / "runs").iterdir()
-        assert (run_dir / "epochs.csv").read_text().count("\n") > 10
+        rows = (run_dir / "epochs.csv").read_text().count("\n") - 1
+        assert rows > 10
+        meta = json.loads((run_dir / "meta.json").read_text())
+        assert meta["status"] == "failed" and meta["ended_at"] is not None, meta
+        # (epochs_done counts the epochs the worker finished: the last few found no room in epochs.csv)
+        assert rows <= meta["epochs_done"] and "No space left on device" in meta["stop"]["message"]
 
 
 def test_a_disk_full_from_the_start_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
