@@ -52,17 +52,13 @@ import psutil
 from harness import records
 from harness.worker import Channel, memory_now
 from harness.worker.epochs import EpochSender
+import subprocess
 read, write = os.pipe()
-os.set_blocking(read, False)
+drainer = subprocess.Popen(["cat"], stdin=read, stdout=subprocess.DEVNULL)  # another process, as the parent is
+os.close(read)
 channel = Channel(write)
 metrics = {"loss": 0.5, "accuracy": 0.9, "correct_prob": 0.8}
 sender = EpochSender(channel, None, time.monotonic())
-def drain():
-    try:
-        while os.read(read, 1 << 16):
-            pass
-    except BlockingIOError:
-        pass
 def status_read():  # the worker's reading before issue 16: parse /proc/self/status each epoch
     with open("/proc/self/status", "rb") as status:
         return [line for line in status if line.startswith((b"VmHWM:", b"VmRSS:"))]
@@ -87,8 +83,9 @@ for name, probe in probes.items():
         for _ in range(2000):
             probe()
         best = min(best, (time.perf_counter() - start) / 2000 * 1e6)
-        drain()
     out[name] = best
+os.close(write)
+drainer.wait()
 print(json.dumps(out))
 """
 
@@ -119,19 +116,21 @@ def bare(variant: str, epochs: int, _: Path) -> Times:
 def worker_alone(variant: str, epochs: int, _: Path) -> Times:
     """The real worker (keeper and trainer, every record built and sent) with no parent: a cat drains the pipe."""
     read, write = os.pipe()
-    drain = subprocess.Popen(["cat"], stdin=read, stdout=subprocess.PIPE)
-    os.close(read)
-    job = {"variant": variant, "config": RunConfig(epochs=epochs).to_dict(), "trace_path": None}
-    subprocess.run(
-        [sys.executable, "-m", "harness.worker", "--fd", str(write), "--job", json.dumps(job)],
-        pass_fds=(write,),
-        env=environment(),
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    os.close(write)
-    out, _ = drain.communicate()
-    rows = [json.loads(line) for line in out.decode().splitlines()]
+    with tempfile.TemporaryFile() as records:  # cat writes to a file: a pipe back to us would fill and block it
+        drain = subprocess.Popen(["cat"], stdin=read, stdout=records)
+        os.close(read)
+        job = {"variant": variant, "config": RunConfig(epochs=epochs).to_dict(), "trace_path": None}
+        subprocess.run(
+            [sys.executable, "-m", "harness.worker", "--fd", str(write), "--job", json.dumps(job)],
+            pass_fds=(write,),
+            env=environment(),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        os.close(write)
+        drain.wait()
+        records.seek(0)
+        rows = [json.loads(line) for line in records.read().decode().splitlines()]
     rows = [row for row in rows if row.get("type") == "epoch"]
     return [row["epoch_s"] for row in rows], [row["elapsed_s"] for row in rows]
 
