@@ -36,6 +36,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from harness import recording
 from harness.commands.argtypes import finite_number, key_value, whole_number
@@ -203,17 +204,25 @@ def _script_request(args: argparse.Namespace, cap: int | None) -> recording.RunR
     return recording.RunRequest(
         variant=script.label,
         config=None,
-        results_dir=args.results,
-        memory_cap_bytes=cap,
-        timeout_s=args.timeout,
-        sample_interval_s=args.sample_interval,
-        trace=args.trace,
-        trace_frames=args.trace_frames,
-        measure=args.measure,
         script=Script(script.path, script.module, script_args),
-        window_s=args.window,
-        lines=None if args.lines is None else tuple(args.lines),  # refused by the request: a script has none
+        **_recording(args, cap),  # lines: refused by the request, a script has no train_epoch
     )
+
+
+def _recording(args: argparse.Namespace, cap: int | None) -> dict[str, Any]:
+    """How a run is recorded, the same for a loop and a script: where, the cap, sampling, tracing, gc, lines."""
+    return {
+        "results_dir": args.results,
+        "memory_cap_bytes": cap,
+        "timeout_s": args.timeout,
+        "sample_interval_s": args.sample_interval,
+        "trace": args.trace,
+        "trace_frames": args.trace_frames,
+        "measure": args.measure,
+        "window_s": args.window,
+        "gc_collect": args.gc_collect,
+        "lines": None if args.lines is None else tuple(args.lines),
+    }
 
 
 def request_from_args(args: argparse.Namespace) -> recording.RunRequest:
@@ -241,20 +250,7 @@ def request_from_args(args: argparse.Namespace) -> recording.RunRequest:
         leak=args.leak,
         options=dict(args.option) | ({"fc_only": True} if args.fc_only else {}),
     )
-    return recording.RunRequest(
-        variant=args.variant,
-        config=config,
-        results_dir=args.results,
-        memory_cap_bytes=cap,
-        timeout_s=args.timeout,
-        sample_interval_s=args.sample_interval,
-        trace=args.trace,
-        trace_frames=args.trace_frames,
-        measure=args.measure,
-        window_s=args.window,
-        gc_collect=args.gc_collect,
-        lines=None if args.lines is None else tuple(args.lines),
-    )
+    return recording.RunRequest(variant=args.variant, config=config, **_recording(args, cap))
 
 
 def run(args: argparse.Namespace) -> int:

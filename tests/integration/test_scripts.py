@@ -48,6 +48,17 @@ def test_each_mark_is_an_epoch_row_judged_as_a_loops_epochs(tmp_path: Path) -> N
     assert run.path.name.split("-")[1:3] == ["marked", "leak"] and "-script-" in run.path.name
 
 
+@pytest.mark.parametrize("policy", ["never", "always"])
+def test_a_script_takes_the_garbage_collection_policy_it_is_given(tmp_path: Path, policy: str) -> None:
+    # GIVEN a marked script, WHEN run with --gc-collect (before --script: what follows it is the script's)
+    done = cli("run", "--gc-collect", policy, "--script", MARKED, "--", "4", "64", cwd=tmp_path)
+    # THEN meta.json records that policy and what it did: a full collection per mark, or none
+    assert done.returncode == 0, done.stderr
+    gc = storage.load_run(run_dir_of(done, tmp_path)).meta["gc"]
+    assert gc["policy"] == policy
+    assert gc["collections"] == (4 if policy == "always" else 0)
+
+
 def test_a_traced_script_shows_the_growth_its_function_kept_while_it_ran(tmp_path: Path) -> None:
     # GIVEN a script whose main() keeps 256 KiB of floats an epoch in a local list, freed when main() returns
     # WHEN it is run with --trace, then explained
