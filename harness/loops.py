@@ -152,12 +152,18 @@ def resolve_function(spec_text: str) -> types.FunctionType:
         if found is None:
             raise UsageError(f"cannot profile {label}: {where!r} has no attribute {part!r}")
         where = f"{where}:{part}" if where == module_text else f"{where}.{part}"
+    function = python_function(found)
+    if function is None:
+        raise UsageError(f"cannot profile {label}: not a Python function (type {type(found).__name__})")
+    return function
+
+
+def python_function(found: Any) -> types.FunctionType | None:
+    """The Python function behind ``found`` (a static or class method unwrapped, decorators too), else None."""
     if isinstance(found, (staticmethod, classmethod)):
         found = found.__func__
     found = inspect.unwrap(found) if callable(found) else found
-    if not isinstance(found, types.FunctionType):
-        raise UsageError(f"cannot profile {label}: not a Python function (type {type(found).__name__})")
-    return found
+    return found if isinstance(found, types.FunctionType) else None
 
 
 def class_leaks(cls: type) -> dict[str, str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,25 +173,21 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         # The recorder writes epochs_done only at the end: for a run still going, or one whose
         # recorder was killed, the epochs recorded so far are what epochs.csv holds.
         meta["epochs_done"] = int(epochs["epoch"].max())
-    trace_path = run_dir / TRACE
-    trace = files.read_json(trace_path, files.TRACE_LIMIT)
-    if trace is not None:
-        try:
-            validate.check_trace(trace)
-        except ValueError as exc:
-            raise UsageError(f"cannot read {trace_path}: {exc}") from None
-    return Run(run_dir, meta, epochs, samples, trace, _read_lines(run_dir / LINES))
+    trace = _read_checked(run_dir / TRACE, files.TRACE_LIMIT, validate.check_trace)
+    return Run(
+        run_dir, meta, epochs, samples, trace, _read_checked(run_dir / LINES, files.LINES_LIMIT, validate.check_lines)
+    )
 
 
-def _read_lines(path: Path) -> dict[str, Any] | None:
-    """lines.json, checked; None when the run was not profiled with --lines."""
-    lines = files.read_json(path, files.LINES_LIMIT)
-    if lines is not None:
+def _read_checked(path: Path, limit: int, check: Callable[[Any], None]) -> Any:
+    """trace.json or lines.json, checked; None when the run has none (not traced, not profiled)."""
+    document = files.read_json(path, limit)
+    if document is not None:
         try:
-            validate.check_lines(lines)
+            check(document)
         except ValueError as exc:
             raise UsageError(f"cannot read {path}: {exc}") from None
-    return lines
+    return document
 
 
 def read_meta(run_dir: Path) -> dict[str, Any] | None:

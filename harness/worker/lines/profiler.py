@@ -60,11 +60,8 @@ STATM = "/proc/self/statm"
 
 def train_epoch_of(cls: type) -> types.FunctionType:
     """The Python function behind ``cls.train_epoch``; UsageError when there is none to profile."""
-    method = inspect.getattr_static(cls, "train_epoch", None)
-    if isinstance(method, (staticmethod, classmethod)):
-        method = method.__func__
-    method = inspect.unwrap(method) if callable(method) else method
-    if not isinstance(method, types.FunctionType):
+    method = loops.python_function(inspect.getattr_static(cls, "train_epoch", None))
+    if method is None:
         raise UsageError(f"cannot profile {cls.__qualname__}.train_epoch for --lines: it is not a Python function")
     return method
 
