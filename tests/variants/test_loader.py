@@ -288,9 +288,10 @@ def test_copy_on_read_copies_the_dataset_into_every_worker(loop_factory: Any) ->
     for loop in (fixed, leaky):
         loop.train_epoch(1)
         loop.train_epoch(2)
-    # THEN each leaky worker holds most of a private copy of the lists; a fixed worker holds next to nothing
+    # THEN each leaky worker holds most of a private copy of the lists; a fixed worker only its own few MiB
+    # (a forked Python's stack and the pages its reference counts touch: 5-6 MiB here, whatever the data)
     assert all(uss > 0.7 * lists_mib for uss in workers_uss_mib(leaky)), (workers_uss_mib(leaky), lists_mib)
-    assert all(uss < 0.25 * lists_mib for uss in workers_uss_mib(fixed)), (workers_uss_mib(fixed), lists_mib)
+    assert all(uss < 0.4 * lists_mib for uss in workers_uss_mib(fixed)), (workers_uss_mib(fixed), lists_mib)
 
 
 def test_worker_cache_grows_the_workers_every_epoch_not_the_training_process(loop_factory: Any) -> None:
