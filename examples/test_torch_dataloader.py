@@ -1,7 +1,8 @@
 """Guard the DataLoader example on the process tree's PSS: its workers' memory, which the loop's own RSS cannot see.
 
 Copy-on-read grows the workers until each holds a copy of the data set, then stops: a peak budget on the
-tree's PSS catches it (measured here: the fixed tree peaks at 302 MiB, copy-on-read at 420 MiB, over 30 epochs).
+tree's PSS catches it (measured over 30 epochs in two environments: the fixed tree peaks at 399-422 MiB,
+copy-on-read at 660-690 MiB; the budget sits between, more than 100 MiB from each).
 Needs torch.
 """
 
@@ -11,7 +12,7 @@ pytest.importorskip("torch")
 
 from torch_dataloader import TorchLoaderLoop  # only once torch is known to be there
 
-PEAK = "360 MiB"
+PEAK = "540 MiB"
 
 
 def test_torch_dataloader_tree_stays_within_its_peak(leakbench_guard):

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
 
 from harness import RunConfig
 
-SAMPLES = 12_000  # as Python lists about 60 MiB (128 floats of 32 bytes and a list per sample)
+SAMPLES = 24_000  # as Python lists about 120 MiB (128 floats of 32 bytes and a list per sample)
 FEATURES = 128
 CLASSES = 10
 BATCH = 100
