@@ -162,31 +162,17 @@ class Guard:
                 measure=measure,
             )
             budget = given.over(self.budgets.for_run(spec, leak))
+            recording = {
+                "results_dir": self.results_dir,
+                "strict": strict,
+                "timeout_s": timeout,
+                "memory_cap": memory_cap,
+                "gc_collect": gc_collect,
+            }
             if target is not None:
-                judgement = guard_script(
-                    target,
-                    budget,
-                    results_dir=self.results_dir,
-                    window_s=window,
-                    strict=strict,
-                    timeout_s=timeout,
-                    memory_cap=memory_cap,
-                    gc_collect=gc_collect,
-                )
+                judgement = guard_script(target, budget, window_s=window, **recording)
             else:
-                judgement = guard_loop(
-                    spec,
-                    budget,
-                    results_dir=self.results_dir,
-                    leak=leak,
-                    seed=seed,
-                    options=options,
-                    strict=strict,
-                    timeout_s=timeout,
-                    memory_cap=memory_cap,
-                    gc_collect=gc_collect,
-                    lines=targets,
-                )
+                judgement = guard_loop(spec, budget, leak=leak, seed=seed, options=options, lines=targets, **recording)
         except UsageError as exc:
             pytest.fail(f"leakbench: {exc}", pytrace=False)
         self.node.user_properties.append(("leakbench", f"{judgement.label}: {judgement.summary}"))

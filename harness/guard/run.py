@@ -100,13 +100,8 @@ def guard_loop(
     request = RunRequest(
         variant=loop_spec(loop),
         config=config,
-        results_dir=Path(results_dir),
-        memory_cap_bytes=None if memory_cap is None else parse_size(memory_cap),
-        timeout_s=timeout_s,
-        trace=budget.measure_or_default == "heap",
-        measure=budget.measure_or_default,
-        gc_collect=gc_policy(gc_collect),
         lines=None if lines is None else tuple(lines),
+        **_recording(budget, results_dir, timeout_s, memory_cap, gc_collect),
     )
     return _record_and_judge(request, budget, strict)
 
@@ -131,16 +126,29 @@ def guard_script(
     request = RunRequest(
         variant=script.label,
         config=None,
-        results_dir=Path(results_dir),
-        memory_cap_bytes=None if memory_cap is None else parse_size(memory_cap),
-        timeout_s=timeout_s,
-        trace=budget.measure_or_default == "heap",
-        measure=budget.measure_or_default,
         script=script,
         window_s=window_s,
-        gc_collect=gc_policy(gc_collect),
+        **_recording(budget, results_dir, timeout_s, memory_cap, gc_collect),
     )
     return _record_and_judge(request, budget, strict)
+
+
+def _recording(
+    budget: Budget,
+    results_dir: Path,
+    timeout_s: float | None,
+    memory_cap: int | str | None,
+    gc_collect: str | bool | None,
+) -> dict[str, Any]:
+    """How a guarded run is recorded, loop or script: where, the cap, the timeout, the measure (traced for heap)."""
+    return {
+        "results_dir": Path(results_dir),
+        "memory_cap_bytes": None if memory_cap is None else parse_size(memory_cap),
+        "timeout_s": timeout_s,
+        "trace": budget.measure_or_default == "heap",
+        "measure": budget.measure_or_default,
+        "gc_collect": gc_policy(gc_collect),
+    }
 
 
 def _record_and_judge(request: RunRequest, budget: Budget, strict: bool) -> Judgement:
