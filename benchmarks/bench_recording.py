@@ -31,18 +31,12 @@ from harness.storage import load_run
 
 BARE = """
 import json, sys, time
+from harness.bench.child import time_epochs
 from harness.interface import RunConfig
 from harness.loops import load_loop_class
 epochs = int(sys.argv[2])
 loop = load_loop_class(sys.argv[1])(RunConfig(epochs=epochs))
-t0 = time.monotonic()
-epoch_s, ends = [], []
-for epoch in range(1, epochs + 1):
-    started = time.monotonic()
-    loop.train_epoch(epoch)
-    ended = time.monotonic()
-    epoch_s.append(ended - started)
-    ends.append(ended - t0)
+epoch_s, ends = time_epochs(loop, epochs, clock=time.monotonic)  # monotonic: run's records use it too
 print(json.dumps({"epoch_s": epoch_s, "elapsed_s": ends}))
 """
 
