@@ -98,22 +98,23 @@ class Session:
         else:
             raise ValueError(f"unexpected message {kind!r} from a training worker")
 
-    def _read(self, fd: int, buffer: bytearray) -> bool:
-        """Read what the pipe holds; handle whole lines; False at end of file."""
+    def _read(self, fd: int, reader: protocol.MessageReader) -> bool:
+        """Read what the pipe holds; handle its whole messages (:mod:`harness.worker.protocol`); False at its end."""
         chunk = os.read(fd, 1 << 16)
         if not chunk:
             return False
-        buffer.extend(chunk)
-        end = buffer.rfind(b"\n")
-        if end < 0:
-            return True
-        lines, buffer[:] = bytes(buffer[: end + 1]), buffer[end + 1 :]
-        for line in lines.splitlines():
+        while chunk is not None:
+            kind, messages = "", reader.feed(chunk)
             try:
-                self._handle(*protocol.decode(line))
-            except (ValueError, KeyError, TypeError) as exc:
-                # Only our own worker writes here: a bad record is a harness bug, not the user's.
-                self._end(records.FAILED, f"bad record from the worker ({exc}): {line[:200]!r}", kill=True)
+                for kind, fields in messages:
+                    self._handle(kind, fields)
+                chunk = None
+            except (ValueError, KeyError, TypeError) as exc:  # only our worker writes here: a harness bug
+                what = f"message ({exc}): {exc.raw!r}" if isinstance(exc, protocol.BadMessage) else f"{kind} ({exc})"
+                self._end(records.FAILED, f"bad {what} from the worker", kill=True)
+                chunk = b""  # go on with the messages after the bad one
+            finally:
+                messages.close()  # drops what was handled from the reader's buffer
         self.writer.sync_epochs()
         return True
 
@@ -255,7 +256,7 @@ class Session:
         deadline = self.spawned_at + self.request.timeout_s if self.request.timeout_s else None
         poller = select.poll()
         poller.register(read_fd, select.POLLIN | select.POLLHUP)
-        buffer = bytearray()
+        reader = protocol.MessageReader()
         self.next_sample = time.monotonic()
         read_after = 0.0
         while True:
@@ -264,12 +265,11 @@ class Session:
             if deadline is not None and self.status is None:
                 wait = min(wait, max(0.0, deadline - now))
             if poller.poll(math.ceil(wait * 1000)):
-                # A fast loop sends hundreds of records a second: let them gather for a few
-                # milliseconds and handle them in one go, so this process does not steal the
-                # worker's CPU by waking up for each one.
+                # A fast loop sends hundreds of records a second: let them gather for a few milliseconds
+                # and handle them in one go, so this process does not steal the worker's CPU for each one.
                 if time.monotonic() < read_after:
                     time.sleep(max(0.0, min(read_after, self.next_sample) - time.monotonic()))
-                if not self._read(read_fd, buffer):
+                if not self._read(read_fd, reader):
                     break  # end of file: the trainer has exited (or closed the pipe)
                 read_after = time.monotonic() + READ_BATCH_S
             if self.flag.job_control(None if self.killed else self.tree):

@@ -88,13 +88,18 @@ class _Statm:
     """This process's statm reader, made again after a fork."""
 
     def __init__(self) -> None:
-        self.pid = -1
+        self.opened = False
         self.read: Callable[[], int] | None = None
+        # A forked child must read its own file, not its parent's: a flag, not a getpid() at every reading.
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self.opened, self.read = False, None
 
     def rss(self) -> int:
         """This process's resident bytes; -1 where there is no /proc."""
-        if self.pid != os.getpid():  # a forked child must read its own file, not its parent's
-            self.pid, self.read = os.getpid(), statm_reader()
+        if not self.opened:
+            self.opened, self.read = True, statm_reader()
         try:
             return self.read() if self.read is not None else -1
         except (OSError, IndexError, ValueError):

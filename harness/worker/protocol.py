@@ -1,4 +1,4 @@
-"""The worker's wire protocol: JSON lines on a pipe of their own, from the worker to the parent.
+"""The worker's wire protocol: JSON lines and binary epoch frames on a pipe of their own, from the worker to the parent.
 
 The parent (:mod:`harness.recording`) starts a worker with :func:`worker_command`::
 
@@ -23,7 +23,8 @@ training code prints never mixes with the records.  Messages (``"type"``):
   parent measures it while the loop is imported and built;
 - ``started``: ``{"t0", "pid", "versions"}``, once the loop is built, just before epoch 1
   (``t0`` is ``time.monotonic()``, comparable across processes on Linux);
-- ``epoch``: an :class:`~harness.records.EpochRecord` as a dict;
+- ``epoch``: an :class:`~harness.records.EpochRecord` as a dict; or, from the second epoch of a run that
+  is not traced and whose metrics keep the first epoch's names, a binary frame (below);
 - ``error``: ``{"phase", "exception", "traceback", "memory_error"}``, then exit status 1
   (2 for a usage error found while resolving the variant);
 - ``tracer``: ``{"pid", "ended"}`` before the tracer's child (``--trace``) is forked (pid null), once it is
@@ -32,14 +33,28 @@ training code prints never mixes with the records.  Messages (``"type"``):
 - ``done``: ``{"stopped", "gc"}`` after the last epoch or after the parent asked it to stop (SIGTERM); ``gc`` is
   what the garbage-aware readings did (:mod:`harness.worker.gc_readings`); a script's also carries
   ``exit_status`` (its own, which the trainer then exits with) and ``versions``.
+
+Epoch frames.  A record costs its JSON encoding far more than its reading:
+after a 1 ms NumPy epoch has pushed the interpreter out of the caches,
+``json.dumps`` of a record took 26 us and packing the same figures 6 us
+(``benchmarks/bench_recording.py``).  So a fast loop's records go as
+:data:`EPOCH_FRAME`: the byte :data:`FRAME_MARK` (never the first byte of a
+JSON line), the metric count, epoch, rss_bytes, peak_rss_bytes, py_blocks (-1
+when not counted: null), epoch_s and elapsed_s, then one float64 per metric in
+the order of the first epoch record's ``metrics``; heap_bytes and tracer_bytes
+are null.  Like a line, a frame is one write, which a pipe takes whole up to
+4 KiB (500 metrics), so a worker killed at any moment leaves no record half
+written.  :class:`MessageReader` splits the stream back into messages.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import struct
 import sys
-from collections.abc import Iterable
+import weakref
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 # The message kinds, as sent in "type".
@@ -51,6 +66,16 @@ ERROR = "error"
 DONE = "done"
 TRACER = "tracer"
 KINDS = (CHECK, WORKER, STARTED, EPOCH, ERROR, DONE, TRACER)
+
+FRAME_MARK = 0x01
+# mark, metric count, epoch, rss_bytes, peak_rss_bytes, py_blocks, epoch_s, elapsed_s; then the metrics.
+EPOCH_FRAME = struct.Struct("<BHIqqqdd")
+MAX_FRAME_METRICS = 0xFFFF
+
+
+def epoch_frame(metrics: int) -> struct.Struct:
+    """The frame of an epoch record with ``metrics`` metric values (compiled once per run by the sender)."""
+    return struct.Struct(EPOCH_FRAME.format + "d" * metrics)
 
 
 def worker_command(fd: int, mode: str, payload: dict[str, Any], lifeline: int | None = None) -> list[str]:
@@ -84,7 +109,7 @@ def check_reply(lines: Iterable[str]) -> dict[str, Any] | None:
 
 
 class Channel:
-    """The record pipe: one JSON object per line, written whole; only in the process that opened it.
+    """The record pipe: one message per write, written whole; only in the process that opened it.
 
     Processes the training code starts must not hold the pipe, or the parent
     would wait for their end as for the worker's: it is not inherited across
@@ -96,13 +121,18 @@ class Channel:
     def __init__(self, fd: int) -> None:
         os.set_inheritable(fd, False)
         self.fd = fd
-        self.owner = os.getpid()
-        os.register_at_fork(after_in_child=self._disown)
+        self.owned = True  # False in a forked child (a flag, not a getpid() each epoch: that is a system call)
+        _OPEN_CHANNELS.add(self)
+
+    def close(self) -> None:
+        """Close the pipe; a later fork leaves the number alone (the worker never needs this: it ends with _exit)."""
+        _OPEN_CHANNELS.discard(self)
+        self.owned = False
+        os.close(self.fd)
 
     def _disown(self) -> None:
         """In a forked child: let go of the pipe."""
-        if self.owner == os.getpid():
-            return
+        self.owned = False
         try:
             null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
             os.dup2(null, self.fd, inheritable=False)
@@ -111,11 +141,105 @@ class Channel:
             pass
 
     def send(self, kind: str, **fields: Any) -> None:
-        """Write one message (nothing in a forked child); blocks while the parent's pipe buffer is full."""
-        if self.owner != os.getpid():
+        """Write one message as a JSON line (nothing in a forked child); blocks while the parent's pipe is full."""
+        self.write((json.dumps({"type": kind} | fields) + "\n").encode())
+
+    def write(self, data: bytes) -> None:
+        """Write one encoded message (a JSON line or an epoch frame) whole; nothing in a forked child."""
+        if not self.owned:
             return
-        data = (json.dumps({"type": kind} | fields) + "\n").encode()
-        view = memoryview(data)
+        written = os.write(self.fd, data)
+        view = memoryview(data)[written:]  # a pipe takes up to 4 KiB whole; more may take several writes
         while view:
             written = os.write(self.fd, view)
             view = view[written:]
+
+
+# The channels open in this process: a forked child lets go of each (one hook, registered once: a hook per
+# channel would outlive a closed one and replace whatever file took its number in every later fork).
+_OPEN_CHANNELS: weakref.WeakSet[Channel] = weakref.WeakSet()
+
+
+def _disown_channels() -> None:
+    for channel in list(_OPEN_CHANNELS):
+        channel._disown()
+    _OPEN_CHANNELS.clear()
+
+
+os.register_at_fork(after_in_child=_disown_channels)
+
+
+class BadMessage(ValueError):
+    """Bytes on the record pipe that are not a message of ours; ``raw`` is (the start of) them."""
+
+    def __init__(self, reason: str, raw: bytes) -> None:
+        super().__init__(reason)
+        self.raw = raw[:200]
+
+
+class MessageReader:
+    """Splits the bytes read from the record pipe into messages: JSON lines and epoch frames, in order.
+
+    A frame's metric values are named after the first epoch record's metrics,
+    which is always a JSON line (the sender learns the names from it).
+    """
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.metric_names: tuple[str, ...] | None = None
+
+    def feed(self, chunk: bytes) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Each whole message in what was read so far, as (kind, fields); BadMessage for bytes that are none of ours.
+
+        A message cut by the end of ``chunk`` waits in the buffer for the next
+        one.  A bad message is consumed before BadMessage is raised: feed
+        ``b""`` to go on with the messages after it.
+        """
+        buffer = self.buffer
+        buffer.extend(chunk)
+        start = 0
+        try:
+            while start < len(buffer):
+                if buffer[start] == FRAME_MARK:
+                    if len(buffer) - start < EPOCH_FRAME.size:
+                        break
+                    count = EPOCH_FRAME.unpack_from(buffer, start)[1]
+                    size = EPOCH_FRAME.size + 8 * count
+                    if len(buffer) - start < size:
+                        break
+                    raw = bytes(buffer[start : start + size])
+                    start += size  # a bad frame is consumed too: the next read starts after it
+                    yield EPOCH, self._frame(epoch_frame(count).unpack(raw), raw)
+                else:
+                    end = buffer.find(b"\n", start)
+                    if end < 0:
+                        break
+                    line = bytes(buffer[start:end])
+                    start = end + 1
+                    try:
+                        kind, fields = decode(line)
+                    except ValueError as exc:
+                        raise BadMessage(str(exc), line) from None
+                    if kind == EPOCH and self.metric_names is None and isinstance(fields.get("metrics"), dict):
+                        self.metric_names = tuple(fields["metrics"])
+                    yield kind, fields
+        finally:
+            del buffer[:start]
+
+    def _frame(self, values: tuple[Any, ...], raw: bytes) -> dict[str, Any]:
+        """The fields of an epoch frame, as its JSON line would have carried them."""
+        _, count, epoch, rss, peak, blocks, epoch_s, elapsed_s, *metrics = values
+        if self.metric_names is None or count != len(self.metric_names):
+            known = "none" if self.metric_names is None else len(self.metric_names)
+            raise BadMessage(f"an epoch frame of {count} metrics, where the first epoch record named {known}", raw)
+        return {
+            "epoch": epoch,
+            "rss_bytes": rss,
+            "peak_rss_bytes": peak,
+            "heap_bytes": None,
+            "py_blocks": None if blocks < 0 else blocks,
+            "epoch_s": epoch_s,
+            "elapsed_s": elapsed_s,
+            "metrics": dict(zip(self.metric_names, metrics, strict=True)),
+            "tracer_bytes": None,
+        }
