@@ -8,9 +8,16 @@ Each round runs, one after the other in fresh processes with the same environmen
 timed from the first epoch's start to the last epoch's end), the loop under
 ``run`` (the same span, from epochs.csv's ``elapsed_s``), and under ``run --trace``.
 Rounds interleave the conditions, so load on a shared machine hits them alike:
-compare the ratios within a round, not the absolute figures.  It also times the
-worker's per-epoch work step by step, and whole (``EpochSender.send``), in
-microseconds (the best of 5 batches of 2,000), beside the path it replaced.
+compare the ratios within a round, not the absolute figures.  "between epochs"
+is the median time from one epoch's end to the next one's start, from each
+condition's own timestamps: the recording's cost per epoch where it is paid.
+
+It also times the worker's per-epoch work step by step, and whole
+(``EpochSender.send``), in microseconds, where it runs: right after an epoch of
+the loop (each step after every k-th epoch, in turn), when the loop has pushed
+the interpreter and the kernel out of the CPU's caches and every step costs
+several times what it does in a tight loop of its own; beside the JSON-line
+path that every epoch took before epoch frames.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from pathlib import Path
 
 from harness.interface import RunConfig
 from harness.storage import load_run
+from harness.worker.protocol import MessageReader
 
 BARE = """
 import json, sys, time
@@ -41,46 +49,48 @@ print(json.dumps({"epoch_s": epoch_s, "elapsed_s": ends}))
 """
 
 PROBES = """
-import json, os, sys, time
-import psutil
-from harness import records
-from harness.worker import Channel, memory_now
+import json, os, resource, statistics, subprocess, sys, time
+from harness.interface import RunConfig
+from harness.loops import load_loop_class
+from harness.worker import Channel, protocol
 from harness.worker.epochs import EpochSender
-import subprocess
+from harness.worker.gc_readings import GcReadings
+from harness.worker.process import memory_now, statm_reader
 read, write = os.pipe()
-drainer = subprocess.Popen(["cat"], stdin=read, stdout=subprocess.DEVNULL)  # another process, as the parent is
+# Another process drains the pipe, as the parent does (it reads every 10 ms, so most writes wake nobody).
+DRAIN = "import os, time\\nwhile os.read(0, 1 << 20): time.sleep(0.01)"
+drainer = subprocess.Popen([sys.executable, "-c", DRAIN], stdin=read)
 os.close(read)
 channel = Channel(write)
-metrics = {"loss": 0.5, "accuracy": 0.9, "correct_prob": 0.8}
-sender = EpochSender(channel, None, time.monotonic())
-def status_read():  # the worker's reading before issue 16: parse /proc/self/status each epoch
-    with open("/proc/self/status", "rb") as status:
-        return [line for line in status if line.startswith((b"VmHWM:", b"VmRSS:"))]
-def old_record_path():  # before issue 16: status read, EpochRecord built and checked, to_dict, send
-    status_read()
-    record = records.EpochRecord(1, 1, 1, None, sys.getallocatedblocks(), 0.1, 0.1, records.check_metrics(metrics))
-    channel.send("epoch", **record.to_dict())
+epochs = int(sys.argv[2])
+loop = load_loop_class(sys.argv[1])(RunConfig(epochs=epochs))
+metrics = loop.train_epoch(1)
+sender = EpochSender(channel, None, time.monotonic(), GcReadings())
+sender.send(metrics, 0.0, 0.001)  # the first epoch: a JSON line; the later ones are frames
+frame, values = protocol.epoch_frame(len(metrics or {})), [float(v) for v in (metrics or {}).values()]
+statm = statm_reader()
 probes = {
-    "rss and peak: pread of statm + getrusage (memory_now)": memory_now,
-    "  (before: one read of /proc/self/status)": status_read,
-    "py_blocks (sys.getallocatedblocks)": sys.getallocatedblocks,
-    "metrics checked (records.check_metrics)": lambda: records.check_metrics(metrics),
-    "record encoded and written to the pipe (Channel.send)": lambda: channel.send("epoch", epoch=1, metrics=metrics),
+    "rss: pread of the kept-open /proc/self/statm": statm,
+    "peak: getrusage": lambda: resource.getrusage(resource.RUSAGE_SELF),
+    "py_blocks: sys.getallocatedblocks (at most every 10 ms)": sys.getallocatedblocks,
+    "gc: the auto policy's check (GcReadings.before_reading)": lambda: sender.readings.before_reading(2, 0.001),
+    "metrics as floats in epoch 1's order (EpochSender._plain_values)": lambda: sender._plain_values(metrics),
+    "epoch frame packed": lambda: frame.pack(1, len(values), 2, 1, 1, 1, 0.1, 0.1, *values),
     "the worker's whole per-epoch work (EpochSender.send)": lambda: sender.send(metrics, 0.0, 0.001),
-    "  (before: the same path as it was)": old_record_path,
+    "  (before: the JSON-line path, every epoch)": lambda: sender._send_checked(metrics, 0.0, 0.001, *memory_now()),
 }
-out = {}
-for name, probe in probes.items():
-    best = float("inf")
-    for _ in range(5):  # the best of 5 batches: the least disturbed by other work on the machine
-        start = time.perf_counter()
-        for _ in range(2000):
-            probe()
-        best = min(best, (time.perf_counter() - start) / 2000 * 1e6)
-    out[name] = best
+names = list(probes)
+spent = {name: [] for name in names}
+clock = time.perf_counter_ns
+for epoch in range(2, epochs + 1):
+    metrics = loop.train_epoch(epoch)
+    name = names[epoch % len(names)]
+    start = clock()
+    probes[name]()
+    spent[name].append(clock() - start)
 os.close(write)
 drainer.wait()
-print(json.dumps(out))
+print(json.dumps({name: statistics.median(times) / 1e3 for name, times in spent.items()}))
 """
 
 
@@ -124,8 +134,8 @@ def worker_alone(variant: str, epochs: int, _: Path) -> Times:
         os.close(write)
         drain.wait()
         records.seek(0)
-        rows = [json.loads(line) for line in records.read().decode().splitlines()]
-    rows = [row for row in rows if row.get("type") == "epoch"]
+        messages = MessageReader().feed(records.read())
+        rows = [fields for kind, fields in messages if kind == "epoch"]
     return [row["epoch_s"] for row in rows], [row["elapsed_s"] for row in rows]
 
 
@@ -148,11 +158,13 @@ CONDITIONS: dict[str, Callable[[str, int, Path], Times]] = {
 }
 
 
-def rates(times: Times, warmup: int) -> tuple[float, float]:
-    """(epochs/s over the wall time after the warm-up, epochs/s of train_epoch alone) after the warm-up."""
+def rates(times: Times, warmup: int) -> tuple[float, float, float]:
+    """After the warm-up: epochs/s over the wall time, epochs/s of train_epoch alone, median us between epochs."""
     epoch_s, ends = times
     span = (len(ends) - warmup) / (ends[-1] - ends[warmup - 1])
-    return span, len(epoch_s[warmup:]) / sum(epoch_s[warmup:])
+    # An epoch started at its end less its train_epoch time: the gap is what ran between it and the one before.
+    gaps = [end - took - before for end, took, before in zip(ends[warmup:], epoch_s[warmup:], ends[warmup - 1 :])]
+    return span, len(epoch_s[warmup:]) / sum(epoch_s[warmup:]), statistics.median(gaps) * 1e6
 
 
 def main() -> None:
@@ -167,18 +179,23 @@ def main() -> None:
     conditions = {name: f for name, f in CONDITIONS.items() if not (args.no_trace and "trace" in name)}
     span: dict[str, list[float]] = {name: [] for name in conditions}
     train: dict[str, list[float]] = {name: [] for name in conditions}
+    between: dict[str, list[float]] = {name: [] for name in conditions}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.repeats):
             for name, measure in conditions.items():
-                wall, alone = rates(measure(args.variant, args.epochs, Path(tmp)), args.warmup)
+                wall, alone, gap = rates(measure(args.variant, args.epochs, Path(tmp)), args.warmup)
                 span[name].append(wall)
                 train[name].append(alone)
+                between[name].append(gap)
             print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in span.items()), file=sys.stderr)
     print(
         f"{args.variant}, {args.epochs} epochs ({args.warmup} left out), {args.repeats} rounds interleaved;"
         " medians; ratio = median of per-round ratios to bare"
     )
-    print(f"  {'condition':<26} {'wall epochs/s':>13} {'ratio':>6}   {'train_epoch alone':>17} {'ratio':>6}   us/epoch")
+    print(
+        f"  {'condition':<26} {'wall epochs/s':>13} {'ratio':>6}   {'train_epoch alone':>17} {'ratio':>6}"
+        "   us/epoch   us between epochs"
+    )
     for name in conditions:
         wall = [value / base for value, base in zip(span[name], span["bare"])]
         alone = [value / base for value, base in zip(train[name], train["bare"])]
@@ -186,11 +203,19 @@ def main() -> None:
         print(
             f"  {name:<26} {statistics.median(span[name]):13.1f} {statistics.median(wall):6.3f}"
             f"   {statistics.median(train[name]):17.1f} {statistics.median(alone):6.3f}   {extra_us:+8.1f}"
+            f"   {statistics.median(between[name]):17.1f}"
         )
+    probe_epochs = str(max(args.epochs, 4000))
     probes = json.loads(
-        subprocess.run([sys.executable, "-c", PROBES], capture_output=True, text=True, check=True).stdout
+        subprocess.run(
+            [sys.executable, "-c", PROBES, args.variant, probe_epochs],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=environment(),
+        ).stdout
     )
-    print("the worker's per-epoch work (microseconds per call, best of 5 batches, this machine, now):")
+    print(f"the worker's per-epoch work right after an epoch of {args.variant} (median us, this machine, now):")
     for name, micros in probes.items():
         print(f"  {micros:7.1f} us  {name}")
     print(
