@@ -133,7 +133,7 @@ class CsvAppender:
 
 
 class RunWriter:
-    """Appends a run's epochs and samples as they arrive, flushed to the OS at once.
+    """Appends a run's epochs and samples as they arrive, flushed to the OS at once (epochs by the batch read).
 
     Flushing makes every row survive the death of the worker or of this process.
     fsync, which makes it survive a crash of the machine, costs about 3 ms on
@@ -150,6 +150,7 @@ class RunWriter:
         self.metric_names: tuple[str, ...] | None = None
         self.failure: OSError | None = None
         self._synced_at = 0.0
+        self._rows: list[list[Any]] = []  # epoch rows added, not yet written
         self._epochs = CsvAppender(self.run_dir / EPOCHS)
         # Samples are many and cheap to lose at a machine crash: flushed at once, fsync'ed at close.
         self._samples = CsvAppender(self.run_dir / SAMPLES)
@@ -164,14 +165,21 @@ class RunWriter:
             self.failure = exc
 
     def epoch(self, record: records.EpochRecord) -> None:
-        """Append one epoch row; the metric columns are fixed by the first record."""
+        """Add one epoch row, written by the next :meth:`sync_epochs`; the first record fixes the metric columns."""
         if self.metric_names is None:
             self.metric_names = tuple(record.metrics)
-        names = self.metric_names
-        self._guard(lambda: self._epochs.write(records.EPOCH_COLUMNS + names, [record.row(names)]))
+        self._rows.append(record.row(self.metric_names))
 
     def sync_epochs(self) -> None:
-        """fsync epochs.csv unless that was done less than FSYNC_INTERVAL_S ago (called after each batch read)."""
+        """Write the rows added since, with one flush; fsync unless done less than FSYNC_INTERVAL_S ago.
+
+        The recorder calls it after each batch it reads (every 10 ms at most
+        while records arrive): one write for the batch, not one a row.
+        """
+        if self._rows:
+            header = records.EPOCH_COLUMNS + (self.metric_names or ())
+            rows, self._rows = self._rows, []
+            self._guard(lambda: self._epochs.write(header, rows))
         now = time.monotonic()
         if now - self._synced_at >= FSYNC_INTERVAL_S:
             self._guard(self._epochs.sync)
@@ -183,7 +191,8 @@ class RunWriter:
             self._guard(lambda: self._samples.write(records.SAMPLE_COLUMNS, [sample.row() for sample in samples]))
 
     def close(self) -> None:
-        """Close both files (fsync'ing them); a failure to do so is kept in :attr:`failure`."""
+        """Write the rows held, close both files (fsync'ing them); a failure to do so is kept in :attr:`failure`."""
+        self.sync_epochs()
         for appender in (self._epochs, self._samples):
             try:
                 appender.close()
