@@ -103,18 +103,18 @@ class Session:
         chunk = os.read(fd, 1 << 16)
         if not chunk:
             return False
-        while chunk is not None:
+        while True:
             kind, messages = "", reader.feed(chunk)
             try:
                 for kind, fields in messages:
                     self._handle(kind, fields)
-                chunk = None
+                break
             except (ValueError, KeyError, TypeError) as exc:  # only our worker writes here: a harness bug
                 what = f"message ({exc}): {exc.raw!r}" if isinstance(exc, protocol.BadMessage) else f"{kind} ({exc})"
                 self._end(records.FAILED, f"bad {what} from the worker", kill=True)
-                chunk = b""  # go on with the messages after the bad one
             finally:
                 messages.close()  # drops what was handled from the reader's buffer
+            chunk = b""  # go on with the messages after the bad one
         self.writer.sync_epochs()
         return True
 

@@ -148,9 +148,8 @@ class Channel:
         """Write one encoded message (a JSON line or an epoch frame) whole; nothing in a forked child."""
         if not self.owned:
             return
-        written = os.write(self.fd, data)
-        view = memoryview(data)[written:]  # a pipe takes up to 4 KiB whole; more may take several writes
-        while view:
+        view = memoryview(data)
+        while view:  # a pipe takes up to 4 KiB whole; more may take several writes
             written = os.write(self.fd, view)
             view = view[written:]
 
