@@ -3,9 +3,10 @@
 Beside the data's path, not on it: ``python -m harness bench`` times bare loops
 and measures nothing about memory.  A plan (:mod:`~harness.bench.plan`) lists
 jobs in interleaved order: in each round every variant's bare loop once, in a
-fresh child (:mod:`~harness.bench.child`), numpy's run under ``run`` right
-after it when the overhead is measured (through :mod:`harness.recording`),
-then the float64 matmul rate, so drift on a shared machine hits all alike.
+fresh child (:mod:`~harness.bench.child`), numpy under ``run`` (through
+:mod:`harness.recording`) taking turns on one CPU with another bare loop when
+the overhead is measured (:mod:`~harness.bench.turns`), then the float64
+matmul rate, so drift on a shared machine hits all alike.
 :mod:`~harness.bench.measure` runs the jobs; :mod:`~harness.bench.results` is
 the arithmetic (pure); :mod:`~harness.bench.table` prints the table and the
 ``--json`` file.
@@ -31,7 +32,9 @@ from harness.bench.plan import (
     MATMUL,
     MATMUL_REPEATS,
     MATMUL_SIZE,
+    OVERHEAD_EPOCHS,
     OVERHEAD_VARIANT,
+    OVERHEAD_WARMUP,
     RUN,
     THREAD_OPTIONS,
     Job,
@@ -47,8 +50,8 @@ from harness.bench.results import (
     loop_rate,
     ratio,
     share,
-    span_rate,
     summarise,
+    turn_rate,
 )
 from harness.bench.table import (
     HEADER,
@@ -58,6 +61,7 @@ from harness.bench.table import (
     format_table,
     report_to_dict,
 )
+from harness.bench.turns import TURN_S, TurnTaker
 
 __all__ = [
     "DEFAULT_EPOCHS",
@@ -70,11 +74,14 @@ __all__ = [
     "MATMUL",
     "MATMUL_REPEATS",
     "MATMUL_SIZE",
+    "OVERHEAD_EPOCHS",
     "OVERHEAD_VARIANT",
+    "OVERHEAD_WARMUP",
     "RUN",
     "SCHEMA_VERSION",
     "THREAD_OPTIONS",
     "THREAD_VARIABLES",
+    "TURN_S",
     "Footprint",
     "Job",
     "MeasurementError",
@@ -85,6 +92,7 @@ __all__ = [
     "Report",
     "Row",
     "Spread",
+    "TurnTaker",
     "child_environment",
     "execute_plan",
     "footer_lines",
@@ -96,6 +104,6 @@ __all__ = [
     "ratio",
     "report_to_dict",
     "share",
-    "span_rate",
     "summarise",
+    "turn_rate",
 ]

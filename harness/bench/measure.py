@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from harness import recording, records, storage
-from harness.bench.plan import MATMUL, MATMUL_REPEATS, MATMUL_SIZE, RUN, Job, Plan
-from harness.bench.results import Outcome
+from harness.bench.plan import LOOP, MATMUL, MATMUL_REPEATS, MATMUL_SIZE, RUN, Job, Plan
+from harness.bench.results import Outcome, turn_rate
+from harness.bench.turns import TURN_S, TurnTaker, kept_off, shared_cpu
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 JOB_TIMEOUT_S = 600.0
@@ -83,11 +86,10 @@ class Measurer:
         """Measure ``job``; MeasurementError when it fails."""
         if job.kind == RUN:
             return self._in_run(job)
-        payload: dict[str, Any] = {"kind": job.kind}
         if job.kind == MATMUL:
-            payload |= {"size": MATMUL_SIZE, "repeats": MATMUL_REPEATS}
+            payload: dict[str, Any] = {"kind": MATMUL, "size": MATMUL_SIZE, "repeats": MATMUL_REPEATS}
         else:
-            payload |= {"variant": job.variant, "config": self.plan.config(job).to_dict()}
+            payload = self._loop_payload(job)
         message = self._child(job, payload)
         if message["type"] == "skipped":
             return Outcome(job, skipped=str(message["reason"]))
@@ -102,42 +104,103 @@ class Measurer:
         )
 
     def _child(self, job: Job, payload: dict[str, Any]) -> dict[str, Any]:
-        # The child's messages go to a file of their own (never blocks, however long), its output to another.
-        with tempfile.TemporaryFile() as channel, tempfile.TemporaryFile() as log:
-            command = [sys.executable, "-m", "harness.bench.child", "--fd", str(channel.fileno()), json.dumps(payload)]
-            try:
-                done = subprocess.run(
-                    command,
-                    pass_fds=(channel.fileno(),),
-                    env=self.environment,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    timeout=self.timeout_s,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired:
-                raise MeasurementError(
-                    f"{job.label} (round {job.round}) took longer than {self.timeout_s:g} s"
-                ) from None
-            channel.seek(0)
-            lines = channel.read().decode(errors="replace").splitlines()
-            log.seek(0)
-            tail = log.read().decode(errors="replace").strip().splitlines()[-1:]
-        message: dict[str, Any] = json.loads(lines[-1]) if lines else {"type": "error", "message": ""}
-        if message["type"] == "error" or done.returncode != 0:
-            detail = message.get("message") or (tail[0] if tail else f"the child exited with status {done.returncode}")
-            raise MeasurementError(f"{job.label} (round {job.round}) failed: {detail}")
-        return message
+        with _Child(payload, self.environment) as child:
+            child.wait(job, self.timeout_s)
+            return child.message(job)
+
+    def _loop_payload(self, job: Job) -> dict[str, Any]:
+        return {"kind": LOOP, "variant": job.variant, "config": self.plan.config(job).to_dict()}
 
     def _in_run(self, job: Job) -> Outcome:
+        """numpy under ``run`` and a bare loop in a child, taking turns on one CPU (:mod:`~harness.bench.turns`)."""
         request = recording.RunRequest(
             variant=str(job.variant), config=self.plan.config(job), results_dir=self.results_dir
         )
-        with _environment({name: self.environment[name] for name in THREAD_VARIABLES}):
-            outcome = recording.execute(request, handle_signals=False)
+        cpu = shared_cpu()
+        with _Child(self._loop_payload(job), self.environment) as bare:
+            turns = TurnTaker(lambda: bare.process.pid, _run_trainer, cpu=cpu)
+            turns.start()
+            try:
+                with _environment({name: self.environment[name] for name in THREAD_VARIABLES}), kept_off(cpu):
+                    outcome = recording.execute(request, handle_signals=False)
+                bare.wait(job, self.timeout_s)
+            finally:
+                turns.finish()  # before the child is reaped: its pid is never signalled once it may be reused
+            partner = bare.message(job)
         if outcome.status != records.COMPLETED:
             message = (outcome.stop or {}).get("message", "")
             raise MeasurementError(f"{job.label} (round {job.round}) ended {outcome.status}: {message}")
         epochs = storage.load_run(outcome.run_dir).epochs
-        return Outcome(job, epoch_s=tuple(map(float, epochs["epoch_s"])), ends_s=tuple(map(float, epochs["elapsed_s"])))
+        result = Outcome(
+            job,
+            epoch_s=tuple(map(float, epochs["epoch_s"])),
+            ends_s=tuple(map(float, epochs["elapsed_s"])),
+            partner_ends_s=tuple(partner["ends_s"]),
+        )
+        for ends in (result.ends_s, result.partner_ends_s):
+            try:
+                turn_rate(ends, job.warmup, TURN_S / 2)
+            except ValueError as exc:
+                raise MeasurementError(f"{job.label} (round {job.round}): {exc}") from None
+        return result
+
+
+def _run_trainer() -> int | None:
+    """The trainer of the run this process is recording (the child of its worker's keeper), once it exists."""
+    for child in psutil.Process().children():
+        try:
+            command = child.cmdline()
+            if "harness.worker" in command and "--job" in command:
+                trainers = child.children()
+                return trainers[0].pid if trainers else None
+        except psutil.Error:
+            continue  # a check worker that has just ended
+    return None
+
+
+class _Child:
+    """``python -m harness.bench.child`` on one job: its messages and its output each go to a file of their own."""
+
+    def __init__(self, payload: dict[str, Any], environment: dict[str, str]) -> None:
+        self.channel = tempfile.TemporaryFile()  # noqa: SIM115 -- closed in __exit__
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 -- closed in __exit__
+        command = [sys.executable, "-m", "harness.bench.child", "--fd", str(self.channel.fileno()), json.dumps(payload)]
+        # Files, not pipes: the child never blocks on a write, however long its message.
+        self.process = subprocess.Popen(
+            command,
+            pass_fds=(self.channel.fileno(),),
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=self.log,
+        )
+
+    def __enter__(self) -> _Child:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.channel.close()
+        self.log.close()
+
+    def wait(self, job: Job, timeout_s: float) -> None:
+        """Wait for the child to end; MeasurementError past ``timeout_s``."""
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise MeasurementError(f"{job.label} (round {job.round}) took longer than {timeout_s:g} s") from None
+
+    def message(self, job: Job) -> dict[str, Any]:
+        """The child's last message; MeasurementError when it failed."""
+        self.channel.seek(0)
+        lines = self.channel.read().decode(errors="replace").splitlines()
+        self.log.seek(0)
+        tail = self.log.read().decode(errors="replace").strip().splitlines()[-1:]
+        message: dict[str, Any] = json.loads(lines[-1]) if lines else {"type": "error", "message": ""}
+        if message["type"] == "error" or self.process.returncode != 0:
+            code = self.process.returncode
+            detail = message.get("message") or (tail[0] if tail else f"the child exited with status {code}")
+            raise MeasurementError(f"{job.label} (round {job.round}) failed: {detail}")
+        return message

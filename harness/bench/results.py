@@ -6,13 +6,15 @@
   medians to the baseline's;
 - the limit: the median over rounds of the best float64 matmul rate in a child
   with the same threads; share = FLOPs per epoch x epochs/s / limit;
-- the harness's overhead: numpy's epochs/s under ``run`` against the bare loop,
-  both over the wall time from the end of the warm-up to the last epoch (so the
-  recording between epochs counts), as the median of each round's ratio.
+- the harness's overhead: numpy's epochs/s under ``run`` against a bare loop
+  that took turns with it on one CPU (:mod:`~harness.bench.turns`), both from
+  the wall time between one epoch's end and the next (so the recording between
+  epochs counts), as the median of each round's ratio.
 """
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,11 +24,11 @@ from harness.bench.plan import (
     LOOP,
     MATMUL,
     MATMUL_SIZE,
-    OVERHEAD_VARIANT,
     RUN,
     Job,
     Plan,
 )
+from harness.bench.turns import TURN_S
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Outcome:
     flops_per_s: float | None = None
     skipped: str | None = None
     flops_per_epoch: int | None = None  # what the loop says an epoch costs (loops only; None when it does not say)
+    partner_ends_s: tuple[float, ...] = ()  # run jobs: the ends of the bare loop that took turns with the run
 
 
 def loop_rate(epoch_s: Sequence[float], warmup: int) -> float:
@@ -49,12 +52,24 @@ def loop_rate(epoch_s: Sequence[float], warmup: int) -> float:
     return len(measured) / sum(measured)
 
 
-def span_rate(ends_s: Sequence[float], warmup: int) -> float:
-    """Epochs per second over the wall time from the end of the warm-up to the end of the last epoch."""
+def turn_rate(ends_s: Sequence[float], warmup: int, longest_s: float) -> float:
+    """Epochs per second of a loop that took turns: from each epoch's end to the next, after the warm-up.
+
+    An interval longer than ``longest_s`` (half a turn) had a pause in it and is
+    left out; ValueError when that leaves out a quarter of them or more (epochs
+    too long for the turns).
+    """
     if len(ends_s) <= warmup:
         raise ValueError(f"no epochs after a warm-up of {warmup}")
-    start = ends_s[warmup - 1] if warmup else 0.0
-    return (len(ends_s) - warmup) / (ends_s[-1] - start)
+    points = [*ends_s[warmup - 1 :]] if warmup else [0.0, *ends_s]  # epoch 1 starts at 0
+    intervals = [end - before for before, end in itertools.pairwise(points)]
+    kept = [interval for interval in intervals if interval <= longest_s]
+    if len(kept) < 0.75 * len(intervals):
+        raise ValueError(
+            f"{len(intervals) - len(kept)} of {len(intervals)} epochs were longer than {longest_s * 1e3:g} ms:"
+            " too long to take turns"
+        )
+    return len(kept) / sum(kept)
 
 
 @dataclass(frozen=True)
@@ -155,10 +170,9 @@ def summarise(plan: Plan, outcomes: Sequence[Outcome], load_average: Sequence[fl
             rates[job.variant].append(loop_rate(outcome.epoch_s, job.warmup))
             if outcome.flops_per_epoch is not None:
                 flops[job.variant] = outcome.flops_per_epoch
-            if job.variant == OVERHEAD_VARIANT:
-                bare[job.round] = span_rate(outcome.ends_s, job.warmup)
         elif job.kind == RUN:
-            in_run[job.round] = span_rate(outcome.ends_s, job.warmup)
+            in_run[job.round] = turn_rate(outcome.ends_s, job.warmup, TURN_S / 2)
+            bare[job.round] = turn_rate(outcome.partner_ends_s, job.warmup, TURN_S / 2)
     base = statistics.median(rates[plan.baseline]) if rates[plan.baseline] else None
     rows = []
     for variant in plan.variants:

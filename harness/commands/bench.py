@@ -99,7 +99,10 @@ def _progress(index: int, total: int, outcome: bench.Outcome) -> None:
     elif job.kind == bench.MATMUL and outcome.flops_per_s is not None:
         detail = f"{outcome.flops_per_s / 1e9:.3g} GFLOP/s"
     elif job.kind == bench.RUN:
-        detail = f"{format_speed(bench.span_rate(outcome.ends_s, job.warmup))} epochs/s (wall, recording included)"
+        in_run, bare = (
+            bench.turn_rate(ends, job.warmup, bench.TURN_S / 2) for ends in (outcome.ends_s, outcome.partner_ends_s)
+        )
+        detail = f"{format_speed(in_run)} epochs/s vs bare {format_speed(bare)} in turns (wall, recording included)"
     else:
         detail = f"{format_speed(bench.loop_rate(outcome.epoch_s, job.warmup))} epochs/s"
     print(f"bench [{index}/{total}] round {job.round}: {job.label}: {detail}", file=sys.stderr, flush=True)

@@ -35,6 +35,24 @@ def loop_outcome(job: Job, rate: float, flops: int | None = None) -> Outcome:
     return Outcome(job, epoch_s=tuple(epoch_s), ends_s=tuple(ends), flops_per_epoch=flops)
 
 
+def ends_in_turns(warmup: int, epochs: int, rate: float, pause_s: float = 0.03) -> tuple[float, ...]:
+    """Ends of ``warmup`` 1 s epochs, then ``epochs`` at ``rate``, a pause of ``pause_s`` in every fourth."""
+    ends, total = [], 0.0
+    for index in range(warmup + epochs):
+        total += 1.0 if index < warmup else 1.0 / rate + (pause_s if index % 4 == 3 else 0.0)
+        ends.append(total)
+    return tuple(ends)
+
+
+def run_outcome(job: Job, bare_rate: float, run_rate: float) -> Outcome:
+    """A run job: the run and its bare partner, taking turns (a pause in every fourth epoch of each)."""
+    return Outcome(
+        job,
+        ends_s=ends_in_turns(job.warmup, job.epochs, run_rate),
+        partner_ends_s=ends_in_turns(job.warmup, job.epochs, bare_rate),
+    )
+
+
 # -- the plan ----------------------------------------------------------------------------------
 
 
@@ -122,12 +140,18 @@ def test_loop_rate_counts_only_the_epochs_after_the_warmup() -> None:
         bench.loop_rate(epoch_s, 4)
 
 
-def test_span_rate_includes_the_time_between_epochs() -> None:
-    # GIVEN epochs ending at 1, 2, 2.5 and 3 s from the first epoch's start
-    ends = [1.0, 2.0, 2.5, 3.0]
-    # THEN after one warm-up epoch: 3 epochs from t=1 to t=3; without: 4 epochs in 3 s
-    assert bench.span_rate(ends, 1) == pytest.approx(1.5)
-    assert bench.span_rate(ends, 0) == pytest.approx(4 / 3)
+def test_turn_rate_counts_the_time_between_epochs_and_leaves_out_the_pauses() -> None:
+    # GIVEN epochs ending at 1, 2, 2.004, 2.006 and 2.008 s: the second's interval had a pause in it
+    ends = [1.0, 2.0, 2.004, 2.006, 2.008]
+    # THEN after one warm-up epoch, the 1 s interval is left out: 3 epochs in 8 ms (recording time included)
+    assert bench.turn_rate(ends, 1, longest_s=0.0125) == pytest.approx(3 / 0.008)
+    # AND without warm-up the first interval starts at 0 (the first epoch's start)
+    assert bench.turn_rate([0.002, 0.004, 0.5, 0.502, 0.504], 0, longest_s=0.0125) == pytest.approx(4 / 0.008)
+    # AND intervals a quarter of which are longer than half a turn are refused, not measured
+    with pytest.raises(ValueError, match=r"2 of 4 epochs were longer than 12\.5 ms"):
+        bench.turn_rate([1.0, 1.02, 1.04, 1.041, 1.042], 1, longest_s=0.0125)
+    with pytest.raises(ValueError, match="no epochs after"):
+        bench.turn_rate(ends, 5, longest_s=0.0125)
 
 
 def test_spread_ratio_and_share() -> None:
@@ -149,8 +173,8 @@ def test_summarise_takes_medians_over_rounds_and_relates_them_to_the_baseline_an
     for job in plan.jobs():
         if job.kind == MATMUL:
             outcomes.append(Outcome(job, flops_per_s=limit[job.round - 1]))
-        elif job.kind == RUN:
-            outcomes.append(loop_outcome(job, 0.8 * rates["numpy"][job.round - 1]))
+        elif job.kind == RUN:  # in turns: ten times faster epochs than numpy's row, for 1 ms epochs
+            outcomes.append(run_outcome(job, 10 * rates["numpy"][job.round - 1], 8 * rates["numpy"][job.round - 1]))
         else:
             outcomes.append(loop_outcome(job, rates[str(job.variant)][job.round - 1], flops=10_000_000))
     # WHEN summarised
@@ -167,12 +191,12 @@ def test_summarise_takes_medians_over_rounds_and_relates_them_to_the_baseline_an
     assert report.limit_spread == Spread(9e9, 8e9, 10e9)
     # AND the FLOPs per epoch the loops reported are the report's, being the same for both
     assert report.flops_per_epoch == 10_000_000 and numpy_row.flops_per_epoch == 10_000_000
-    # AND the overhead pairs each round's run with its bare loop: 0.8 every round
+    # AND the overhead pairs each round's run with the bare loop that took turns with it: 0.8 every round
     assert report.overhead is not None
     overhead = report.overhead.ratio
     assert (overhead.median, overhead.low, overhead.high) == pytest.approx((0.8, 0.8, 0.8))
-    # AND the bare span rate includes nothing but the epochs here (no gaps in the fake)
-    assert report.overhead.bare == pytest.approx((100.0, 400.0, 200.0))
+    # AND the rates leave out the intervals a pause fell into (every fourth here), not the numpy row's
+    assert report.overhead.bare == pytest.approx((1000.0, 4000.0, 2000.0))
 
 
 def test_a_variant_that_cannot_be_imported_is_tried_once_and_reported_as_skipped() -> None:
