@@ -35,7 +35,7 @@ from pathlib import Path
 
 from harness.interface import RunConfig
 from harness.storage import load_run
-from harness.worker.protocol import MessageReader
+from harness.worker.protocol import EPOCH, FRAME, MessageReader
 
 BARE = """
 import json, sys, time
@@ -57,8 +57,8 @@ from harness.worker.epochs import EpochSender
 from harness.worker.gc_readings import GcReadings
 from harness.worker.process import memory_now, statm_reader
 read, write = os.pipe()
-# Another process drains the pipe, as the parent does (it reads every 10 ms, so most writes wake nobody).
-DRAIN = "import os, time\\nwhile os.read(0, 1 << 20): time.sleep(0.01)"
+# Another process drains the pipe, as the parent does (it reads every 50 ms, so most writes wake nobody).
+DRAIN = "import os, time\\nwhile os.read(0, 1 << 20): time.sleep(0.05)"
 drainer = subprocess.Popen([sys.executable, "-c", DRAIN], stdin=read)
 os.close(read)
 channel = Channel(write)
@@ -134,8 +134,11 @@ def worker_alone(variant: str, epochs: int, _: Path) -> Times:
         os.close(write)
         drain.wait()
         records.seek(0)
-        messages = MessageReader().feed(records.read())
-        rows = [fields for kind, fields in messages if kind == "epoch"]
+        reader = MessageReader()
+        messages = reader.feed(records.read())
+        rows = [
+            fields if kind == EPOCH else reader.fields(fields) for kind, fields in messages if kind in (EPOCH, FRAME)
+        ]
     return [row["epoch_s"] for row in rows], [row["elapsed_s"] for row in rows]
 
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from harness.formatting import format_duration, format_size
-from harness.records import EpochRecord, Sample
+from harness.records import Sample
 
 REDRAW_S = 0.1  # at most ten redraws a second: a fast loop must not spend its time on the terminal
 
@@ -66,15 +66,15 @@ class Progress:
         self._children = 0
         self._tree_pss: int | None = None
 
-    def epoch(self, record: EpochRecord) -> None:
-        """A finished epoch."""
-        self._epoch = record.epoch
-        self._rss = record.rss_bytes
+    def epoch(self, epoch: int, rss_bytes: int, elapsed_s: float, metrics: Mapping[str, float]) -> None:
+        """A finished epoch: its number, the worker's RSS at its end, its end from the first epoch's start."""
+        self._epoch = epoch
+        self._rss = rss_bytes
         if self._first_rss is None:
-            self._first_rss = record.rss_bytes
-        self._metrics = record.metrics
-        self._elapsed = record.elapsed_s
-        self._draw(force=record.epoch == self.planned)
+            self._first_rss = rss_bytes
+        self._metrics = metrics
+        self._elapsed = elapsed_s
+        self._draw(force=epoch == self.planned)
 
     def sample(self, sample: Sample) -> None:
         """A timed sample: the RSS shown moves between epochs too, and so does the tree."""

@@ -7,9 +7,9 @@ keeper (:mod:`harness.worker.keeper`), which forks the trainer; a lifeline pipe
 whose write end only this process holds tells the keeper when the parent dies.
 
 The parent polls the record pipe with a timeout equal to the time left until
-the next sample: each record is appended to epochs.csv (with the tree's latest
-figures) and flushed as soon as it is read (fsync'ed at most every 0.5 s);
-each sample (:mod:`harness.recording.tree`) goes to samples.csv and is checked
+the next sample: the records read are appended to epochs.csv (with the tree's
+latest figures) and flushed as a batch (fsync'ed at most every 0.5 s); each
+sample (:mod:`harness.recording.tree`) goes to samples.csv and is checked
 against the memory cap, over which every process of the tree is killed at once.
 On timeout, SIGINT or SIGTERM the keeper gets SIGTERM and passes it to the
 trainer (which finishes bookkeeping and writes a final trace); after
@@ -30,13 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from harness import records, storage
+from harness.recording import ending
 from harness.recording.progress import Progress
 from harness.recording.request import RunRequest
 from harness.recording.signals import SignalFlag
 from harness.recording.tree import Reading, TreeSampler
 from harness.worker import protocol
 
-READ_BATCH_S = 0.01  # records wait at most this long before they are written
+# Records wait at most this long before they are written: the parent's CPU is taken from the trainer on a
+# shared core (batches of 10 ms cost 70-100 us an epoch of a 1 ms loop here, of 50 ms 47-56 us).
+READ_BATCH_S = 0.05
 GRACE_S = 5.0  # a stopped worker gets this long to write its last records and trace before SIGKILL
 
 
@@ -72,16 +75,9 @@ class Session:
     # -- the worker's messages -------------------------------------------------------------
     def _handle(self, kind: str, message: dict[str, Any]) -> None:
         if kind == protocol.EPOCH:
-            if self.tree is not None and self.tree.latest_exact is None and not self.killed:
-                self._sample()  # the first row must carry tree figures too
-            tree = self.tree.for_epoch() if self.tree is not None else records.NO_TREE
-            record = records.EpochRecord.from_dict(message, tree)
+            record = records.EpochRecord.from_dict(message, self._row_tree())
             self.writer.epoch(record)
-            self.last_epoch = record.epoch
-            if self.progress is not None:
-                self.progress.epoch(record)
-            if record.rss_bytes > self.cap and not self.killed:
-                self._sample()  # the worker alone is over the cap: let an exact reading decide now
+            self._epoch_done(record.epoch, record.rss_bytes, record.elapsed_s, record.metrics)
         elif kind in (protocol.WORKER, protocol.STARTED):
             if self.tree is not None:
                 self.tree.trainer = int(message["pid"])
@@ -98,6 +94,31 @@ class Session:
         else:
             raise ValueError(f"unexpected message {kind!r} from a training worker")
 
+    def _frame(self, frame: protocol.EpochFrame, reader: protocol.MessageReader) -> None:
+        """An epoch frame: its numbers (typed by the frame) go to the row as they are, not through a checked record."""
+        names = reader.metric_names
+        if names != self.writer.metric_names:  # never from our worker: take the checked path
+            return self._handle(protocol.EPOCH, reader.fields(frame))
+        blocks = frame.py_blocks if frame.py_blocks >= 0 else None
+        row = (frame.epoch, frame.rss_bytes, frame.peak_rss_bytes, blocks, frame.epoch_s, frame.elapsed_s)
+        self.writer.epoch_values(*row, self._row_tree(), frame.metrics)
+        metrics = dict(zip(names or (), frame.metrics, strict=True)) if self.progress is not None else {}
+        self._epoch_done(frame.epoch, frame.rss_bytes, frame.elapsed_s, metrics)
+
+    def _row_tree(self) -> records.TreeFigures:
+        if self.tree is None:
+            return records.NO_TREE
+        if self.tree.latest_exact is None and not self.killed:
+            self._sample()  # the first row must carry tree figures too
+        return self.tree.for_epoch()
+
+    def _epoch_done(self, epoch: int, rss: int, elapsed_s: float, metrics: dict[str, float]) -> None:
+        self.last_epoch = epoch
+        if self.progress is not None:
+            self.progress.epoch(epoch, rss, elapsed_s, metrics)
+        if rss > self.cap and not self.killed:
+            self._sample()  # the worker alone is over the cap: let an exact reading decide now
+
     def _read(self, fd: int, reader: protocol.MessageReader) -> bool:
         """Read what the pipe holds; handle its whole messages (:mod:`harness.worker.protocol`); False at its end."""
         chunk = os.read(fd, 1 << 16)
@@ -107,7 +128,10 @@ class Session:
             kind, messages = "", reader.feed(chunk)
             try:
                 for kind, fields in messages:
-                    self._handle(kind, fields)
+                    if kind == protocol.FRAME:
+                        self._frame(fields, reader)
+                    else:
+                        self._handle(kind, fields)
                 break
             except (ValueError, KeyError, TypeError) as exc:  # only our worker writes here: a harness bug
                 what = f"message ({exc}): {exc.raw!r}" if isinstance(exc, protocol.BadMessage) else f"{kind} ({exc})"
@@ -184,17 +208,6 @@ class Session:
         if self.tree is not None:
             self.tree.kill_all()
 
-    def _kill_keeper(self) -> None:
-        """The last resort: the keeper's process group (it leads its own session), the keeper, and every survivor."""
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            self._signal(signal.SIGKILL)
-        if self.tree is not None:
-            self.tree.kill_all()
-
     def _check_limits(self, now: float, deadline: float | None) -> None:
         if self.writer.failure is not None and self.status is None:
             # A full disk or a vanished results directory: what was written is kept, the rest cannot be.
@@ -211,7 +224,7 @@ class Session:
     # -- the loop ----------------------------------------------------------------------------
     def run(self, job: dict[str, Any]) -> int | None:
         """Run the worker to its end; returns its exit status (negative: killed by that signal)."""
-        read_fd, write_fd = os.pipe()
+        read_fd, write_fd = protocol.record_pipe()
         lifeline_read, lifeline_write = os.pipe()  # both non-inheritable: only pass_fds reaches the keeper
         job = job | {"parent_pid": os.getpid()}
         try:
@@ -234,21 +247,17 @@ class Session:
             )
             self.flag.watching = True
             self._poll_loop(read_fd)
-            return self._reap()
+            return ending.reap(proc, self.tree, GRACE_S)
         finally:
             self.flag.watching = False
             for fd in (read_fd, write_fd, lifeline_read):
                 if fd >= 0:
                     os.close(fd)
             if self.proc is not None and self.proc.poll() is None:
-                self._kill_keeper()
+                ending.kill_keeper(self.proc, self.tree)
                 self.proc.wait()
             if self.tree is not None:
-                for _ in range(3):  # a keeper killed by the training code left these to us
-                    if not self.tree.survivors():
-                        break
-                    self.tree.kill_all()
-                    time.sleep(0.01)
+                ending.sweep(self.tree)  # a keeper killed by the training code left these to us
             os.close(lifeline_write)
 
     def _poll_loop(self, read_fd: int) -> None:
@@ -285,15 +294,6 @@ class Session:
                 self.next_sample = max(self.next_sample + interval, now) if gap >= interval else soon
             self._check_limits(now, deadline)
         self._flush_pending()
-
-    def _reap(self) -> int | None:
-        """Wait for the keeper (it is ending what the trainer left); kill everything if it takes too long."""
-        assert self.proc is not None
-        try:
-            return self.proc.wait(timeout=GRACE_S)
-        except subprocess.TimeoutExpired:
-            self._kill_keeper()
-            return self.proc.wait()
 
     def close(self) -> None:
         """Close the run's files."""

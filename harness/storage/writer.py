@@ -11,10 +11,11 @@ from __future__ import annotations
 import csv
 import errno
 import fcntl
+import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -170,10 +171,33 @@ class RunWriter:
             self.metric_names = tuple(record.metrics)
         self._rows.append(record.row(self.metric_names))
 
+    def epoch_values(
+        self,
+        epoch: int,
+        rss: int,
+        peak: int,
+        py_blocks: int | None,
+        epoch_s: float,
+        elapsed_s: float,
+        tree: records.TreeFigures,
+        metrics: Sequence[float],
+    ) -> None:
+        """Add the row of an epoch frame's numbers, metrics in the columns' order; ValueError out of range.
+
+        The row :meth:`epoch` adds for the same record, built without one: the
+        recorder spent most of its time per epoch checking the types of numbers
+        that the frame's format had already fixed.  Only their range is checked.
+        """
+        if epoch < 1 or rss < 0 or peak < 0 or (py_blocks is not None and py_blocks < 0):
+            raise ValueError(f"bad epoch frame: epoch {epoch}, rss {rss}, peak {peak}, py_blocks {py_blocks}")
+        if not (0.0 <= epoch_s < math.inf and 0.0 <= elapsed_s < math.inf):
+            raise ValueError(f"bad epoch frame: epoch_s {epoch_s}, elapsed_s {elapsed_s}")
+        self._rows.append([epoch, rss, peak, None, py_blocks, epoch_s, elapsed_s, *tree.values(), None, *metrics])
+
     def sync_epochs(self) -> None:
         """Write the rows added since, with one flush; fsync unless done less than FSYNC_INTERVAL_S ago.
 
-        The recorder calls it after each batch it reads (every 10 ms at most
+        The recorder calls it after each batch it reads (every 50 ms at most
         while records arrive): one write for the batch, not one a row.
         """
         if self._rows:

@@ -49,13 +49,15 @@ written.  :class:`MessageReader` splits the stream back into messages.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import struct
 import sys
 import weakref
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 # The message kinds, as sent in "type".
 CHECK = "check"
@@ -66,11 +68,37 @@ ERROR = "error"
 DONE = "done"
 TRACER = "tracer"
 KINDS = (CHECK, WORKER, STARTED, EPOCH, ERROR, DONE, TRACER)
+FRAME = "epoch frame"  # what MessageReader yields for an epoch frame: an EpochFrame, not a dict
 
 FRAME_MARK = 0x01
 # mark, metric count, epoch, rss_bytes, peak_rss_bytes, py_blocks, epoch_s, elapsed_s; then the metrics.
 EPOCH_FRAME = struct.Struct("<BHIqqqdd")
 MAX_FRAME_METRICS = 0xFFFF
+PIPE_BYTES = 1 << 20  # the record pipe's size where it can be set: 50 ms of a 0.1 ms loop's frames is 30 KiB
+
+
+class EpochFrame(NamedTuple):
+    """An epoch frame's numbers, as read: typed by the frame's format, in the first epoch record's metric order."""
+
+    epoch: int
+    rss_bytes: int
+    peak_rss_bytes: int
+    py_blocks: int  # -1: not counted at this epoch
+    epoch_s: float
+    elapsed_s: float
+    metrics: tuple[float, ...]
+
+
+def record_pipe() -> tuple[int, int]:
+    """A pipe for the records, of :data:`PIPE_BYTES` where the system allows (Linux); (read end, write end).
+
+    The parent reads it in batches (every 50 ms): a fast loop's records must fit
+    meanwhile, or the trainer would wait on a full pipe (64 KiB by default).
+    """
+    read_fd, write_fd = os.pipe()
+    with contextlib.suppress(OSError, AttributeError):  # F_SETPIPE_SZ: Linux only, up to fs.pipe-max-size
+        fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    return read_fd, write_fd
 
 
 def epoch_frame(metrics: int) -> struct.Struct:
@@ -179,8 +207,11 @@ class BadMessage(ValueError):
 class MessageReader:
     """Splits the bytes read from the record pipe into messages: JSON lines and epoch frames, in order.
 
-    A frame's metric values are named after the first epoch record's metrics,
-    which is always a JSON line (the sender learns the names from it).
+    A line is yielded as (kind, its fields); a frame as (:data:`FRAME`, an
+    :class:`EpochFrame`), whose numbers the parent writes as they are
+    (:meth:`fields` gives the dict its line would have been).  A frame's metric
+    values are named after the first epoch record's metrics, which is always a
+    JSON line (the sender learns the names from it).
     """
 
     def __init__(self) -> None:
@@ -188,8 +219,8 @@ class MessageReader:
         self.metric_names: tuple[str, ...] | None = None
         self._frames: dict[int, struct.Struct] = {}  # by metric count: compiled once, not for every frame
 
-    def feed(self, chunk: bytes) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Each whole message in what was read so far, as (kind, fields); BadMessage for bytes that are none of ours.
+    def feed(self, chunk: bytes) -> Iterator[tuple[str, Any]]:
+        """Each whole message read so far, as (kind, fields or frame); BadMessage for bytes that are none of ours.
 
         A message cut by the end of ``chunk`` waits in the buffer for the next
         one.  A bad message is consumed before BadMessage is raised: feed
@@ -207,10 +238,15 @@ class MessageReader:
                     size = EPOCH_FRAME.size + 8 * count
                     if len(buffer) - start < size:
                         break
-                    raw = bytes(buffer[start : start + size])
+                    names, at = self.metric_names, start
                     start += size  # a bad frame is consumed too: the next read starts after it
+                    if names is None or count != len(names):
+                        known = "none" if names is None else len(names)
+                        reason = f"an epoch frame of {count} metrics, where the first epoch record named {known}"
+                        raise BadMessage(reason, bytes(buffer[at:start]))
                     frame = self._frames.get(count) or self._frames.setdefault(count, epoch_frame(count))
-                    yield EPOCH, self._frame(frame.unpack(raw), raw)
+                    values = frame.unpack_from(buffer, at)
+                    yield FRAME, EpochFrame(*values[2:8], values[8:])
                 else:
                     end = buffer.find(b"\n", start)
                     if end < 0:
@@ -227,20 +263,17 @@ class MessageReader:
         finally:
             del buffer[:start]
 
-    def _frame(self, values: tuple[Any, ...], raw: bytes) -> dict[str, Any]:
+    def fields(self, frame: EpochFrame) -> dict[str, Any]:
         """The fields of an epoch frame, as its JSON line would have carried them."""
-        _, count, epoch, rss, peak, blocks, epoch_s, elapsed_s, *metrics = values
-        if self.metric_names is None or count != len(self.metric_names):
-            known = "none" if self.metric_names is None else len(self.metric_names)
-            raise BadMessage(f"an epoch frame of {count} metrics, where the first epoch record named {known}", raw)
+        assert self.metric_names is not None  # a frame is only read once a line named the metrics
         return {
-            "epoch": epoch,
-            "rss_bytes": rss,
-            "peak_rss_bytes": peak,
+            "epoch": frame.epoch,
+            "rss_bytes": frame.rss_bytes,
+            "peak_rss_bytes": frame.peak_rss_bytes,
             "heap_bytes": None,
-            "py_blocks": None if blocks < 0 else blocks,
-            "epoch_s": epoch_s,
-            "elapsed_s": elapsed_s,
-            "metrics": dict(zip(self.metric_names, metrics, strict=True)),
+            "py_blocks": None if frame.py_blocks < 0 else frame.py_blocks,
+            "epoch_s": frame.epoch_s,
+            "elapsed_s": frame.elapsed_s,
+            "metrics": dict(zip(self.metric_names, frame.metrics, strict=True)),
             "tracer_bytes": None,
         }

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import itertools
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from harness import records
+from harness import records, storage
 from harness.worker import epochs, protocol
 from harness.worker.epochs import BadMetrics, EpochSender
 from harness.worker.gc_readings import GcReadings
@@ -57,9 +59,15 @@ def _sent(pipe: _Pipe, epochs: list[Any]) -> list[bytes]:
     return written
 
 
+def _as_lines(reader: MessageReader, messages: Iterable[tuple[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """Each message as its JSON line carries it: a frame as the fields its line would have had."""
+    return [(protocol.EPOCH, reader.fields(m)) if kind == protocol.FRAME else (kind, m) for kind, m in messages]
+
+
 def _read(data: bytes, piece: int) -> list[tuple[str, dict[str, Any]]]:
     reader = MessageReader()
-    return [message for start in range(0, len(data), piece) for message in reader.feed(data[start : start + piece])]
+    pieces = (data[start : start + piece] for start in range(0, len(data), piece))
+    return [message for chunk in pieces for message in _as_lines(reader, reader.feed(chunk))]
 
 
 @pytest.mark.parametrize("piece", [1, 7, 1 << 16])
@@ -69,6 +77,8 @@ def test_later_epochs_go_as_frames_and_read_back_as_the_records_their_json_lines
     assert written[0].startswith(b"{") and written[0].endswith(b"\n")
     assert all(data[0] == protocol.FRAME_MARK for data in written[1:])
     assert all(len(data) < len(written[0]) / 2 for data in written[1:])
+    reader = MessageReader()
+    assert [kind for kind, _ in reader.feed(b"".join(written))] == [protocol.EPOCH] + [protocol.FRAME] * 4
     messages = _read(b"".join(written), piece)
     assert [kind for kind, _ in messages] == [protocol.EPOCH] * 5
     for index, (_, fields) in enumerate(messages):
@@ -134,7 +144,7 @@ def test_the_reader_refuses_what_is_not_a_message_of_ours_and_goes_on_after_it(p
     with pytest.raises(protocol.BadMessage) as garbage:
         list(reader.feed(written[0] + b"not json\n" + written[1]))
     assert garbage.value.raw == b"not json"
-    assert [fields["epoch"] for _, fields in reader.feed(b"")] == [2]
+    assert [frame.epoch for _, frame in reader.feed(b"")] == [2]
 
 
 def test_a_forked_child_writes_nothing_to_the_channel(pipe: _Pipe):
@@ -193,9 +203,45 @@ def test_a_fast_loop_counts_python_blocks_at_most_every_10_ms_and_a_slow_one_eve
     for epoch in range(60):  # 1 ms epochs, then 20 ms ones
         ended = 0.001 * (epoch + 1) if epoch < 30 else 0.03 + 0.02 * (epoch - 29)
         sender.send({"loss": 1.0}, ended - 0.001, ended)
-    messages = [fields for _, fields in MessageReader().feed(pipe.take())]
+    messages = [fields for _, fields in _read(pipe.take(), 1 << 16)]
     counted = [fields["elapsed_s"] for fields in messages if fields["py_blocks"] is not None]
     assert messages[0]["py_blocks"] is not None
     assert 3 <= sum(t <= 0.03 for t in counted) <= 4  # epochs 1, ~11, ~21 (and ~31) of the fast ones
     assert all(later - earlier >= epochs.BLOCKS_EVERY_S for earlier, later in itertools.pairwise(counted))
     assert all(fields["py_blocks"] is not None for fields in messages[31:])
+
+
+def test_the_parent_writes_a_frame_as_the_row_of_the_record_its_line_would_have_been(tmp_path: Path):
+    # GIVEN the same epochs as records (epoch 1, and the checked path) and as a frame's numbers (later epochs)
+    tree = records.TreeFigures(2, 30, None, 60)
+    for name in ("records", "frames"):
+        (tmp_path / name).mkdir()
+    as_records, as_frames = storage.RunWriter(tmp_path / "records"), storage.RunWriter(tmp_path / "frames")
+    first = records.EpochRecord(1, 20, 21, None, 10, 0.25, 0.25, {"loss": 0.5, "acc": 0.1}, tree)
+    second = records.EpochRecord(2, 22, 23, None, None, 0.5, 0.75, {"loss": float("nan"), "acc": 0.2}, tree)
+    for writer in (as_records, as_frames):
+        writer.epoch(first)
+    as_records.epoch(second)
+    as_frames.epoch_values(2, 22, 23, None, 0.5, 0.75, tree, (float("nan"), 0.2))
+    # WHEN written THEN both epochs.csv files are the same, byte for byte
+    for writer in (as_records, as_frames):
+        writer.close()
+    assert (tmp_path / "frames" / "epochs.csv").read_bytes() == (tmp_path / "records" / "epochs.csv").read_bytes()
+    # AND numbers out of range are refused, as a record would refuse them
+    bad = [(0, 1, 1, None, 0.1, 0.1), (2, -1, 1, None, 0.1, 0.1), (2, 1, 1, -2, 0.1, 0.1), (2, 1, 1, 1, -0.1, 0.1)]
+    bad += [(2, 1, 1, 1, 0.1, float("inf")), (2, 1, 1, 1, float("nan"), 0.1)]
+    for values in bad:
+        with pytest.raises(ValueError, match="bad epoch frame"):
+            as_frames.epoch_values(*values, tree, (0.0, 0.0))
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="the pipe size can be set on Linux only")
+def test_the_record_pipe_holds_seconds_of_a_fast_loops_frames():
+    read_fd, write_fd = protocol.record_pipe()
+    try:
+        # THEN it holds 50 ms of 0.1 ms epochs with 100 metrics (500 frames of 845 bytes), where the system allows
+        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+        assert fcntl.fcntl(write_fd, fcntl.F_GETPIPE_SZ) == min(protocol.PIPE_BYTES, limit) >= 500 * 845
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)

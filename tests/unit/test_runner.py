@@ -12,7 +12,6 @@ import psutil
 import pytest
 
 from harness import recording as runner
-from harness import records
 from harness.errors import UsageError
 from harness.interface import RunConfig
 from harness.recording.progress import Progress, format_progress
@@ -66,11 +65,10 @@ def test_progress_line_shows_epoch_rss_growth_metric_and_eta() -> None:
 
 def test_progress_draws_only_when_enabled() -> None:
     # GIVEN two progress lines, one off (not a terminal, or --quiet) WHEN an epoch arrives
-    record = records.EpochRecord(1, 1024**2, 1024**2, None, 1, 0.1, 0.1, {"loss": 1.0})
     quiet, shown = io.StringIO(), io.StringIO()
     for stream, enabled in ((quiet, False), (shown, True)):
         progress = Progress(1, stream, enabled=enabled)
-        progress.epoch(record)
+        progress.epoch(1, 1024**2, 0.1, {"loss": 1.0})
         progress.close()
     # THEN only the enabled one wrote, redrawing in place and erasing itself at the end
     assert quiet.getvalue() == ""
