@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from harness.bench.footprint import Footprint
-from harness.bench.plan import OVERHEAD_VARIANT
+from harness.bench.plan import OVERHEAD_EPOCHS, OVERHEAD_VARIANT
 from harness.bench.results import Report, Spread
+from harness.bench.turns import TURN_S
 from harness.formatting import MISSING, format_percent, format_size, format_speed, format_times, text_table
 
 SCHEMA_VERSION = 1  # the --json file; 1: first version
@@ -71,7 +72,8 @@ def footer_lines(report: Report) -> list[str]:
         lines.append(
             f"harness overhead: {OVERHEAD_VARIANT} under `run` {format_speed(in_run.median)} epochs/s"
             f" vs bare {format_speed(bare.median)}: {overhead.median:.3f}x"
-            f" (min-max {overhead.low:.3f}-{overhead.high:.3f}; wall time after the warm-up, recording included)"
+            f" (min-max {overhead.low:.3f}-{overhead.high:.3f}; {OVERHEAD_EPOCHS:,} epochs each, taking turns every"
+            f" {TURN_S * 1e3:g} ms on one CPU; wall time between epochs, recording included)"
         )
     if report.footprint is not None:
         lines.append(footprint_line(report.footprint))
@@ -124,6 +126,8 @@ def report_to_dict(report: Report) -> dict[str, Any]:
             "bare_epochs_per_s": list(report.overhead.bare),
             "run_epochs_per_s": list(report.overhead.in_run),
             "ratio_median": report.overhead.ratio.median,
+            "epochs": OVERHEAD_EPOCHS,
+            "turn_s": TURN_S,  # the run and a bare loop took turns on one CPU (harness.bench.turns)
         }
     return {
         "schema_version": SCHEMA_VERSION,

@@ -114,7 +114,7 @@ class CsvAppender:
         if self.header is None:
             self.header = header
             self._writer.writerow(header)
-        self._writer.writerows(["" if value is None else value for value in row] for row in rows)
+        self._writer.writerows(rows)  # None is written as an empty cell
         self._file.flush()
 
     def sync(self) -> None:
@@ -152,6 +152,7 @@ class RunWriter:
         self.failure: OSError | None = None
         self._synced_at = 0.0
         self._rows: list[list[Any]] = []  # epoch rows added, not yet written
+        self._tree, self._tree_values = records.NO_TREE, records.NO_TREE.values()
         self._epochs = CsvAppender(self.run_dir / EPOCHS)
         # Samples are many and cheap to lose at a machine crash: flushed at once, fsync'ed at close.
         self._samples = CsvAppender(self.run_dir / SAMPLES)
@@ -192,7 +193,9 @@ class RunWriter:
             raise ValueError(f"bad epoch frame: epoch {epoch}, rss {rss}, peak {peak}, py_blocks {py_blocks}")
         if not (0.0 <= epoch_s < math.inf and 0.0 <= elapsed_s < math.inf):
             raise ValueError(f"bad epoch frame: epoch_s {epoch_s}, elapsed_s {elapsed_s}")
-        self._rows.append([epoch, rss, peak, None, py_blocks, epoch_s, elapsed_s, *tree.values(), None, *metrics])
+        if tree is not self._tree:  # the same figures for every row until the next sample: listed once
+            self._tree, self._tree_values = tree, tree.values()
+        self._rows.append([epoch, rss, peak, None, py_blocks, epoch_s, elapsed_s, *self._tree_values, None, *metrics])
 
     def sync_epochs(self) -> None:
         """Write the rows added since, with one flush; fsync unless done less than FSYNC_INTERVAL_S ago.

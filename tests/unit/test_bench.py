@@ -237,7 +237,7 @@ generators  skipped: cannot import X
 FLOPs per epoch: 20,000,000 (matrix products counted from the layer shapes, the same for every variant)
 machine limit: float64 1024x1024 matmul on 1 thread: 50 GFLOP/s (min-max 48-52), 2,500 epochs/s at 100%
 harness overhead: numpy under `run` 990.0 epochs/s vs bare 1,050: 0.900x (min-max 0.900-1.000; \
-wall time after the warm-up, recording included)
+2,000 epochs each, taking turns every 20 ms on one CPU; wall time between epochs, recording included)
 epochs = warm-up+measured; epochs/s = measured epochs / their train_epoch time, median of 3 interleaved rounds, \
 each in a fresh process; 1 thread; load average (1 min) at start/end 2.50/3.25"""
 
