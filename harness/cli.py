@@ -8,6 +8,7 @@ errors never show a traceback; a traceback means a bug in leakbench.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -62,3 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("leakbench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Whatever read our output has gone (`| head`): stop quietly, as a command killed by SIGPIPE would.
+        # Python flushes stdout again at exit: point it at /dev/null so that flush does not fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

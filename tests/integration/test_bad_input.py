@@ -8,13 +8,15 @@ runs them.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from harness import records
-from tests.helpers import FIXTURES, cli, fixture_run_dir, write_run
+from tests.helpers import FIXTURES, cli, fixture_run_dir, python_argv, write_run
 
 LOOPS = FIXTURES / "reliability_loops.py"
 
@@ -181,3 +183,18 @@ def test_a_huge_epoch_count_is_a_long_run_not_a_memory_cap(tmp_path: Path) -> No
     # THEN it trains until its timeout, as any long run
     assert done.returncode == 4, done.stdout + done.stderr
     assert json.loads((next(tmp_path.iterdir()) / "meta.json").read_text())["epochs_done"] > 10
+
+
+@pytest.mark.parametrize("command", [["list"], ["explain", "RUN"]])
+def test_output_to_a_reader_that_has_gone_ends_quietly(command: list[str]) -> None:
+    # GIVEN a command whose output goes to a pipe nobody reads any more (`... | head` after head has exited)
+    read, write = os.pipe()
+    os.close(read)
+    args = [str(fixture_run_dir("181633-numpy-history")) if arg == "RUN" else arg for arg in command]
+    try:
+        done = subprocess.run(python_argv("-m", "harness", *args), stdout=write, stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(write)
+    # THEN it stops with status 1 and no traceback, as a command killed by SIGPIPE would
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
