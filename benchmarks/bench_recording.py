@@ -8,7 +8,12 @@ Each round runs, one after the other in fresh processes with the same environmen
 timed from the first epoch's start to the last epoch's end), the loop under
 ``run`` (the same span, from epochs.csv's ``elapsed_s``), and under ``run --trace``.
 Rounds interleave the conditions, so load on a shared machine hits them alike:
-compare the ratios within a round, not the absolute figures.  "between epochs"
+compare the ratios within a round, not the absolute figures.  Even so, on a host
+whose speed drifts by tens of percent within seconds (this project's 2-vCPU
+machine) the ratios of jobs run one after the other scatter by more than what
+recording costs: ``python -m harness bench`` measures the overhead in turns
+(:mod:`harness.bench.turns`), the figure to trust; this script's per-step table
+is what says where the cost goes.  "between epochs"
 is the median time from one epoch's end to the next one's start, from each
 condition's own timestamps: the recording's cost per epoch where it is paid.
 
