@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,31 @@ def _write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def test_the_trainers_hook_sends_its_marks_and_ignores_those_of_a_child_it_forks() -> None:
+    # GIVEN the trainer's hook, sending into a list
+    from harness.worker.script import Marks
+
+    sent: list[dict[str, float]] = []
+
+    class Sender:
+        t0 = 0.0
+
+        def send(self, metrics: dict[str, float], started: float, ended: float) -> None:
+            sent.append(metrics)
+
+    class Stop:
+        in_epoch, requested = True, False
+
+    hook = Marks(Sender(), Stop())  # type: ignore[arg-type]
+    # WHEN a child forked after it marks an epoch, and then the trainer does
+    child = os.fork()
+    if child == 0:
+        hook({"loss": 2.0})
+        os._exit(len(sent))  # the number of records the child's hook sent
+    _, status = os.waitpid(child, 0)
+    hook({"loss": 1.0})
+    # THEN the child sent nothing and the trainer its one record
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert sent == [{"loss": 1.0}]
