@@ -26,6 +26,7 @@ import select
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,7 @@ from harness.recording.signals import SignalFlag
 from harness.recording.tree import Reading, TreeSampler
 from harness.worker import protocol
 
-# Records wait at most this long before they are written: the parent's CPU is taken from the trainer on a
-# shared core (batches of 10 ms cost 70-100 us an epoch of a 1 ms loop here, of 50 ms 47-56 us).
-READ_BATCH_S = 0.05
+READ_BATCH_S = 0.05  # records wait this long at most: the parent's CPU costs the trainer (docs/SCHEMA.md)
 GRACE_S = 5.0  # a stopped worker gets this long to write its last records and trace before SIGKILL
 
 
@@ -112,7 +111,7 @@ class Session:
             self._sample()  # the first row must carry tree figures too
         return self.tree.for_epoch()
 
-    def _epoch_done(self, epoch: int, rss: int, elapsed_s: float, metrics: dict[str, float]) -> None:
+    def _epoch_done(self, epoch: int, rss: int, elapsed_s: float, metrics: Mapping[str, float]) -> None:
         self.last_epoch = epoch
         if self.progress is not None:
             self.progress.epoch(epoch, rss, elapsed_s, metrics)
