@@ -72,6 +72,12 @@ def turn_rate(ends_s: Sequence[float], warmup: int, longest_s: float) -> float:
     return len(kept) / sum(kept)
 
 
+def pair_rates(outcome: Outcome) -> tuple[float, float]:
+    """A run job's (run, bare) epochs/s, each from its turns (:func:`turn_rate`, pauses of half a turn or more out)."""
+    warmup = outcome.job.warmup
+    return turn_rate(outcome.ends_s, warmup, TURN_S / 2), turn_rate(outcome.partner_ends_s, warmup, TURN_S / 2)
+
+
 @dataclass(frozen=True)
 class Spread:
     """Median and range of one figure over the rounds."""
@@ -171,8 +177,7 @@ def summarise(plan: Plan, outcomes: Sequence[Outcome], load_average: Sequence[fl
             if outcome.flops_per_epoch is not None:
                 flops[job.variant] = outcome.flops_per_epoch
         elif job.kind == RUN:
-            in_run[job.round] = turn_rate(outcome.ends_s, job.warmup, TURN_S / 2)
-            bare[job.round] = turn_rate(outcome.partner_ends_s, job.warmup, TURN_S / 2)
+            in_run[job.round], bare[job.round] = pair_rates(outcome)
     base = statistics.median(rates[plan.baseline]) if rates[plan.baseline] else None
     rows = []
     for variant in plan.variants:

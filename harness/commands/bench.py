@@ -99,9 +99,7 @@ def _progress(index: int, total: int, outcome: bench.Outcome) -> None:
     elif job.kind == bench.MATMUL and outcome.flops_per_s is not None:
         detail = f"{outcome.flops_per_s / 1e9:.3g} GFLOP/s"
     elif job.kind == bench.RUN:
-        in_run, bare = (
-            bench.turn_rate(ends, job.warmup, bench.TURN_S / 2) for ends in (outcome.ends_s, outcome.partner_ends_s)
-        )
+        in_run, bare = bench.pair_rates(outcome)
         detail = f"{format_speed(in_run)} epochs/s vs bare {format_speed(bare)} in turns (wall, recording included)"
     else:
         detail = f"{format_speed(bench.loop_rate(outcome.epoch_s, job.warmup))} epochs/s"

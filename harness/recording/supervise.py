@@ -98,9 +98,8 @@ class Session:
         names = reader.metric_names
         if names != self.writer.metric_names:  # never from our worker: take the checked path
             return self._handle(protocol.EPOCH, reader.fields(frame))
-        blocks = frame.py_blocks if frame.py_blocks >= 0 else None
-        row = (frame.epoch, frame.rss_bytes, frame.peak_rss_bytes, blocks, frame.epoch_s, frame.elapsed_s)
-        self.writer.epoch_values(*row, self._row_tree(), frame.metrics)
+        fixed = (frame.epoch, frame.rss_bytes, frame.peak_rss_bytes, frame.py_blocks, frame.epoch_s, frame.elapsed_s)
+        self.writer.epoch_values(*fixed, self._row_tree(), frame.metrics)
         metrics = dict(zip(names or (), frame.metrics, strict=True)) if self.progress is not None else {}
         self._epoch_done(frame.epoch, frame.rss_bytes, frame.elapsed_s, metrics)
 

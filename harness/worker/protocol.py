@@ -83,7 +83,7 @@ class EpochFrame(NamedTuple):
     epoch: int
     rss_bytes: int
     peak_rss_bytes: int
-    py_blocks: int  # -1: not counted at this epoch
+    py_blocks: int | None  # None: not counted at this epoch (-1 in the frame)
     epoch_s: float
     elapsed_s: float
     metrics: tuple[float, ...]
@@ -245,8 +245,9 @@ class MessageReader:
                         reason = f"an epoch frame of {count} metrics, where the first epoch record named {known}"
                         raise BadMessage(reason, bytes(buffer[at:start]))
                     frame = self._frames.get(count) or self._frames.setdefault(count, epoch_frame(count))
-                    values = frame.unpack_from(buffer, at)
-                    yield FRAME, EpochFrame(*values[2:8], values[8:])
+                    _, _, epoch, rss, peak, blocks, epoch_s, elapsed_s, *metrics = frame.unpack_from(buffer, at)
+                    blocks_or_none = None if blocks < 0 else blocks
+                    yield FRAME, EpochFrame(epoch, rss, peak, blocks_or_none, epoch_s, elapsed_s, tuple(metrics))
                 else:
                     end = buffer.find(b"\n", start)
                     if end < 0:
@@ -271,7 +272,7 @@ class MessageReader:
             "rss_bytes": frame.rss_bytes,
             "peak_rss_bytes": frame.peak_rss_bytes,
             "heap_bytes": None,
-            "py_blocks": None if frame.py_blocks < 0 else frame.py_blocks,
+            "py_blocks": frame.py_blocks,
             "epoch_s": frame.epoch_s,
             "elapsed_s": frame.elapsed_s,
             "metrics": dict(zip(self.metric_names, frame.metrics, strict=True)),
